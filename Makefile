@@ -1,0 +1,40 @@
+# Two commands on a fresh machine with Python 3.11:
+#   make run    create .venv, install cvmon[server], migrate the embedded SQLite database, print an
+#               API key and serve on http://127.0.0.1:8000 with the realistic demo traffic
+#   make test   install the dev dependencies and run the whole test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run serve test venv dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The stamp files re-run the install when pyproject.toml changes.
+$(VENV)/.server-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[server,demo]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.server-installed
+	$(BIN)/python -m pip install --quiet --group dev -e '.[server,demo,onnx,torch,triton]'
+	touch $@
+
+venv: $(VENV)/.server-installed
+dev: $(VENV)/.dev-installed
+
+run: venv
+	$(BIN)/cvmon demo --host $(HOST) --port $(PORT)
+
+serve: venv
+	$(BIN)/cvmon db upgrade
+	$(BIN)/cvmon serve --host $(HOST) --port $(PORT)
+
+test: dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) cvmon.db cvmon.db-wal cvmon.db-shm .pytest_cache

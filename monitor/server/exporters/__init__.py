@@ -1,0 +1,1 @@
+"""Prometheus exposition: the names table and the collectors that read stored results."""

@@ -1,0 +1,82 @@
+"""The one table of Prometheus metric names cvmon exports.
+
+alerts/ and grafana/ are generated from and tested against this table, so renaming a metric here
+breaks a test instead of a dashboard. Conventions: prefix ``cvmon_``, base units (``_seconds``),
+``_ratio`` for fractions in [0, 1], ``_total`` for counters; label sets are bounded (model,
+version, window, class, slo, detector, ...). Metrics marked ``cohort_labels`` also carry the
+cohort keys configured for slicing (e.g. ``camera``); a series without a cohort is the whole
+model version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Kind = Literal["gauge", "counter", "histogram"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricName:
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    #: Whether the configured cohort keys are added as labels.
+    cohort_labels: bool = False
+
+
+_QUALITY = ("model", "version", "window")
+
+METRICS: Final[tuple[MetricName, ...]] = (
+    # model quality, from stored evaluation results (a scrape never computes)
+    MetricName("cvmon_accuracy_ratio", "gauge", "Top-1 accuracy over labelled predictions in the window.", _QUALITY, True),
+    MetricName("cvmon_top5_accuracy_ratio", "gauge", "Top-5 accuracy over labelled predictions in the window.", _QUALITY, True),
+    MetricName("cvmon_precision_ratio", "gauge", "Per-class precision in the window.", (*_QUALITY, "class"), True),
+    MetricName("cvmon_recall_ratio", "gauge", "Per-class recall in the window.", (*_QUALITY, "class"), True),
+    MetricName("cvmon_f1_ratio", "gauge", "Per-class F1 in the window.", (*_QUALITY, "class"), True),
+    MetricName("cvmon_map_ratio", "gauge", "COCO mean average precision; iou is 0.50:0.95, 0.50 or 0.75.", (*_QUALITY, "iou"), True),
+    MetricName("cvmon_ap_ratio", "gauge", "COCO per-class average precision; iou is 0.50:0.95 or 0.50.", (*_QUALITY, "class", "iou"), True),
+    MetricName("cvmon_ece_ratio", "gauge", "Expected calibration error (top label, 15 equal-width bins, L1).", _QUALITY, True),
+    MetricName("cvmon_reliability_accuracy_ratio", "gauge", "Reliability diagram: accuracy of the predictions whose confidence falls in the bin (bin = upper edge).", (*_QUALITY, "bin"), False),
+    MetricName("cvmon_reliability_confidence_ratio", "gauge", "Reliability diagram: mean confidence in the bin (bin = upper edge).", (*_QUALITY, "bin"), False),
+    MetricName("cvmon_labelled_predictions", "gauge", "Labelled predictions the window's quality metrics were computed on.", _QUALITY, True),
+    MetricName("cvmon_label_coverage_ratio", "gauge", "Labelled predictions / predictions in the window.", _QUALITY, True),
+    MetricName("cvmon_label_latency_seconds", "gauge", "Ground-truth time minus prediction time; quantile is 0.5 or 0.95.", (*_QUALITY, "quantile"), False),
+    MetricName("cvmon_inference_latency_seconds", "gauge", "Inference latency reported with predictions; quantile is 0.5, 0.95 or 0.99.", (*_QUALITY, "quantile"), True),
+    MetricName("cvmon_inference_error_ratio", "gauge", "Predictions with status error / all predictions in the window.", _QUALITY, True),
+    MetricName("cvmon_confusion_matrix_predictions", "gauge", "Confusion-matrix cell (rows true, columns predicted) in the window.", (*_QUALITY, "true_class", "predicted_class"), False),
+    # counters read from the database, so every API replica and restart agree
+    MetricName("cvmon_predictions_total", "counter", "Predictions stored.", ("model", "version")),
+    MetricName("cvmon_ground_truth_total", "counter", "Ground-truth records stored (first revisions).", ("model", "version")),
+    MetricName("cvmon_inference_errors_total", "counter", "Predictions stored with status error.", ("model", "version")),
+    # drift
+    MetricName("cvmon_drift_score", "gauge", "Drift detector score against the pinned reference.", ("model", "version", "window", "detector", "feature"), True),
+    MetricName("cvmon_drift_p_value", "gauge", "Drift detector p-value (absent for detectors without one).", ("model", "version", "window", "detector", "feature"), True),
+    MetricName("cvmon_drift_detected", "gauge", "1 when the detector flags drift at its alpha, else 0.", ("model", "version", "window", "detector", "feature"), True),
+    MetricName("cvmon_estimated_accuracy_ratio", "gauge", "Label-free accuracy estimate from calibrated confidences.", _QUALITY, True),
+    # SLOs
+    MetricName("cvmon_slo_events_total", "counter", "SLO events counted (all).", ("slo", "model", "version")),
+    MetricName("cvmon_slo_bad_events_total", "counter", "SLO events counted as bad.", ("slo", "model", "version")),
+    MetricName("cvmon_slo_objective_ratio", "gauge", "SLO objective (fraction of good events).", ("slo",)),
+    MetricName("cvmon_slo_error_budget_remaining_ratio", "gauge", "Error budget left over the SLO window (1 = untouched, < 0 = spent).", ("slo",)),
+    MetricName("cvmon_slo_burn_rate", "gauge", "Error-budget burn rate over the window (1 = spending exactly the budget).", ("slo", "window")),
+    # the service itself
+    MetricName("cvmon_ingest_records_total", "counter", "Records received by the ingest API; outcome is accepted, duplicate or rejected.", ("kind", "outcome")),
+    MetricName("cvmon_http_request_duration_seconds", "histogram", "HTTP request duration.", ("method", "route", "status")),
+    MetricName("cvmon_job_duration_seconds", "histogram", "Scheduled job duration.", ("job",)),
+    MetricName("cvmon_job_last_success_timestamp_seconds", "gauge", "Unix time of the job's last success.", ("job",)),
+)  # fmt: skip
+
+METRIC: Final[dict[str, MetricName]] = {m.name: m for m in METRICS}
+
+
+def series_names(metric: MetricName) -> tuple[str, ...]:
+    """The sample names Prometheus stores for a metric (histograms expand to three)."""
+    if metric.kind == "histogram":
+        return (f"{metric.name}_bucket", f"{metric.name}_sum", f"{metric.name}_count")
+    return (metric.name,)
+
+
+#: Every series name a PromQL expression may reference.
+EXPORTED_SERIES: Final[frozenset[str]] = frozenset(s for m in METRICS for s in series_names(m))
