@@ -1,0 +1,1 @@
+"""HTTP routers. Thin: authenticate, read the body, call a service, shape the answer."""

@@ -1,0 +1,126 @@
+"""Dependencies shared by the routers: the application state and API-key authentication."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy import Engine
+
+from monitor.server.ingest import CohortPolicy
+from monitor.server.settings import Settings
+from monitor.server.store.keys import ApiKey, verify_key
+from monitor.server.store.partitions import PartitionManager
+
+log = logging.getLogger("cvmon.api")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class AppState:
+    """Everything a request needs, built once by ``create_app``."""
+
+    settings: Settings
+    engine: Engine
+    partitions: PartitionManager
+    clock: Callable[[], datetime] = utc_now
+    keys: KeyCache = field(init=False)
+    cohort_policy: CohortPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = KeyCache(self.engine, ttl_seconds=self.settings.key_cache_seconds)
+        self.cohort_policy = CohortPolicy(self.settings)
+
+
+class KeyCache:
+    """Verified keys for a few seconds, so a busy ingest path does not hit the database per request.
+
+    A revoked key stops working within ``ttl_seconds`` on every replica. Entries are keyed by the
+    SHA-256 of the key text, so neither the key nor a timing of comparisons against it is kept.
+    """
+
+    def __init__(self, engine: Engine, ttl_seconds: float) -> None:
+        self.engine = engine
+        self.ttl = ttl_seconds
+        self._entries: dict[bytes, tuple[float, ApiKey | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> ApiKey | None:
+        now = time.monotonic()
+        digest = hashlib.sha256(text.encode("utf-8", "replace")).digest()
+        hit = self._entries.get(digest)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        with self.engine.connect() as conn:
+            key = verify_key(conn, text)
+        with self._lock:
+            if len(self._entries) > 10_000:  # bounded: a flood of bad keys must not grow memory
+                self._entries.clear()
+            self._entries[digest] = (now, key)
+        return key
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.cvmon  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key's scopes and models, or everyone when auth is disabled."""
+
+    key: ApiKey | None
+
+    @property
+    def label(self) -> str:
+        return "auth-disabled" if self.key is None else f"key {self.key.key_id}"
+
+    def allows_model(self, model: str) -> bool:
+        return self.key is None or self.key.allows_model(model)
+
+    def check_model(self, model: str) -> None:
+        if not self.allows_model(model):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key is not allowed to use model {model[:128]!r}")
+
+
+def require(scope: str) -> Callable[..., Principal]:
+    """A dependency that authenticates the request and checks it holds ``scope``."""
+
+    def dependency(request: Request, state: StateDep) -> Principal:
+        if state.settings.auth_disabled:
+            return Principal(None)
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing API key: send 'Authorization: Bearer <key>' (create one with `cvmon keys create`)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        key = state.keys.get(token.strip())
+        if key is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if scope not in key.scopes:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the '{scope}' scope")
+        return Principal(key)
+
+    return dependency
+
+
+IngestAuth = Annotated[Principal, Depends(require("ingest"))]
+ReadAuth = Annotated[Principal, Depends(require("read"))]
+AdminAuth = Annotated[Principal, Depends(require("admin"))]

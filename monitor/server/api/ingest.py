@@ -1,0 +1,100 @@
+"""POST /v1/predictions and POST /v1/ground-truth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+
+from monitor.errors import LimitExceeded, WireError
+from monitor.server.api.body import read_json
+from monitor.server.api.deps import AppState, IngestAuth, Principal, StateDep
+from monitor.server.api.schemas import GroundTruthBatch, IngestResponse, PredictionBatch, Problem
+from monitor.server.ingest import IngestResult, batch_records, ingest_ground_truth, ingest_predictions, record_models
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Some or all records were stored (or were duplicates); `rejected` lists the others."},
+    401: {"model": Problem, "description": "Missing, invalid or revoked API key."},
+    403: {"model": Problem, "description": "The key lacks the ingest scope or a model of the batch."},
+    413: {"model": Problem, "description": "The body (after gunzip) or the batch is over its limit."},
+    422: {"model": IngestResponse, "description": "No record was accepted: every one was rejected."},
+    503: {"model": Problem, "description": "The database is unavailable; retry after Retry-After seconds."},
+}
+
+
+def _body_schema(model: type) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
+
+
+async def _records(request: Request, state: AppState, principal: Principal) -> list[Any]:
+    payload = await read_json(request, state.settings.max_body_bytes)
+    try:
+        records = batch_records(payload)
+    except LimitExceeded as exc:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
+    except WireError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    for model in sorted(record_models(records)):
+        principal.check_model(model)
+    return records
+
+
+def _answer(result: IngestResult, response: Response) -> IngestResponse:
+    if result.accepted == 0 and result.duplicates == 0:
+        response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+    return IngestResponse(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=[{"index": i, "error": e} for i, e in result.rejected],  # type: ignore[misc]
+    )
+
+
+@router.post(
+    "/predictions",
+    response_model=IngestResponse,
+    responses=_RESPONSES,
+    openapi_extra=_body_schema(PredictionBatch),
+    summary="Store a batch of predictions",
+)
+async def post_predictions(request: Request, response: Response, state: StateDep, principal: IngestAuth) -> IngestResponse:
+    """Store predictions. Idempotent by `(model, prediction_id)`: a retried record counts as a
+    duplicate. A malformed record is rejected with its index and reason while the good records of
+    the batch are stored. Accepts `Content-Encoding: gzip`."""
+    records = await _records(request, state, principal)
+    result = await run_in_threadpool(
+        ingest_predictions,
+        state.engine,
+        records,
+        now=state.clock(),
+        partitions=state.partitions,
+        policy=state.cohort_policy,
+    )
+    return _answer(result, response)
+
+
+@router.post(
+    "/ground-truth",
+    response_model=IngestResponse,
+    responses=_RESPONSES,
+    openapi_extra=_body_schema(GroundTruthBatch),
+    summary="Store a batch of ground-truth labels",
+)
+async def post_ground_truth(request: Request, response: Response, state: StateDep, principal: IngestAuth) -> IngestResponse:
+    """Store ground truth for predictions, by `prediction_id`. It may arrive before its prediction
+    (it waits and is joined when the prediction arrives), again later (the newest `timestamp` wins;
+    an identical or older revision is a duplicate) or weeks late; it is never dropped."""
+    records = await _records(request, state, principal)
+    result = await run_in_threadpool(ingest_ground_truth, state.engine, records, now=state.clock())
+    return _answer(result, response)
+
+
+# The batch schemas are referenced by the ingest endpoints' request bodies (see _body_schema).
+SCHEMAS = (PredictionBatch, GroundTruthBatch)

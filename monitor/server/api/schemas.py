@@ -1,0 +1,135 @@
+"""Pydantic schemas of the HTTP API, for /docs and response validation.
+
+The ingest endpoints publish :class:`PredictionBatch` / :class:`GroundTruthBatch` as their request
+schema but validate records with :mod:`monitor.wire` (hand-written for throughput, and so that
+one bad record is rejected with its index while the others are stored).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FloatList = list[float]
+
+
+class Base64Array(BaseModel):
+    """Little-endian bytes of a 1-D array, base64-encoded."""
+
+    model_config = ConfigDict(extra="forbid")
+    base64: str
+    dtype: Literal["float16", "float32", "float64", "int16", "int32", "int64", "uint8"] = "float32"
+
+
+ArrayField = FloatList | Base64Array
+ScalarCohort = str | int | float | bool
+
+
+class PredictionRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: Annotated[str, Field(min_length=1, max_length=128, description="Client-made id; retries reuse it.")]
+    model: Annotated[str, Field(min_length=1, max_length=128)]
+    model_version: Annotated[str, Field(min_length=1, max_length=64)]
+    timestamp: Annotated[
+        datetime | float | None, Field(description="RFC 3339 with offset, or Unix seconds; default: now.")
+    ] = None
+    latency_ms: Annotated[float | None, Field(ge=0)] = None
+    status: Literal["ok", "error"] = "ok"
+    request_id: Annotated[str | None, Field(max_length=256)] = None
+    input_hash: Annotated[str | None, Field(max_length=256)] = None
+    cohort: Annotated[
+        dict[str, ScalarCohort] | None, Field(description="Slicing fields such as camera or site.", max_length=16)
+    ] = None
+    embedding: ArrayField | None = None
+    probabilities: Annotated[ArrayField | None, Field(description="One per class, in the model's class order.")] = None
+    predicted_class: Annotated[str | int | None, Field(description="Class name or index (without probabilities).")] = None
+    confidence: Annotated[float | None, Field(ge=0, le=1)] = None
+    boxes: Annotated[list[FloatList] | ArrayField | None, Field(description="[[x1, y1, x2, y2], ...] in pixels.")] = None
+    box_classes: list[str] | list[int] | Base64Array | None = None
+    box_scores: ArrayField | None = None
+    trace_id: Annotated[str | None, Field(pattern=r"^[0-9a-f]{32}$", description="W3C trace id.")] = None
+    span_id: Annotated[str | None, Field(pattern=r"^[0-9a-f]{16}$", description="W3C span id.")] = None
+
+
+class GroundTruthRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: Annotated[str, Field(min_length=1, max_length=128)]
+    model: Annotated[str, Field(min_length=1, max_length=128)]
+    timestamp: Annotated[
+        datetime | float | None, Field(description="When it was labelled; the newest revision wins. Default: now.")
+    ] = None
+    label: Annotated[str | int | None, Field(description="Class name or index (classification).")] = None
+    boxes: list[FloatList] | ArrayField | None = None
+    box_classes: list[str] | list[int] | Base64Array | None = None
+    iscrowd: list[int] | list[bool] | Base64Array | None = None
+
+
+class PredictionBatch(BaseModel):
+    records: Annotated[list[PredictionRecord], Field(min_length=1)]
+
+
+class GroundTruthBatch(BaseModel):
+    records: Annotated[list[GroundTruthRecord], Field(min_length=1)]
+
+
+class Rejection(BaseModel):
+    index: int
+    error: str
+
+
+class IngestResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[Rejection]
+
+
+class ModelRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: Literal["classification", "detection"]
+    classes: Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(min_length=1, max_length=100_000)]
+    operating_threshold: Annotated[float, Field(ge=0, le=1, description="Score threshold the model acts on.")] = 0.5
+
+
+class VersionOut(BaseModel):
+    version: str
+    first_seen: datetime
+    last_seen: datetime
+    predictions: int
+    errors: int
+    labelled: int
+
+
+class Counts(BaseModel):
+    predictions: int
+    ground_truth: int
+    labelled: int
+
+
+class ModelOut(BaseModel):
+    model: str
+    task: Literal["classification", "detection"]
+    classes: list[str]
+    operating_threshold: float
+    created_at: datetime
+    updated_at: datetime
+    counts: Counts
+    versions: list[VersionOut]
+
+
+class ModelList(BaseModel):
+    models: list[str]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    schema_revision: str
+
+
+class Problem(BaseModel):
+    detail: str

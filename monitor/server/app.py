@@ -1,0 +1,102 @@
+"""``create_app(settings)``: the FastAPI application. Nothing is built at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import sqlalchemy.exc
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from monitor import __version__
+from monitor.server.api import health, ingest, models
+from monitor.server.api.deps import AppState, utc_now
+from monitor.server.settings import Settings
+from monitor.server.store.engine import make_engine
+from monitor.server.store.migrate import verify_schema
+from monitor.server.store.partitions import PartitionManager
+
+log = logging.getLogger("cvmon")
+
+DESCRIPTION = """cvmon stores predictions and delayed ground truth of computer-vision models and turns
+them into quality metrics, drift, SLOs and alerts.
+
+Authenticate with `Authorization: Bearer <key>`; create keys with `cvmon keys create`.
+Scopes: `ingest` (POST predictions / ground truth), `read` (GET), `admin` (register models).
+A key bound to models can only touch those models.
+"""
+
+#: How long clients should wait before retrying while the database is unreachable.
+RETRY_AFTER_SECONDS = 5
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """Build the app. Startup refuses a database that is not at the latest migration."""
+    engine = engine or make_engine(settings.sqlalchemy_url)
+    state = AppState(settings=settings, engine=engine, partitions=PartitionManager(engine), clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        verify_schema(engine)
+        state.partitions.ensure_ahead(clock(), settings.partition_days_ahead)
+        if settings.auth_disabled:
+            log.warning("API-key authentication is DISABLED (CVMON_AUTH_DISABLED=1): anyone who can reach this port can read and write")
+        yield
+
+    app = FastAPI(
+        title="cvmon",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.cvmon = state
+    app.include_router(ingest.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    for schema in ingest.SCHEMAS:  # referenced by the hand-validated ingest request bodies
+        _add_schema(app, schema)
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_unavailable)
+    app.add_exception_handler(sqlalchemy.exc.InterfaceError, _database_unavailable)
+    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_unavailable)
+    return app
+
+
+def _add_schema(app: FastAPI, model: type) -> None:
+    from pydantic.json_schema import models_json_schema
+
+    original = app.openapi
+
+    def openapi() -> dict:  # type: ignore[type-arg]
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        _, defs = models_json_schema([(model, "validation")], ref_template="#/components/schemas/{model}")
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database unavailable during %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
+    return JSONResponse(
+        {"detail": "the database is unavailable; retry later"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (what ``cvmon serve`` runs in each worker)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(Settings.load())

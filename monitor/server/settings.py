@@ -1,0 +1,162 @@
+"""Service settings: ``CVMON_*`` environment variables over an optional ``cvmon.yaml``.
+
+Nothing here runs at import: :meth:`Settings.load` is called by the CLI or ``create_app``.
+
+==============================  ==========================  ========================================
+environment                      cvmon.yaml key               meaning (default)
+==============================  ==========================  ========================================
+CVMON_CONFIG                     -                            path of cvmon.yaml (./cvmon.yaml if present)
+CVMON_DATABASE_URL               database_url                 sqlite:///./cvmon.db; or postgresql://...
+CVMON_AUTH_DISABLED              auth_disabled                1 turns API-key auth off (local use only)
+CVMON_MAX_BODY_BYTES             max_body_bytes               request body limit after gunzip (32 MiB)
+CVMON_COHORT_KEYS                cohort_keys                  cohort fields metrics are sliced by (camera)
+CVMON_PII_DROP                   pii.drop                     cohort fields removed at ingest
+CVMON_PII_HASH                   pii.hash                     cohort fields replaced by a keyed hash
+CVMON_PII_HASH_KEY               pii.hash_key                 secret for the PII hash (required with hash)
+CVMON_PARTITION_DAYS_AHEAD       partition_days_ahead         daily partitions created ahead (PostgreSQL, 7)
+CVMON_KEY_CACHE_SECONDS          key_cache_seconds            how long a verified API key is cached (10)
+CVMON_SCHEDULER                  scheduler                    run the scheduled jobs in ``serve`` (1)
+==============================  ==========================  ========================================
+
+Lists in the environment are comma-separated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///./cvmon.db"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    auth_disabled: bool = False
+    max_body_bytes: int = 32 * 1024 * 1024
+    cohort_keys: tuple[str, ...] = ("camera",)
+    pii_drop: tuple[str, ...] = ()
+    pii_hash: tuple[str, ...] = ()
+    pii_hash_key: str = field(default="", repr=False)
+    partition_days_ahead: int = 7
+    key_cache_seconds: float = 10.0
+    scheduler: bool = True
+    #: Where the settings came from, for messages.
+    config_path: str | None = None
+    #: Sections other packages parse themselves (``slos``, ``jobs``, ``reports``, ...), raw.
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: The raw text of cvmon.yaml, for parsers that report line numbers (SLO specs).
+    config_text: str | None = field(default=None, repr=False)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL with the psycopg 3 driver filled in for plain ``postgresql://`` URLs."""
+        url = self.database_url
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read cvmon.yaml (when present) and the environment; keyword overrides win over both."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path_text = env.get("CVMON_CONFIG")
+        path = Path(path_text) if path_text else Path("cvmon.yaml")
+        if path.exists():
+            values.update(_from_yaml(path))
+        elif path_text:
+            raise ConfigError(f"CVMON_CONFIG points at {path_text}, which does not exist")
+        values.update(_from_env(env))
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def validate(self) -> None:
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024")
+        if self.pii_hash and not self.pii_hash_key:
+            raise ConfigError("pii.hash needs pii.hash_key (CVMON_PII_HASH_KEY): an unkeyed hash of a camera id is reversible")
+        if not (self.sqlalchemy_url.startswith("sqlite") or self.sqlalchemy_url.startswith("postgresql")):
+            raise ConfigError(f"database_url must be sqlite:///PATH or postgresql://...; got {self.database_url!r}")
+
+
+_SIMPLE_KEYS = {f.name for f in fields(Settings)} - {"extra", "config_path", "config_text", "pii_drop", "pii_hash", "pii_hash_key"}
+
+
+def _from_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(str(exc).splitlines()[0], source=str(path), line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of settings", source=str(path), line=1)
+    values: dict[str, Any] = {"config_path": str(path), "config_text": text}
+    extra: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "pii":
+            if not isinstance(value, dict):
+                raise ConfigError("pii must be a mapping with drop / hash / hash_key", source=str(path))
+            values["pii_drop"] = tuple(value.get("drop") or ())
+            values["pii_hash"] = tuple(value.get("hash") or ())
+            if "hash_key" in value:
+                values["pii_hash_key"] = str(value["hash_key"])
+        elif key in _SIMPLE_KEYS:
+            values[key] = _coerce(key, value, str(path))
+        else:
+            extra[key] = value
+    values["extra"] = extra
+    return values
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = "CVMON_" + f.name.upper()
+        if name in env and f.name not in {"extra", "config_path", "config_text"}:
+            values[f.name] = _coerce(f.name, env[name], name)
+    return values
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    default = getattr(Settings, name, None)
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(f"expected a boolean, got {value!r}")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: {exc}", source=source) from None

@@ -1,0 +1,1 @@
+"""Storage: tables, migrations, partitions, bulk writers and window readers."""

@@ -1,0 +1,81 @@
+"""Daily range partitions on PostgreSQL: created ahead, on demand for backfills, dropped by retention.
+
+A partition is ``<table>_pYYYYMMDD`` covering ``[day, day + 1)`` in UTC. Creation runs in its own
+short transaction under an advisory lock so concurrent replicas don't race on the DDL; the
+ingest path asks only for days it has not seen yet (an in-process cache), so the steady state
+costs nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import Engine, text
+
+from monitor.server.store.tables import PARTITIONED
+
+#: pg_advisory_xact_lock key for partition DDL ("cvmonpar" as ASCII).
+_DDL_LOCK = 0x63766D6F6E706172
+
+
+def partition_name(table: str, day: date) -> str:
+    return f"{table}_p{day:%Y%m%d}"
+
+
+class PartitionManager:
+    """Creates missing daily partitions; remembers which exist (per process)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._known: set[date] = set()
+        self._lock = threading.Lock()
+        self.enabled = engine.dialect.name == "postgresql"
+
+    def ensure_days(self, days: Iterable[date]) -> None:
+        if not self.enabled:
+            return
+        missing = sorted(set(days) - self._known)
+        if not missing:
+            return
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK})
+            for day in missing:
+                nxt = day + timedelta(days=1)
+                for table in PARTITIONED:
+                    conn.execute(
+                        text(
+                            f'CREATE TABLE IF NOT EXISTS "{partition_name(table, day)}" PARTITION OF "{table}" '
+                            f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') TO ('{nxt.isoformat()} 00:00:00+00')"
+                        )
+                    )
+        self._known.update(missing)
+
+    def ensure_timestamps(self, stamps: Iterable[datetime]) -> None:
+        self.ensure_days({ts.astimezone(UTC).date() for ts in stamps})
+
+    def ensure_ahead(self, now: datetime, days_ahead: int, days_back: int = 1) -> None:
+        today = now.astimezone(UTC).date()
+        self.ensure_days(today + timedelta(days=d) for d in range(-days_back, days_ahead + 1))
+
+    def forget(self) -> None:
+        """Drop the cache (after retention dropped partitions, or a 'no partition' error)."""
+        self._known.clear()
+
+    def existing_days(self, table: str) -> list[date]:
+        """Days that have a partition of ``table``, oldest first."""
+        if not self.enabled:
+            return []
+        with self.engine.connect() as conn:
+            names = conn.execute(
+                text(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :t"
+                ),
+                {"t": table},
+            ).scalars()
+            prefix = f"{table}_p"
+            return sorted(
+                datetime.strptime(n[len(prefix) :], "%Y%m%d").date() for n in names if n.startswith(prefix)
+            )

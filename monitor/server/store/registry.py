@@ -1,0 +1,108 @@
+"""The model registry and its counters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from monitor.server.store import tables as t
+from monitor.wire import ModelSpec
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    first_seen: datetime
+    last_seen: datetime
+    predictions: int
+    errors: int
+    labelled: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    spec: ModelSpec
+    created_at: datetime
+    updated_at: datetime
+    predictions: int
+    ground_truth: int
+    labelled: int
+    versions: tuple[VersionInfo, ...]
+
+
+class RegistryConflict(ValueError):
+    """A registration that would reinterpret stored data (e.g. reordering classes)."""
+
+
+def _spec(row: Any) -> ModelSpec:
+    return ModelSpec.create(row.model, row.task, row.classes, row.operating_threshold)
+
+
+def model_specs(conn: Connection, names: Iterable[str]) -> dict[str, ModelSpec]:
+    names = sorted(set(names))
+    if not names:
+        return {}
+    m = t.models.c
+    rows = conn.execute(sa.select(m.model, m.task, m.classes, m.operating_threshold).where(m.model.in_(names)))
+    return {row.model: _spec(row) for row in rows}
+
+
+def register_model(
+    conn: Connection, name: str, task: str, classes: list[str], operating_threshold: float, *, now: datetime
+) -> bool:
+    """Create or update a model; returns True when it was created.
+
+    Stored predictions and labels refer to classes by index, so an update may append classes but
+    never reorder, rename or remove them, and never change the task.
+    """
+    m = t.models
+    row = conn.execute(sa.select(m).where(m.c.model == name).with_for_update()).first()
+    if row is None:
+        conn.execute(
+            sa.insert(m).values(
+                model=name, task=task, classes=classes, operating_threshold=operating_threshold,
+                created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+        return True
+    if row.task != task:
+        raise RegistryConflict(f"model {name!r} is a {row.task} model; its task cannot change to {task}")
+    old = list(row.classes)
+    if classes[: len(old)] != old:
+        raise RegistryConflict(
+            f"classes may only be appended: stored data refers to classes by position. Stored: {old[:20]}"
+            + ("..." if len(old) > 20 else "")
+        )
+    conn.execute(
+        sa.update(m).where(m.c.model == name).values(classes=classes, operating_threshold=operating_threshold, updated_at=now)
+    )
+    return False
+
+
+def model_info(conn: Connection, name: str) -> ModelInfo | None:
+    m, v = t.models, t.model_versions
+    row = conn.execute(sa.select(m).where(m.c.model == name)).first()
+    if row is None:
+        return None
+    versions = tuple(
+        VersionInfo(r.version, r.first_seen, r.last_seen, r.predictions, r.errors, r.labelled)
+        for r in conn.execute(sa.select(v).where(v.c.model == name).order_by(v.c.first_seen, v.c.version))
+    )
+    return ModelInfo(
+        spec=_spec(row),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        predictions=sum(x.predictions for x in versions),
+        ground_truth=row.ground_truth,
+        labelled=sum(x.labelled for x in versions),
+        versions=versions,
+    )
+
+
+def model_names(conn: Connection) -> list[str]:
+    return list(conn.execute(sa.select(t.models.c.model).order_by(t.models.c.model)).scalars())

@@ -1,0 +1,228 @@
+"""SQLAlchemy Core tables: the schema Alembic migrations create and ``alembic check`` compares.
+
+Every key starts with ``model`` so the schema distributes by model (Citus) and tenants stay apart.
+Arrays are stored packed (little-endian bytes) and read back with ``numpy.frombuffer``:
+
+==================  ==========  ======================================================
+column              dtype       shape
+==================  ==========  ======================================================
+probabilities       float32     (n_classes,)
+boxes               float32     (n, 4) as x1, y1, x2, y2 in pixels
+box_classes         int32       (n,) class indices into the model's class list
+box_scores          float32     (n,)
+iscrowd             uint8       (n,)
+embedding           float16/32  (dim,); ``dtype`` says which (2 or 4 bytes per value)
+==================  ==========  ======================================================
+
+On PostgreSQL the tables that grow with traffic (predictions, embeddings, ground_truth) are
+range-partitioned by day on the prediction time; ``store.partitions`` creates partitions ahead
+and retention drops whole partitions. Ground truth is partitioned by the time of the
+*prediction* it labels, so a window's predictions and their labels live in matching partitions;
+ground truth whose prediction has not arrived yet waits in ``ground_truth_pending``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    REAL,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``timestamptz`` on PostgreSQL; integer microseconds since the epoch on SQLite.
+
+    SQLite has no time type: SQLAlchemy's default stores naive text, which loses the offset and
+    sorts wrongly across formats. Integers are exact, compact and compare correctly. Values are
+    always timezone-aware UTC in Python.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return (value - _EPOCH) // _US
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return _EPOCH + int(value) * _US
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def to_sqlite_us(value: datetime) -> int:
+    """The SQLite storage form of a timestamp (for raw SQL on the embedded default)."""
+    return (value - _EPOCH) // _US
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+ModelName = String(128)
+Version = String(64)
+PredictionId = String(128)
+
+
+models = Table(
+    "models",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("task", String(16), nullable=False),
+    Column("classes", JSONType, nullable=False),
+    Column("operating_threshold", Float, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # first revisions of ground truth received, matched to a prediction or still pending
+    Column("ground_truth", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("model"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("version", Version, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("predictions", BigInteger, nullable=False, server_default="0"),
+    Column("errors", BigInteger, nullable=False, server_default="0"),
+    # predictions of this version that have ground truth
+    Column("labelled", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("model", "version"),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("prediction_id", PredictionId, nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("model_version", Version, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("latency_ms", REAL(), nullable=True),
+    Column("request_id", Text, nullable=True),
+    Column("input_hash", Text, nullable=True),
+    Column("cohort", JSONType, nullable=True),
+    Column("trace_id", String(32), nullable=True),
+    Column("span_id", String(16), nullable=True),
+    Column("predicted_class", Integer, nullable=True),
+    Column("confidence", REAL(), nullable=True),
+    Column("probabilities", LargeBinary, nullable=True),
+    Column("boxes", LargeBinary, nullable=True),
+    Column("box_classes", LargeBinary, nullable=True),
+    Column("box_scores", LargeBinary, nullable=True),
+    PrimaryKeyConstraint("model", "prediction_id", "ts"),
+    Index("ix_predictions_model_ts", "model", "ts"),
+    postgresql_partition_by="RANGE (ts)",
+)
+
+#: Embeddings apart from predictions: they are most of the bytes and are kept for a shorter time.
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("prediction_id", PredictionId, nullable=False),
+    Column("model_version", Version, nullable=False),
+    Column("dtype", SmallInteger, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("model", "ts", "prediction_id"),
+    postgresql_partition_by="RANGE (ts)",
+)
+
+_GROUND_TRUTH_VALUES = (
+    ("labelled_at", UTCDateTime, False),
+    ("received_at", UTCDateTime, False),
+    ("label", Integer, True),
+    ("boxes", LargeBinary, True),
+    ("box_classes", LargeBinary, True),
+    ("iscrowd", LargeBinary, True),
+)
+
+ground_truth = Table(
+    "ground_truth",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("prediction_id", PredictionId, nullable=False),
+    Column("prediction_ts", UTCDateTime, nullable=False),
+    *(Column(name, type_, nullable=nullable) for name, type_, nullable in _GROUND_TRUTH_VALUES),
+    PrimaryKeyConstraint("model", "prediction_id", "prediction_ts"),
+    postgresql_partition_by="RANGE (prediction_ts)",
+)
+
+ground_truth_pending = Table(
+    "ground_truth_pending",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("prediction_id", PredictionId, nullable=False),
+    *(Column(name, type_, nullable=nullable) for name, type_, nullable in _GROUND_TRUTH_VALUES),
+    PrimaryKeyConstraint("model", "prediction_id"),
+)
+
+#: Hours (of prediction time) whose stored data changed since they were last evaluated.
+dirty_hours = Table(
+    "dirty_hours",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("hour_start", UTCDateTime, nullable=False),
+    Column("marked_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "hour_start"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    # sha256 of the secret: keys are 256-bit random, so a slow password hash buys nothing
+    Column("secret_sha256", LargeBinary(32), nullable=False),
+    Column("scopes", JSONType, nullable=False),
+    # null: every model
+    Column("models", JSONType, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    PrimaryKeyConstraint("key_id"),
+)
+
+#: Tables range-partitioned by day on PostgreSQL, with their partition column.
+PARTITIONED: dict[str, str] = {"predictions": "ts", "embeddings": "ts", "ground_truth": "prediction_ts"}

@@ -1,0 +1,388 @@
+"""Bulk, idempotent writes of predictions and ground truth.
+
+Predictions are identified by ``(model, prediction_id)``. A retried record is a duplicate, never
+a second row: the writer looks up the batch's ids (inside the time range of the batch, which
+pins the partitions, since a retry carries the same timestamp; across all time for records whose
+timestamp the server filled in), then bulk-writes the new rows — binary ``COPY`` on PostgreSQL,
+``executemany`` on SQLite. If a concurrent batch inserted the same row between lookup and COPY,
+the COPY fails on the primary key and the batch is rewritten row by row with
+``ON CONFLICT DO NOTHING`` — the slow path only runs under that race.
+
+Ground truth is a series of revisions per prediction; the newest ``labelled_at`` wins and an
+identical or older revision counts as a duplicate. It may arrive before its prediction: it then
+waits in ``ground_truth_pending`` and moves to ``ground_truth`` in the transaction that stores the
+prediction.
+
+Every write also keeps the per-version counters and marks the touched hours of prediction time
+dirty for the evaluation jobs. The caller owns nothing here: each function is one transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from monitor.server.store import tables as t
+from monitor.server.store.engine import write_transaction
+from monitor.server.store.partitions import PartitionManager
+from monitor.wire import GroundTruth, Prediction
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    accepted: int
+    duplicates: int
+
+
+def hour_floor(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+# --------------------------------------------------------------------------------------------
+# packing
+
+
+def pack(arr: np.ndarray | None, dtype: str) -> bytes | None:
+    return None if arr is None else np.ascontiguousarray(arr, dtype=dtype).tobytes()
+
+
+def _embedding(arr: np.ndarray) -> tuple[int, bytes]:
+    """float16 stays float16 (half the bytes); anything else is stored as float32."""
+    if arr.dtype == np.float16:
+        return 2, arr.astype("<f2", copy=False).tobytes()
+    return 4, arr.astype("<f4", copy=False).tobytes()
+
+
+PREDICTION_COLUMNS = (
+    "model", "prediction_id", "ts", "model_version", "received_at", "status", "latency_ms", "request_id",
+    "input_hash", "cohort", "trace_id", "span_id", "predicted_class", "confidence", "probabilities", "boxes",
+    "box_classes", "box_scores",
+)  # fmt: skip
+_PREDICTION_PG_TYPES = (
+    "text", "text", "timestamptz", "text", "timestamptz", "int2", "float4", "text", "text", "jsonb", "text",
+    "text", "int4", "float4", "bytea", "bytea", "bytea", "bytea",
+)  # fmt: skip
+EMBEDDING_COLUMNS = ("model", "ts", "prediction_id", "model_version", "dtype", "embedding")
+_EMBEDDING_PG_TYPES = ("text", "timestamptz", "text", "text", "int2", "bytea")
+
+
+def prediction_row(p: Prediction, received_at: datetime, cohort: Any) -> tuple[Any, ...]:
+    """The row of ``predictions`` for one record, in :data:`PREDICTION_COLUMNS` order."""
+    return (
+        p.model, p.prediction_id, p.ts, p.model_version, received_at, p.status, p.latency_ms, p.request_id,
+        p.input_hash, cohort, p.trace_id, p.span_id, p.predicted_class, p.confidence,
+        pack(p.probabilities, "<f4"), pack(p.boxes, "<f4"), pack(p.box_classes, "<i4"), pack(p.box_scores, "<f4"),
+    )  # fmt: skip
+
+
+def embedding_row(p: Prediction) -> tuple[Any, ...]:
+    assert p.embedding is not None
+    code, blob = _embedding(p.embedding)
+    return (p.model, p.ts, p.prediction_id, p.model_version, code, blob)
+
+
+# --------------------------------------------------------------------------------------------
+# predictions
+
+
+def write_predictions(
+    engine: Engine, preds: Sequence[Prediction], *, now: datetime, partitions: PartitionManager
+) -> WriteResult:
+    """Store a validated batch; returns how many rows were new and how many were duplicates."""
+    unique: dict[tuple[str, str], Prediction] = {}
+    for p in preds:
+        unique.setdefault((p.model, p.prediction_id), p)
+    duplicates = len(preds) - len(unique)
+    if not unique:
+        return WriteResult(0, duplicates)
+    partitions.ensure_timestamps(p.ts for p in unique.values())
+    pg = engine.dialect.name == "postgresql"
+    with write_transaction(engine) as conn:
+        existing = _existing_predictions(conn, list(unique.values()), pg=pg)
+        new = [p for key, p in unique.items() if key not in existing]
+        if new:
+            new = _insert_predictions(conn, new, now, pg=pg)
+            _after_predictions(conn, new, now, pg=pg)
+    return WriteResult(len(new), len(preds) - len(new))
+
+
+def _existing_predictions(conn: Connection, preds: list[Prediction], *, pg: bool) -> set[tuple[str, str]]:
+    by_model: dict[str, list[Prediction]] = defaultdict(list)
+    for p in preds:
+        by_model[p.model].append(p)
+    found: set[tuple[str, str]] = set()
+    for model, group in by_model.items():
+        timed = [p for p in group if not p.ts_defaulted]
+        # A retry of a record with a client timestamp has the same timestamp: look only inside the
+        # batch's time range (on PostgreSQL that prunes the scan to one or two partitions).
+        if timed:
+            lo, hi = min(p.ts for p in timed), max(p.ts for p in timed)
+            found.update(_lookup(conn, model, [p.prediction_id for p in timed], pg=pg, ts_range=(lo, hi)))
+        untimed = [p for p in group if p.ts_defaulted]
+        if untimed:
+            ids = [p.prediction_id for p in untimed]
+            if pg:  # serialise concurrent retries of the same id: their timestamps differ
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(hashtext(:m), hashtext(i)) FROM unnest(CAST(:ids AS text[])) i"),
+                    {"m": model, "ids": sorted(ids)},
+                )
+            found.update(_lookup(conn, model, ids, pg=pg, ts_range=None))
+    return found
+
+
+def _lookup(
+    conn: Connection, model: str, ids: list[str], *, pg: bool, ts_range: tuple[datetime, datetime] | None
+) -> Iterable[tuple[str, str]]:
+    p = t.predictions.c
+    query = sa.select(p.prediction_id).where(p.model == model)
+    if pg:
+        query = query.where(p.prediction_id == sa.any_(sa.bindparam("ids", ids, type_=sa.ARRAY(sa.Text))))
+    else:
+        query = query.where(p.prediction_id.in_(ids))
+    if ts_range is not None:
+        query = query.where(p.ts.between(*ts_range))
+    return ((model, pid) for pid in conn.execute(query).scalars())
+
+
+def _insert_predictions(conn: Connection, new: list[Prediction], now: datetime, *, pg: bool) -> list[Prediction]:
+    if pg:
+        return _copy_predictions(conn, new, now)
+    rows = [dict(zip(PREDICTION_COLUMNS, prediction_row(p, now, p.cohort), strict=True)) for p in new]
+    conn.execute(sqlite_insert(t.predictions).on_conflict_do_nothing(), rows)
+    embedded = [dict(zip(EMBEDDING_COLUMNS, embedding_row(p), strict=True)) for p in new if p.embedding is not None]
+    if embedded:
+        conn.execute(sqlite_insert(t.embeddings).on_conflict_do_nothing(), embedded)
+    return new
+
+
+def _copy_predictions(conn: Connection, new: list[Prediction], now: datetime) -> list[Prediction]:
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    try:
+        with conn.begin_nested(), raw.cursor() as cur:
+            _copy(cur, "predictions", PREDICTION_COLUMNS, _PREDICTION_PG_TYPES,
+                  (prediction_row(p, now, None if p.cohort is None else Jsonb(p.cohort)) for p in new))  # fmt: skip
+    except psycopg.errors.UniqueViolation:
+        # A concurrent batch stored some of these ids after our lookup: fall back to row-wise
+        # ON CONFLICT DO NOTHING and keep only what this transaction inserted.
+        new = _insert_on_conflict(conn, new, now)
+    embedded = [p for p in new if p.embedding is not None]
+    if embedded:
+        with raw.cursor() as cur:
+            _copy(cur, "embeddings", EMBEDDING_COLUMNS, _EMBEDDING_PG_TYPES, (embedding_row(p) for p in embedded))
+    return new
+
+
+def _copy(cur: Any, table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(types))
+        for row in rows:
+            copy.write_row(row)
+
+
+def _insert_on_conflict(conn: Connection, new: list[Prediction], now: datetime) -> list[Prediction]:
+    inserted: list[Prediction] = []
+    stmt = pg_insert(t.predictions).on_conflict_do_nothing().returning(t.predictions.c.prediction_id)
+    for p in new:
+        row = dict(zip(PREDICTION_COLUMNS, prediction_row(p, now, p.cohort), strict=True))
+        if conn.execute(stmt, row).first() is not None:
+            inserted.append(p)
+    return inserted
+
+
+def _after_predictions(conn: Connection, new: list[Prediction], now: datetime, *, pg: bool) -> None:
+    """Counters, dirty hours, and ground truth that was waiting for these predictions."""
+    counts: dict[tuple[str, str], list[Any]] = {}
+    for p in new:
+        c = counts.get((p.model, p.model_version))
+        if c is None:
+            counts[(p.model, p.model_version)] = [1, p.status != 0, p.ts, p.ts]
+        else:
+            c[0] += 1
+            c[1] += p.status != 0
+            c[2] = min(c[2], p.ts)
+            c[3] = max(c[3], p.ts)
+    bump_versions(
+        conn,
+        [
+            {"model": m, "version": v, "predictions": n, "errors": int(e), "first_seen": lo, "last_seen": hi}
+            for (m, v), (n, e, lo, hi) in counts.items()
+        ],
+        pg=pg,
+    )
+    mark_dirty(conn, {(p.model, hour_floor(p.ts)) for p in new}, now, pg=pg)
+    _adopt_pending(conn, new, pg=pg)
+
+
+def _insert(pg: bool, table: sa.Table) -> Any:
+    return pg_insert(table) if pg else sqlite_insert(table)
+
+
+def bump_versions(conn: Connection, rows: list[dict[str, Any]], *, pg: bool) -> None:
+    """Add to the per-version counters (rows sorted so concurrent batches lock in one order)."""
+    if not rows:
+        return
+    v = t.model_versions
+    stmt = _insert(pg, v)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[v.c.model, v.c.version],
+        set_={
+            "predictions": v.c.predictions + stmt.excluded.predictions,
+            "errors": v.c.errors + stmt.excluded.errors,
+            "first_seen": sa.case((stmt.excluded.first_seen < v.c.first_seen, stmt.excluded.first_seen), else_=v.c.first_seen),
+            "last_seen": sa.case((stmt.excluded.last_seen > v.c.last_seen, stmt.excluded.last_seen), else_=v.c.last_seen),
+        },
+    )
+    conn.execute(stmt, sorted(rows, key=lambda r: (r["model"], r["version"])))
+
+
+def mark_dirty(conn: Connection, hours: set[tuple[str, datetime]], now: datetime, *, pg: bool) -> None:
+    if not hours:
+        return
+    d = t.dirty_hours
+    stmt = _insert(pg, d)
+    stmt = stmt.on_conflict_do_update(index_elements=[d.c.model, d.c.hour_start], set_={"marked_at": stmt.excluded.marked_at})
+    conn.execute(stmt, [{"model": m, "hour_start": h, "marked_at": now} for m, h in sorted(hours)])
+
+
+# --------------------------------------------------------------------------------------------
+# ground truth
+
+_GT_VALUES = ("labelled_at", "received_at", "label", "boxes", "box_classes", "iscrowd")
+
+
+def _gt_values(g: GroundTruth, received_at: datetime) -> dict[str, Any]:
+    return {
+        "labelled_at": g.labelled_at,
+        "received_at": received_at,
+        "label": g.label,
+        "boxes": pack(g.boxes, "<f4"),
+        "box_classes": pack(g.box_classes, "<i4"),
+        "iscrowd": pack(g.iscrowd, "u1"),
+    }
+
+
+def _same_label(stored: Any, values: dict[str, Any]) -> bool:
+    return all(getattr(stored, k) == values[k] for k in ("label", "boxes", "box_classes", "iscrowd"))
+
+
+def write_ground_truth(engine: Engine, gts: Sequence[GroundTruth], *, now: datetime) -> WriteResult:
+    """Store ground-truth revisions; the newest ``labelled_at`` per prediction wins."""
+    pg = engine.dialect.name == "postgresql"
+    # Within one batch, apply revisions oldest first so the newest wins here too.
+    ordered = sorted(gts, key=lambda g: g.labelled_at)
+    accepted = 0
+    with write_transaction(engine) as conn:
+        by_model: dict[str, list[GroundTruth]] = defaultdict(list)
+        for g in ordered:
+            by_model[g.model].append(g)
+        for model, group in by_model.items():
+            accepted += _write_model_ground_truth(conn, model, group, now, pg=pg)
+    return WriteResult(accepted, len(gts) - accepted)
+
+
+def _write_model_ground_truth(conn: Connection, model: str, group: list[GroundTruth], now: datetime, *, pg: bool) -> int:
+    ids = sorted({g.prediction_id for g in group})
+    p, gt, pend = t.predictions.c, t.ground_truth.c, t.ground_truth_pending.c
+    preds = {r.prediction_id: r for r in conn.execute(
+        sa.select(p.prediction_id, p.ts, p.model_version).where(p.model == model, _in(p.prediction_id, ids, pg))
+    )}  # fmt: skip
+    current: dict[str, Any] = {r.prediction_id: r for r in conn.execute(
+        sa.select(gt.prediction_id, *(gt[c] for c in _GT_VALUES)).where(gt.model == model, _in(gt.prediction_id, ids, pg))
+    )}  # fmt: skip
+    current.update({r.prediction_id: r for r in conn.execute(
+        sa.select(pend.prediction_id, *(pend[c] for c in _GT_VALUES)).where(pend.model == model, _in(pend.prediction_id, ids, pg))
+    )})  # fmt: skip
+    matched: dict[str, dict[str, Any]] = {}
+    pending: dict[str, dict[str, Any]] = {}
+    first_revisions = 0
+    labelled_by_version: dict[str, int] = defaultdict(int)
+    for g in group:
+        values = _gt_values(g, now)
+        stored = current.get(g.prediction_id)
+        if stored is not None and (g.labelled_at < stored.labelled_at or _same_label(stored, values)):
+            continue  # a retry, or a revision older than the one we hold
+        if stored is None:
+            first_revisions += 1
+            if g.prediction_id in preds:
+                labelled_by_version[preds[g.prediction_id].model_version] += 1
+        current[g.prediction_id] = _Row(values)
+        target = matched if g.prediction_id in preds else pending
+        target[g.prediction_id] = {"model": model, "prediction_id": g.prediction_id, **values}
+    if matched:
+        rows = [{**row, "prediction_ts": preds[pid].ts} for pid, row in matched.items()]
+        upsert_ground_truth(conn, rows, pg=pg)
+        mark_dirty(conn, {(model, hour_floor(preds[pid].ts)) for pid in matched}, now, pg=pg)
+    if pending:
+        _upsert_newest(conn, t.ground_truth_pending, ["model", "prediction_id"], list(pending.values()), pg=pg)
+    if first_revisions:
+        conn.execute(sa.update(t.models).where(t.models.c.model == model).values(ground_truth=t.models.c.ground_truth + first_revisions))
+    bump_labelled(conn, model, labelled_by_version)
+    return len(matched) + len(pending)
+
+
+class _Row:
+    """A stored-revision stand-in for records applied earlier in the same batch."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def bump_labelled(conn: Connection, model: str, labelled_by_version: dict[str, int]) -> None:
+    """Count newly labelled predictions (their version rows exist: the predictions do)."""
+    v = t.model_versions
+    for version, n in sorted(labelled_by_version.items()):
+        conn.execute(sa.update(v).where(v.c.model == model, v.c.version == version).values(labelled=v.c.labelled + n))
+
+
+def _in(column: Any, values: list[str], pg: bool) -> Any:
+    if pg:
+        return column == sa.any_(sa.bindparam(f"in_{column.name}", values, type_=sa.ARRAY(sa.Text)))
+    return column.in_(values)
+
+
+def upsert_ground_truth(conn: Connection, rows: list[dict[str, Any]], *, pg: bool) -> None:
+    _upsert_newest(conn, t.ground_truth, ["model", "prediction_id", "prediction_ts"], rows, pg=pg)
+
+
+def _upsert_newest(conn: Connection, table: sa.Table, keys: list[str], rows: list[dict[str, Any]], *, pg: bool) -> None:
+    """Insert, or replace the stored revision when this one is at least as new (race-safe)."""
+    stmt = _insert(pg, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={c: stmt.excluded[c] for c in _GT_VALUES},
+        where=stmt.excluded.labelled_at >= table.c.labelled_at,
+    )
+    conn.execute(stmt, sorted(rows, key=lambda r: r["prediction_id"]))
+
+
+def _adopt_pending(conn: Connection, new: list[Prediction], *, pg: bool) -> None:
+    """Move ground truth that arrived before these predictions into ``ground_truth``."""
+    pend = t.ground_truth_pending
+    by_model: dict[str, dict[str, Prediction]] = defaultdict(dict)
+    for p in new:
+        by_model[p.model][p.prediction_id] = p
+    for model, preds in by_model.items():
+        cond = sa.and_(pend.c.model == model, _in(pend.c.prediction_id, list(preds), pg))
+        waiting = conn.execute(sa.select(pend).where(cond)).mappings().all()
+        if not waiting:
+            continue
+        conn.execute(sa.delete(pend).where(cond))
+        upsert_ground_truth(conn, [{**row, "prediction_ts": preds[row["prediction_id"]].ts} for row in waiting], pg=pg)
+        labelled: dict[str, int] = defaultdict(int)
+        for row in waiting:
+            labelled[preds[row["prediction_id"]].model_version] += 1
+        bump_labelled(conn, model, labelled)
+
+
