@@ -41,6 +41,7 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """Build the app. Startup refuses a database that is not at the latest migration."""
+    owns_engine = engine is None
     engine = engine or make_engine(settings.sqlalchemy_url)
     state = AppState(settings=settings, engine=engine, partitions=PartitionManager(engine), clock=clock)
 
@@ -50,7 +51,11 @@ def create_app(
         state.partitions.ensure_ahead(clock(), settings.partition_days_ahead)
         if settings.auth_disabled:
             log.warning("API-key authentication is DISABLED (CVMON_AUTH_DISABLED=1): anyone who can reach this port can read and write")
-        yield
+        try:
+            yield
+        finally:
+            if owns_engine:
+                engine.dispose()
 
     app = FastAPI(
         title="cvmon",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from typing import Any
 
@@ -30,7 +31,13 @@ async def read_json(request: Request, limit: int) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {exc}") from None
+        error = exc
+    # Python's json.dumps writes NaN and Infinity, which strict JSON (orjson) refuses. Parse them
+    # on this slow path so the record holding one is rejected by itself, not the whole batch.
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from None
 
 
 def _gunzip(raw: bytes, limit: int) -> bytes:

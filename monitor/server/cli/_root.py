@@ -9,7 +9,12 @@ import click
 from monitor import __version__
 
 #: Command modules, each exposing ``commands``: a list of click commands or groups.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = (
+    "monitor.server.cli.serve",
+    "monitor.server.cli.db",
+    "monitor.server.cli.keys",
+    "monitor.server.cli.models",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

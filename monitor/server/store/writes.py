@@ -306,7 +306,7 @@ def _write_model_ground_truth(conn: Connection, model: str, group: list[GroundTr
     )})  # fmt: skip
     matched: dict[str, dict[str, Any]] = {}
     pending: dict[str, dict[str, Any]] = {}
-    first_revisions = 0
+    first_revisions = accepted = 0
     labelled_by_version: dict[str, int] = defaultdict(int)
     for g in group:
         values = _gt_values(g, now)
@@ -317,6 +317,7 @@ def _write_model_ground_truth(conn: Connection, model: str, group: list[GroundTr
             first_revisions += 1
             if g.prediction_id in preds:
                 labelled_by_version[preds[g.prediction_id].model_version] += 1
+        accepted += 1
         current[g.prediction_id] = _Row(values)
         target = matched if g.prediction_id in preds else pending
         target[g.prediction_id] = {"model": model, "prediction_id": g.prediction_id, **values}
@@ -329,7 +330,7 @@ def _write_model_ground_truth(conn: Connection, model: str, group: list[GroundTr
     if first_revisions:
         conn.execute(sa.update(t.models).where(t.models.c.model == model).values(ground_truth=t.models.c.ground_truth + first_revisions))
     bump_labelled(conn, model, labelled_by_version)
-    return len(matched) + len(pending)
+    return accepted
 
 
 class _Row:

@@ -1,0 +1,48 @@
+"""What the commands share: settings and the engine, with user errors as clean messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import click
+
+from monitor.errors import CvmonError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from monitor.server.settings import Settings
+
+
+def load_settings(**overrides: object) -> Settings:
+    from monitor.server.settings import Settings
+
+    try:
+        return Settings.load(**{k: v for k, v in overrides.items() if v is not None})
+    except CvmonError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def open_engine(settings: Settings, *, verify: bool = True) -> Engine:
+    """The engine, refusing (with the fix) a schema that is not current when ``verify``."""
+    from monitor.server.store.engine import make_engine
+    from monitor.server.store.migrate import verify_schema
+
+    engine = make_engine(settings.sqlalchemy_url)
+    if verify:
+        try:
+            verify_schema(engine)
+        except CvmonError as exc:
+            raise click.ClickException(str(exc)) from None
+    return engine
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def csv_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()]

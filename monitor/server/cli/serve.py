@@ -1,0 +1,40 @@
+"""``cvmon serve``: the API (and, in a later step, the scheduler) in one process."""
+
+from __future__ import annotations
+
+import click
+
+from monitor.server.cli._common import load_settings, open_engine
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 for all).")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="API worker processes. Use 1 on the embedded SQLite database.")  # fmt: skip
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs).
+
+    Refuses to start on a database that is not at the latest migration (run `cvmon db upgrade`).
+    Authentication is on unless CVMON_AUTH_DISABLED=1.
+    """
+    import uvicorn
+
+    settings = load_settings()
+    open_engine(settings)  # fail here, with the fix, rather than inside a worker
+    if settings.is_sqlite and workers > 1:
+        click.echo("warning: several workers on SQLite serialise on its write lock; use PostgreSQL to scale out", err=True)
+    uvicorn.run(
+        "monitor.server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        timeout_graceful_shutdown=10,
+    )
+
+
+commands = [serve]

@@ -1,0 +1,89 @@
+"""The schema comes only from the real Alembic migrations; servers refuse an out-of-date one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from monitor.errors import SchemaOutOfDate
+from monitor.server.settings import Settings
+from monitor.server.store import migrate
+from monitor.server.store.engine import make_engine
+from monitor.server.store.partitions import PartitionManager
+
+
+def test_migrations_from_empty_match_the_code(db):
+    """`alembic check`: the migrated database and the SQLAlchemy tables agree."""
+    assert migrate.current_revision(db.engine) == migrate.head_revision()
+    migrate.check(db.engine)
+    names = set(sa.inspect(db.engine).get_table_names())
+    assert {"models", "model_versions", "predictions", "embeddings", "ground_truth", "ground_truth_pending", "api_keys"} <= names
+
+
+def test_upgrade_is_idempotent(db):
+    migrate.upgrade(db.engine)
+    migrate.upgrade(db.engine)
+    assert migrate.current_revision(db.engine) == migrate.head_revision()
+
+
+def test_empty_database_is_refused_with_the_fix(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(SchemaOutOfDate, match="cvmon db upgrade"):
+        migrate.verify_schema(engine)
+
+
+def test_server_refuses_to_start_on_an_old_schema(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:  # pretend the database is from an older cvmon
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0000'"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor.server.cli", "serve", "--port", "1"],
+        env={"CVMON_DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    assert "at revision 0000" in proc.stderr and "Run: cvmon db upgrade" in proc.stderr
+
+
+def test_app_startup_refuses_an_empty_database(tmp_path):
+    from fastapi import FastAPI
+
+    from monitor.server.app import create_app
+
+    app: FastAPI = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}"))
+
+    async def start() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    import asyncio
+
+    with pytest.raises(SchemaOutOfDate):
+        asyncio.run(start())
+
+
+def test_partitions_are_created_ahead_and_on_demand(pg_engine):
+    """Daily partitions exist on PostgreSQL only; SQLite tables are not partitioned."""
+    manager = PartitionManager(pg_engine)
+    manager.ensure_ahead(datetime(2031, 3, 10, 12, tzinfo=UTC), days_ahead=3)
+    days = manager.existing_days("predictions")
+    assert {date(2031, 3, d) for d in range(9, 14)} <= set(days)
+    for table in ("embeddings", "ground_truth"):
+        assert date(2031, 3, 13) in manager.existing_days(table)
+    # a backfill far in the past gets its partition from the writer
+    manager.ensure_timestamps([datetime(2019, 5, 4, 23, 59, tzinfo=UTC)])
+    assert date(2019, 5, 4) in manager.existing_days("predictions")
+    with pg_engine.connect() as conn:
+        bound = conn.execute(sa.text(
+            "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE c.relname = 'predictions_p20190504'"
+        )).scalar()  # fmt: skip
+    assert "2019-05-04 00:00:00+00" in bound and "2019-05-05 00:00:00+00" in bound
