@@ -1,0 +1,408 @@
+"""Calibration metrics from a mergeable state: ECE, adaptive ECE, MCE, classwise ECE, Brier.
+
+Binning follows torchmetrics' ``MulticlassCalibrationError``: ``n_bins`` equal-width bins
+``[e_k, e_k+1)`` with the edges torchmetrics computes for the input's float type (see
+:func:`monitor.metrics._scan.torch_edges`), and a confidence of exactly 1 in a bin of its own
+(torchmetrics bucketises with ``right=True`` against ``n_bins + 1`` edges, so 1.0 falls past the
+last edge). netcal instead clips confidences to ``[eps, 1 - eps]``, which puts 1.0 into the last
+bin as ``1 - eps``; both agree whenever no confidence is that close to 1.
+
+Per bin the state keeps the count, the number correct and the exact sum of confidences (integer
+fixed point, :mod:`monitor.metrics._codec`), so a merged state reduces to exactly the numbers of
+the whole window. ECE and MCE are then computed in float64 (torchmetrics sums in float32 and
+drifts by about 1e-4 at a million samples).
+
+Adaptive (equal-mass) ECE needs the samples themselves: its bin edges are quantiles of the
+window's confidences, so no fixed summary of the parts gives the edges of the whole. The state
+keeps the (confidence, correct) pairs, sorted; the definition is netcal's
+``ECE(equal_intervals=False)``: edges ``numpy.quantile(confidences, linspace(0, 1, n + 1))``
+with the first and last replaced by 0 and 1, bins ``[e_k, e_k+1)``, the last one closed.
+
+Classwise ECE (Kull et al. 2019) bins every class's probability ``p_ij`` against ``y_i == j``
+with the same edges and averages the per-class ECEs over all classes; it equals the mean of
+torchmetrics' ``binary_calibration_error(p[:, j], y == j)``. The Brier score is the multiclass
+one, ``mean_i sum_j (p_ij - [y_i == j])²`` (range [0, 2]; scikit-learn's ``brier_score_loss``
+with ``scale_by_half=False``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._classification import ClassificationState, state_from_scan
+from ._codec import (
+    FIXED_BITS,
+    MAX_ROWS_PER_CALL,
+    fixed_from_limbs,
+    fixed_from_words,
+    fixed_mean,
+    fixed_to_words,
+    fixed_zeros,
+    pack,
+    readonly,
+    unpack,
+)
+from ._scan import RowScan, check_labels, scan_probabilities, torch_edges
+
+_KIND: Final = "calibration"
+#: Default number of equal-width bins (Guo et al. 2017; torchmetrics' default).
+DEFAULT_BINS: Final = 15
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class CalibrationState:
+    """Mergeable calibration tables of one window.
+
+    Bin ``k < n_bins`` holds top-label confidences in ``[edges[k], edges[k+1])``; bin
+    ``n_bins`` holds confidences of exactly 1.
+
+    Attributes
+    ----------
+    edges
+        The ``n_bins + 1`` bin edges (float64 holding the exact float32 values for float32 input).
+    count, correct
+        Samples per bin, and how many of them were predicted correctly.
+    confidence_sum
+        Exact sum of the confidences per bin, an integer in units of ``2**-63`` (object array).
+    brier_sum
+        Exact sum of the per-sample Brier terms in the same units; ``None`` when not computed.
+    classwise_count, classwise_hits, classwise_sum
+        ``(C, n_bins + 1)`` tables of every class probability against "the sample is of this
+        class"; ``None`` when not computed.
+    confidences, correct_sorted
+        All (confidence, correct) pairs sorted, for adaptive ECE; ``None`` when not kept.
+    """
+
+    edges: NDArray[np.float64]
+    count: NDArray[np.int64]
+    correct: NDArray[np.int64]
+    confidence_sum: NDArray[Any]
+    brier_sum: int | None
+    classwise_count: NDArray[np.int64] | None
+    classwise_hits: NDArray[np.int64] | None
+    classwise_sum: NDArray[Any] | None
+    confidences: NDArray[Any] | None
+    correct_sorted: NDArray[np.bool_] | None
+
+    @property
+    def n_bins(self) -> int:
+        """Number of equal-width bins (the bin of confidence 1 not counted)."""
+        return int(self.edges.size - 1)
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(self.count.sum())
+
+    @classmethod
+    def merge(cls, *states: CalibrationState) -> CalibrationState:
+        """The state of the union of the windows (exact, associative and commutative)."""
+        if not states:
+            raise ValueError("merge needs at least one state")
+        first = states[0]
+        for s in states[1:]:
+            if not np.array_equal(s.edges, first.edges):
+                raise ValueError("cannot merge calibration states with different bin edges")
+        brier = None if any(s.brier_sum is None for s in states) else sum(s.brier_sum for s in states)  # type: ignore[misc]
+        cw_count = cw_hits = cw_sum = None
+        if all(s.classwise_count is not None for s in states):
+            shapes = {s.classwise_count.shape for s in states}  # type: ignore[union-attr]
+            if len(shapes) != 1:
+                raise ValueError("cannot merge classwise tables of different class counts")
+            cw_count = readonly(np.sum([s.classwise_count for s in states], axis=0, dtype=np.int64))
+            cw_hits = readonly(np.sum([s.classwise_hits for s in states], axis=0, dtype=np.int64))
+            cw_sum = _sum_objects([s.classwise_sum for s in states])  # type: ignore[misc]
+        conf = correct = None
+        if all(s.confidences is not None for s in states):
+            conf, correct = _sorted_samples(
+                np.concatenate([s.confidences for s in states]),  # type: ignore[misc]
+                np.concatenate([s.correct_sorted for s in states]),  # type: ignore[misc]
+            )
+        return cls(
+            edges=first.edges,
+            count=readonly(np.sum([s.count for s in states], axis=0, dtype=np.int64)),
+            correct=readonly(np.sum([s.correct for s in states], axis=0, dtype=np.int64)),
+            confidence_sum=_sum_objects([s.confidence_sum for s in states]),
+            brier_sum=brier,
+            classwise_count=cw_count,
+            classwise_hits=cw_hits,
+            classwise_sum=cw_sum,
+            confidences=conf,
+            correct_sorted=correct,
+        )
+
+    def to_bytes(self) -> bytes:
+        """Compact, versioned bytes (see :mod:`monitor.metrics._codec`); no pickle."""
+        arrays: dict[str, NDArray[Any]] = {
+            "edges": self.edges,
+            "count": self.count,
+            "correct": self.correct,
+            "confidence_sum": fixed_to_words(self.confidence_sum),
+        }
+        if self.classwise_count is not None:
+            arrays["classwise_count"] = self.classwise_count
+            arrays["classwise_hits"] = self.classwise_hits  # type: ignore[assignment]
+            arrays["classwise_sum"] = fixed_to_words(self.classwise_sum)  # type: ignore[arg-type]
+        if self.confidences is not None:
+            arrays["confidences"] = self.confidences
+            arrays["correct_sorted"] = self.correct_sorted  # type: ignore[assignment]
+        meta = {"brier_sum": None if self.brier_sum is None else str(self.brier_sum)}
+        return pack(_KIND, meta, arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CalibrationState:
+        """Read a state written by :meth:`to_bytes`."""
+        meta, a = unpack(data, _KIND)
+        brier = meta.get("brier_sum")
+        has_cw = "classwise_count" in a
+        has_samples = "confidences" in a
+        return cls(
+            edges=a["edges"],
+            count=a["count"],
+            correct=a["correct"],
+            confidence_sum=readonly(fixed_from_words(a["confidence_sum"])),
+            brier_sum=None if brier is None else int(brier),
+            classwise_count=a["classwise_count"] if has_cw else None,
+            classwise_hits=a["classwise_hits"] if has_cw else None,
+            classwise_sum=readonly(fixed_from_words(a["classwise_sum"])) if has_cw else None,
+            confidences=a["confidences"] if has_samples else None,
+            correct_sorted=a["correct_sorted"] if has_samples else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReliabilityBin:
+    """One bin of the reliability diagram: ``[lower, upper)``, or ``[1, 1]`` for the last."""
+
+    lower: float
+    upper: float
+    count: int
+    #: mean confidence, ``None`` for an empty bin
+    confidence: float | None
+    #: fraction correct, ``None`` for an empty bin
+    accuracy: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationMetrics:
+    """Everything :func:`calibration_metrics` derives from a state (``None``: not computable)."""
+
+    n: int
+    ece: float | None
+    mce: float | None
+    adaptive_ece: float | None
+    classwise_ece: float | None
+    brier: float | None
+    reliability: tuple[ReliabilityBin, ...]
+
+
+def calibration_state(
+    labels: ArrayLike,
+    probabilities: ArrayLike,
+    *,
+    n_bins: int = DEFAULT_BINS,
+    brier: bool = True,
+    classwise: bool = False,
+    samples: bool = True,
+) -> CalibrationState:
+    """Bin a window of class probabilities (N × C) against the true labels (N).
+
+    ``brier`` adds the Brier sums, ``classwise`` the per-class tables (every probability is
+    binned: the costliest part), ``samples`` keeps the sorted (confidence, correct) pairs that
+    adaptive ECE needs (9 bytes a sample for float64 input, 5 for float32).
+    """
+    scan = scan_probabilities(labels, probabilities, n_bins=n_bins, rank=False, brier=brier, classwise=classwise)
+    return _state_from_scan(scan, labels, samples)
+
+
+def calibration_state_from_confidences(
+    confidences: ArrayLike, correct: ArrayLike, *, n_bins: int = DEFAULT_BINS, samples: bool = True
+) -> CalibrationState:
+    """Bin top-label confidences and whether each prediction was right (no Brier, no classwise).
+
+    For windows where only the predicted class and its confidence were logged. Gives the same
+    state as :func:`calibration_state` on the full probabilities without Brier and classwise.
+    """
+    conf = np.asarray(confidences)
+    if conf.dtype not in (np.float32, np.float64):
+        conf = conf.astype(np.float64)
+    hit = np.asarray(correct)
+    if conf.ndim != 1 or hit.shape != conf.shape:
+        raise ValueError(f"confidences and correct must be 1-D of one length, got {conf.shape} and {hit.shape}")
+    if hit.dtype != np.bool_:
+        if hit.size and not np.isin(hit, (0, 1)).all():
+            raise ValueError("correct must be boolean (or 0/1)")
+        hit = hit.astype(bool)
+    if conf.size and not ((conf >= 0) & (conf <= 1)).all():
+        raise ValueError("confidences must lie in [0, 1]")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    edges = torch_edges(n_bins, conf.dtype)
+    slot = np.searchsorted(edges, conf.astype(np.float64), side="right") - 1
+    count = np.bincount(slot, minlength=n_bins + 1).astype(np.int64)
+    correct_count = np.bincount(slot, weights=hit, minlength=n_bins + 1).astype(np.int64)
+    sums = _fixed_bin_sums(conf.astype(np.float64), slot, n_bins + 1)
+    conf_s, hit_s = _sorted_samples(conf, hit) if samples else (None, None)
+    return CalibrationState(
+        edges=readonly(edges),
+        count=readonly(count),
+        correct=readonly(correct_count),
+        confidence_sum=readonly(sums),
+        brier_sum=None,
+        classwise_count=None,
+        classwise_hits=None,
+        classwise_sum=None,
+        confidences=conf_s,
+        correct_sorted=hit_s,
+    )
+
+
+def probability_states(
+    labels: ArrayLike,
+    probabilities: ArrayLike,
+    *,
+    n_bins: int = DEFAULT_BINS,
+    classwise: bool = True,
+    samples: bool = True,
+) -> tuple[ClassificationState, CalibrationState]:
+    """Both states of a window from one pass over the probabilities (what ``cvmon eval`` uses)."""
+    scan = scan_probabilities(labels, probabilities, n_bins=n_bins, rank=True, brier=True, classwise=classwise)
+    num_classes = int(np.shape(probabilities)[1])
+    return state_from_scan(scan, labels, num_classes), _state_from_scan(scan, labels, samples)
+
+
+def _state_from_scan(scan: RowScan, labels: ArrayLike, samples: bool) -> CalibrationState:
+    conf = correct = None
+    if samples:
+        y = check_labels(labels, None, None)
+        conf, correct = _sorted_samples(scan.confidence, scan.predicted == y)
+    return CalibrationState(
+        edges=readonly(scan.edges),
+        count=readonly(scan.count),
+        correct=readonly(scan.hits),
+        confidence_sum=readonly(scan.confidence_sum),
+        brier_sum=scan.brier_sum,
+        classwise_count=None if scan.classwise_count is None else readonly(scan.classwise_count),
+        classwise_hits=None if scan.classwise_hits is None else readonly(scan.classwise_hits),
+        classwise_sum=None if scan.classwise_sum is None else readonly(scan.classwise_sum),
+        confidences=conf,
+        correct_sorted=correct,
+    )
+
+
+def calibration_metrics(state: CalibrationState, *, adaptive_bins: int | None = None) -> CalibrationMetrics:
+    """ECE (L1), MCE (max), adaptive ECE, classwise ECE, Brier and the reliability diagram."""
+    n = state.n
+    n_bins = state.n_bins
+    bins: list[ReliabilityBin] = []
+    ece = 0.0
+    mce = 0.0
+    for k in range(n_bins + 1):
+        cnt = int(state.count[k])
+        lower = float(state.edges[min(k, n_bins)])
+        upper = float(state.edges[min(k + 1, n_bins)])
+        if cnt == 0:
+            bins.append(ReliabilityBin(lower, upper, 0, None, None))
+            continue
+        conf = fixed_mean(int(state.confidence_sum[k]), cnt)
+        acc = int(state.correct[k]) / cnt
+        gap = abs(acc - conf)
+        ece += gap * (cnt / n)
+        mce = max(mce, gap)
+        bins.append(ReliabilityBin(lower, upper, cnt, conf, acc))
+    brier = None
+    if state.brier_sum is not None and n:
+        brier = fixed_mean(state.brier_sum, n)
+    return CalibrationMetrics(
+        n=n,
+        ece=ece if n else None,
+        mce=mce if n else None,
+        adaptive_ece=_adaptive_ece(state, adaptive_bins or n_bins) if n else None,
+        classwise_ece=_classwise_ece(state) if n else None,
+        brier=brier,
+        reliability=tuple(bins),
+    )
+
+
+def _adaptive_ece(state: CalibrationState, n_bins: int) -> float | None:
+    if state.confidences is None or state.correct_sorted is None:
+        return None
+    conf = state.confidences
+    n = conf.size
+    # computed in the samples' own precision, as netcal computes on its input
+    edges = np.quantile(conf, np.linspace(0.0, 1.0, n_bins + 1))
+    edges[0] = 0.0
+    edges[-1] = 1.0
+    starts = np.searchsorted(conf, edges, side="left")
+    starts[-1] = n  # the last bin is closed on the right
+    total = 0.0
+    conf64 = conf.astype(np.float64)
+    for lo, hi in zip(starts[:-1], starts[1:]):
+        cnt = int(hi - lo)
+        if cnt == 0:
+            continue
+        acc = int(np.count_nonzero(state.correct_sorted[lo:hi])) / cnt
+        mean_conf = float(conf64[lo:hi].sum()) / cnt
+        total += abs(acc - mean_conf) * (cnt / n)
+    return total
+
+
+def _classwise_ece(state: CalibrationState) -> float | None:
+    if state.classwise_count is None or state.classwise_hits is None or state.classwise_sum is None:
+        return None
+    count = state.classwise_count
+    occupied = count > 0
+    # exact mean confidence per occupied (class, bin), correctly rounded
+    means = np.zeros(count.shape, dtype=np.float64)
+    den = count[occupied].astype(object) * (1 << FIXED_BITS)
+    means[occupied] = (state.classwise_sum[occupied] / den).astype(np.float64)
+    acc = np.divide(state.classwise_hits, count, out=np.zeros(count.shape), where=occupied)
+    n = state.n
+    per_class = np.sum(np.abs(acc - means) * (count / n), axis=1)
+    return float(np.mean(per_class))
+
+
+def _sorted_samples(conf: NDArray[Any], correct: NDArray[np.bool_]) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """Samples in one canonical order (by confidence, then correct) whatever the merge order."""
+    conf = conf + conf.dtype.type(0.0)  # -0.0 -> 0.0, so the bit patterns below are monotone
+    if conf.dtype == np.float32:
+        # one sort of a 64-bit key beats a two-key lexsort by about 3x
+        key = (conf.view(np.uint32).astype(np.uint64) << np.uint64(1)) | correct.astype(np.uint64)
+        key.sort()
+        out_conf = (key >> np.uint64(1)).astype(np.uint32).view(np.float32)
+        out_correct = (key & np.uint64(1)).astype(bool)
+    else:
+        order = np.lexsort((correct, conf))
+        out_conf, out_correct = conf[order], correct[order].astype(bool)
+    return readonly(out_conf), readonly(out_correct)
+
+
+def _fixed_bin_sums(values: NDArray[np.float64], slot: NDArray[np.intp], slots: int) -> NDArray[Any]:
+    """Exact per-bin sums of ``values`` in [0, 1], as the kernels make them (two 32-bit limbs)."""
+    sums = fixed_zeros(slots)
+    for start in range(0, values.size, MAX_ROWS_PER_CALL):
+        scaled = values[start : start + MAX_ROWS_PER_CALL] * 2.0**31
+        whole = np.floor(scaled)
+        hi = whole.astype(np.int64)
+        lo = np.floor((scaled - whole) * 2.0**32).astype(np.int64)
+        part = slot[start : start + MAX_ROWS_PER_CALL]
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(slots + 1))
+        # prefix sums stay below 2**62 for 2**30 values of less than 2**32 each: exact in int64
+        hi_cum = np.concatenate([[0], np.cumsum(hi[order])])
+        lo_cum = np.concatenate([[0], np.cumsum(lo[order])])
+        hi_sums = hi_cum[bounds[1:]] - hi_cum[bounds[:-1]]
+        lo_sums = lo_cum[bounds[1:]] - lo_cum[bounds[:-1]]
+        sums = sums + fixed_from_limbs(hi_sums, lo_sums)
+    return sums
+
+
+def _sum_objects(arrays: list[NDArray[Any]]) -> NDArray[Any]:
+    total = arrays[0].copy()
+    for a in arrays[1:]:
+        total = total + a
+    return readonly(total)

@@ -1,0 +1,130 @@
+"""Bytes for mergeable states, and exact fixed-point sums.
+
+A state is stored as::
+
+    b"CVMS" | format version (u16 LE) | header length (u32 LE) | header (JSON) | array buffers
+
+The JSON header names the state kind, its scalar fields and, for each array, its name, dtype
+(always little-endian) and shape; the buffers follow in that order. No pickle: reading a state
+never runs code, and a state written on one machine reads on any other.
+
+Sums of confidences are kept as integers in units of 2⁻⁶³ (``floor(value · 2⁶³)`` per sample),
+so adding states is exact and associative: the merge of an hour's parts reduces to exactly the
+numbers of the whole hour, whatever the order. Kernels accumulate each value as two 32-bit limbs
+in int64 (``hi = floor(v·2³¹)``, ``lo = floor(frac(v·2³¹)·2³²)``); with at most 2³¹ values per
+kernel call neither limb can overflow. Here the limbs become Python integers, stored as three
+64-bit words.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+MAGIC: Final = b"CVMS"
+FORMAT_VERSION: Final = 1
+#: Fixed-point scale of exact sums: a sum ``s`` stands for ``s / 2**FIXED_BITS``.
+FIXED_BITS: Final = 63
+#: Most rows a kernel may accumulate in one call before its int64 limbs could overflow.
+MAX_ROWS_PER_CALL: Final = 1 << 30
+
+_PREFIX = struct.Struct("<4sHI")
+_ALLOWED_DTYPES: Final = frozenset({"<i8", "<i4", "<u8", "<f8", "<f4", "|b1", "|u1"})
+_WORD: Final = (1 << 64) - 1
+
+
+def pack(kind: str, meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> bytes:
+    """Serialise a state: ``meta`` holds JSON scalars, ``arrays`` numeric numpy arrays."""
+    buffers: list[bytes] = []
+    specs: list[list[Any]] = []
+    for name, array in arrays.items():
+        arr = np.ascontiguousarray(array)
+        if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not np.little_endian):
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        dtype = arr.dtype.str
+        if dtype not in _ALLOWED_DTYPES:
+            raise TypeError(f"array {name!r} has dtype {dtype}, which a state cannot store")
+        specs.append([name, dtype, list(arr.shape)])
+        buffers.append(arr.tobytes())
+    header = json.dumps({"kind": kind, "meta": dict(meta), "arrays": specs}, separators=(",", ":"))
+    head = header.encode("utf-8")
+    return b"".join([_PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)), head, *buffers])
+
+
+def unpack(data: bytes, kind: str) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+    """Read what :func:`pack` wrote; raises ``ValueError`` on anything else."""
+    view = memoryview(data)
+    if len(view) < _PREFIX.size:
+        raise ValueError("not a cvmon metrics state: too short")
+    magic, version, head_len = _PREFIX.unpack_from(view)
+    if magic != MAGIC:
+        raise ValueError("not a cvmon metrics state: bad magic bytes")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"metrics state format {version} is not supported (this cvmon reads {FORMAT_VERSION})")
+    start = _PREFIX.size + head_len
+    try:
+        header = json.loads(bytes(view[_PREFIX.size : start]).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("metrics state header is corrupt") from None
+    if header.get("kind") != kind:
+        raise ValueError(f"expected a {kind} state, got {header.get('kind')!r}")
+    arrays: dict[str, NDArray[Any]] = {}
+    offset = start
+    for name, dtype, shape in header["arrays"]:
+        if dtype not in _ALLOWED_DTYPES:
+            raise ValueError(f"metrics state array {name!r} has unsupported dtype {dtype}")
+        dt = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        end = offset + count * dt.itemsize
+        if end > len(view):
+            raise ValueError("metrics state is truncated")
+        arrays[name] = np.frombuffer(view[offset:end], dtype=dt).reshape(shape)
+        offset = end
+    if offset != len(view):
+        raise ValueError("metrics state has trailing bytes")
+    return header["meta"], arrays
+
+
+def fixed_from_limbs(hi: NDArray[np.int64], lo: NDArray[np.int64]) -> NDArray[Any]:
+    """Exact sums (Python ints, object array) from the kernels' two int64 limbs."""
+    return hi.astype(object) * (1 << 32) + lo.astype(object)  # type: ignore[no-any-return]
+
+
+def fixed_zeros(shape: int | tuple[int, ...]) -> NDArray[Any]:
+    """An object array of exact zero sums."""
+    out = np.empty(shape, dtype=object)
+    out.fill(0)
+    return out
+
+
+def fixed_to_words(sums: NDArray[Any]) -> NDArray[np.uint64]:
+    """Exact sums as three little-endian 64-bit words each (``shape + (3,)``)."""
+    flat = sums.reshape(-1)
+    words = np.zeros((flat.size, 3), dtype=np.uint64)
+    for i, value in enumerate(flat.tolist()):
+        if not 0 <= value < 1 << 192:
+            raise OverflowError("an exact sum is out of the storable range")
+        words[i] = (value & _WORD, (value >> 64) & _WORD, value >> 128)
+    return words.reshape(sums.shape + (3,))
+
+
+def fixed_from_words(words: NDArray[np.uint64]) -> NDArray[Any]:
+    """Inverse of :func:`fixed_to_words`."""
+    w = words.astype(object)
+    return w[..., 0] + (w[..., 1] << 64) + (w[..., 2] << 128)  # type: ignore[no-any-return]
+
+
+def fixed_mean(total: int, count: int) -> float:
+    """``total / 2**FIXED_BITS / count``, correctly rounded (Python int division is exact)."""
+    return total / (count << FIXED_BITS)
+
+
+def readonly(array: NDArray[Any]) -> NDArray[Any]:
+    """The array, flagged read-only so a frozen state cannot be changed through it."""
+    array.setflags(write=False)
+    return array

@@ -1,0 +1,404 @@
+"""COCO detection metrics from a mergeable matching state.
+
+pycocotools evaluates in three stages: ``evaluate`` greedily matches each image's detections to
+its ground truth (per class, IoU threshold and area range), ``accumulate`` sorts every class's
+matched detections by score over all images and integrates precision over 101 recall points,
+``summarize`` averages. Only the first stage looks at boxes, and it is per image; its output is
+the :class:`DetectionState`: for every detection its class, score, image key, rank within its
+image and class, and two bit masks over (area range × IoU threshold) saying whether it was a
+true positive or ignored (everything else is a false positive); plus, per class and area range,
+the number of ground-truth boxes that count. States of images, hours, versions or cohorts merge
+by concatenation; :func:`detection_metrics` is ``accumulate`` + ``summarize`` on a state.
+
+Exactness: ``accumulate`` sees, per class, the per-image lists cut to ``maxDet`` and
+concatenated in image-id order, then stably sorted by score; ties therefore break by (image,
+rank within image). The state is kept sorted by (class, -score, image key, rank) and the cut is
+``rank < maxDet``, which is the same order. The maxDet cut after matching is exact because a
+greedy match by descending score never depends on lower-scored detections. Merging sorts by the
+flags too, so any merge order gives the same state, byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._calibration import ReliabilityBin
+from ._codec import pack, readonly, unpack
+from ._jit import kernel
+
+_KIND: Final = "detection"
+
+#: pycocotools' IoU thresholds 0.50:0.05:0.95, computed the same way (bit for bit).
+IOU_THRESHOLDS: Final = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+#: pycocotools' 101 recall points.
+RECALL_THRESHOLDS: Final = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+#: Area ranges all, small, medium, large (pixels²; closed at both ends, as in pycocotools).
+AREA_RANGES: Final = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
+AREA_NAMES: Final = ("all", "small", "medium", "large")
+MAX_DETS: Final = (1, 10, 100)
+N_IOU: Final = len(IOU_THRESHOLDS)
+N_AREA: Final = len(AREA_RANGES)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class DetectionState:
+    """Mergeable result of matching detections to ground truth over a set of images.
+
+    Flag bit ``a * 10 + t`` of ``tp`` / ``ignored`` is for area range ``a`` (all, small, medium,
+    large) and IoU threshold ``t`` (0.50, 0.55, ... 0.95). A detection with neither bit is a
+    false positive there. Detection arrays are sorted by (class, -score, image, rank, flags).
+
+    Attributes
+    ----------
+    classes
+        Sorted class ids that have ground truth or detections.
+    gt_counts
+        ``(len(classes), 4)``: ground-truth boxes that count (not crowd, area within range).
+    n_images
+        Images evaluated (summed over merged parts).
+    det_class, score, image, rank, tp, ignored
+        One entry per detection, all detections kept (also those past ``maxDets``).
+    """
+
+    classes: NDArray[np.int64]
+    gt_counts: NDArray[np.int64]
+    n_images: int
+    det_class: NDArray[np.int64]
+    score: NDArray[np.float64]
+    image: NDArray[np.int64]
+    rank: NDArray[np.int32]
+    tp: NDArray[np.int64]
+    ignored: NDArray[np.int64]
+
+    @property
+    def n_detections(self) -> int:
+        """Number of detections."""
+        return int(self.score.size)
+
+    @classmethod
+    def empty(cls) -> DetectionState:
+        """The state of no images (the identity of :meth:`merge`)."""
+        z = np.zeros(0, dtype=np.int64)
+        return cls(
+            readonly(z.copy()), readonly(np.zeros((0, N_AREA), dtype=np.int64)), 0,
+            readonly(z.copy()), readonly(np.zeros(0)), readonly(z.copy()),
+            readonly(np.zeros(0, dtype=np.int32)), readonly(z.copy()), readonly(z.copy()),
+        )  # fmt: skip
+
+    @classmethod
+    def merge(cls, *states: DetectionState) -> DetectionState:
+        """The state of the union of the parts (exact, associative and commutative).
+
+        Parts are assumed to hold different images, or the same images seen by different
+        models; image keys only order tied scores.
+        """
+        if not states:
+            raise ValueError("merge needs at least one state")
+        classes = np.unique(np.concatenate([s.classes for s in states]))
+        counts = np.zeros((classes.size, N_AREA), dtype=np.int64)
+        for s in states:
+            counts[np.searchsorted(classes, s.classes)] += s.gt_counts
+        return build_state(
+            classes,
+            counts,
+            sum(s.n_images for s in states),
+            np.concatenate([s.det_class for s in states]),
+            np.concatenate([s.score for s in states]),
+            np.concatenate([s.image for s in states]),
+            np.concatenate([s.rank for s in states]),
+            np.concatenate([s.tp for s in states]),
+            np.concatenate([s.ignored for s in states]),
+        )
+
+    def to_bytes(self) -> bytes:
+        """Compact, versioned bytes (see :mod:`monitor.metrics._codec`); no pickle."""
+        meta = {"n_images": self.n_images, "iou_thresholds": N_IOU, "area_ranges": [list(r) for r in AREA_RANGES]}
+        return pack(
+            _KIND,
+            meta,
+            {
+                "classes": self.classes, "gt_counts": self.gt_counts, "det_class": self.det_class,
+                "score": self.score, "image": self.image, "rank": self.rank, "tp": self.tp, "ignored": self.ignored,
+            },
+        )  # fmt: skip
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DetectionState:
+        """Read a state written by :meth:`to_bytes`."""
+        meta, a = unpack(data, _KIND)
+        if meta.get("iou_thresholds") != N_IOU or meta.get("area_ranges") != [list(r) for r in AREA_RANGES]:
+            raise ValueError("detection state was matched with other IoU thresholds or area ranges")
+        return cls(
+            a["classes"], a["gt_counts"], int(meta["n_images"]), a["det_class"], a["score"], a["image"],
+            a["rank"], a["tp"], a["ignored"],
+        )  # fmt: skip
+
+
+def build_state(
+    classes: NDArray[np.int64],
+    gt_counts: NDArray[np.int64],
+    n_images: int,
+    det_class: NDArray[np.int64],
+    score: NDArray[np.float64],
+    image: NDArray[np.int64],
+    rank: NDArray[np.int32],
+    tp: NDArray[np.int64],
+    ignored: NDArray[np.int64],
+) -> DetectionState:
+    """A state with its detections put in the canonical order."""
+    order = np.lexsort((ignored, tp, rank, image, -score, det_class))
+    return DetectionState(
+        readonly(np.ascontiguousarray(classes, dtype=np.int64)),
+        readonly(np.ascontiguousarray(gt_counts, dtype=np.int64)),
+        int(n_images),
+        readonly(det_class[order]),
+        readonly(score[order]),
+        readonly(image[order]),
+        readonly(rank[order]),
+        readonly(tp[order]),
+        readonly(ignored[order]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClassDetectionMetrics:
+    """One class: COCO AP and the operating point (score ≥ threshold, IoU ≥ 0.5)."""
+
+    #: AP@[.50:.95], ``None`` without ground truth
+    ap: float | None
+    ap50: float | None
+    ap75: float | None
+    #: ground-truth boxes that count (not crowd)
+    ground_truth: int
+    detections: int
+    #: at the operating threshold; ``None`` when undefined (no detections / no ground truth)
+    precision: float | None
+    recall: float | None
+    true_positives: int
+    false_positives: int
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionMetrics:
+    """COCO summary by name, per-class results, operating point and D-ECE.
+
+    The twelve summary numbers are pycocotools' ``stats`` in order, with ``None`` where
+    pycocotools reports -1 (no class has ground truth in that area range).
+    """
+
+    ap: float | None
+    ap50: float | None
+    ap75: float | None
+    ap_small: float | None
+    ap_medium: float | None
+    ap_large: float | None
+    ar1: float | None
+    ar10: float | None
+    ar100: float | None
+    ar_small: float | None
+    ar_medium: float | None
+    ar_large: float | None
+    per_class: Mapping[int, ClassDetectionMetrics]
+    score_threshold: float
+    #: all classes pooled, at the operating threshold
+    precision: float | None
+    recall: float | None
+    #: detection ECE (confidence bins vs precision) over detections at or above the threshold
+    dece: float | None
+    dece_bins: tuple[ReliabilityBin, ...]
+    n_images: int
+    n_detections: int
+    n_ground_truth: int
+
+    def summary(self) -> dict[str, float | None]:
+        """The twelve COCO summary numbers by name, in pycocotools' order."""
+        return {name: getattr(self, name) for name in SUMMARY_NAMES}
+
+
+SUMMARY_NAMES: Final = (
+    "ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
+    "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large",
+)  # fmt: skip
+
+
+def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, dece_bins: int = 10) -> DetectionMetrics:
+    """pycocotools' ``accumulate`` + ``summarize`` on a state, plus the operating point and D-ECE.
+
+    Operating point: detections with score ≥ ``score_threshold`` are matched greedily by score at
+    IoU ≥ 0.5 (the COCO match; a detection's match never depends on lower-scored ones, so this is
+    the COCO matching cut at the threshold). A match to a crowd region counts neither way;
+    precision = TP / (TP + FP), recall = TP / non-crowd ground truth. No ``maxDets`` cap.
+
+    D-ECE (Küppers et al. 2020, confidence only): the same detections in ``dece_bins``
+    equal-width score bins ``[e_k, e_k+1)`` (last closed), per bin |precision − mean score|,
+    weighted by the bin's share of detections; netcal's ``ECE(detection=True)`` on
+    (score, matched).
+    """
+    precision, recall = _accumulate(state)
+    k = state.classes.size
+    per_class: dict[int, ClassDetectionMetrics] = {}
+    above = state.score >= score_threshold
+    # bit 0: area "all", IoU 0.50
+    tp50 = (state.tp & 1).astype(bool)
+    ig50 = (state.ignored & 1).astype(bool)
+    starts = np.searchsorted(state.det_class, state.classes, side="left")
+    ends = np.searchsorted(state.det_class, state.classes, side="right")
+    for i, cls in enumerate(state.classes.tolist()):
+        seg = slice(starts[i], ends[i])
+        n_gt = int(state.gt_counts[i, 0])
+        sel = above[seg]
+        tps = int(np.count_nonzero(tp50[seg] & sel))
+        fps = int(np.count_nonzero(~tp50[seg] & ~ig50[seg] & sel))
+        per_class[cls] = ClassDetectionMetrics(
+            ap=_mean_defined(precision[0, -1, :, :, i]),
+            ap50=_mean_defined(precision[0, -1, 0, :, i]),
+            ap75=_mean_defined(precision[0, -1, 5, :, i]),
+            ground_truth=n_gt,
+            detections=int(ends[i] - starts[i]),
+            precision=tps / (tps + fps) if tps + fps else None,
+            recall=tps / n_gt if n_gt else None,
+            true_positives=tps,
+            false_positives=fps,
+        )
+    all_tp = sum(m.true_positives for m in per_class.values())
+    all_fp = sum(m.false_positives for m in per_class.values())
+    all_gt = int(state.gt_counts[:, 0].sum()) if k else 0
+    counted = above & ~ig50
+    dece, bins = _dece(state.score[counted], tp50[counted], dece_bins)
+    a_small, a_medium, a_large = 1, 2, 3
+    return DetectionMetrics(
+        ap=_mean_defined(precision[0, 2]),
+        ap50=_mean_defined(precision[0, 2, 0]),
+        ap75=_mean_defined(precision[0, 2, 5]),
+        ap_small=_mean_defined(precision[a_small, 2]),
+        ap_medium=_mean_defined(precision[a_medium, 2]),
+        ap_large=_mean_defined(precision[a_large, 2]),
+        ar1=_mean_defined(recall[0, 0]),
+        ar10=_mean_defined(recall[0, 1]),
+        ar100=_mean_defined(recall[0, 2]),
+        ar_small=_mean_defined(recall[a_small, 2]),
+        ar_medium=_mean_defined(recall[a_medium, 2]),
+        ar_large=_mean_defined(recall[a_large, 2]),
+        per_class=per_class,
+        score_threshold=float(score_threshold),
+        precision=all_tp / (all_tp + all_fp) if all_tp + all_fp else None,
+        recall=all_tp / all_gt if all_gt else None,
+        dece=dece,
+        dece_bins=bins,
+        n_images=state.n_images,
+        n_detections=state.n_detections,
+        n_ground_truth=all_gt,
+    )
+
+
+def _accumulate(state: DetectionState) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Precision ``(A, M, T, R, K)`` and recall ``(A, M, T, K)``, -1 where undefined.
+
+    pycocotools' arrays are ``(T, R, K, A, M)`` and ``(T, K, A, M)``; the axes are permuted so
+    that ``precision[a, m]`` flattens in pycocotools' (T, R, K) order and means sum alike.
+    """
+    k_count = state.classes.size
+    precision = -np.ones((N_AREA, len(MAX_DETS), N_IOU, RECALL_THRESHOLDS.size, k_count))
+    recall = -np.ones((N_AREA, len(MAX_DETS), N_IOU, k_count))
+    starts = np.searchsorted(state.det_class, state.classes, side="left")
+    ends = np.searchsorted(state.det_class, state.classes, side="right")
+    _accumulate_classes(
+        starts, ends, state.rank, state.tp, state.ignored, state.gt_counts,
+        np.array(MAX_DETS, dtype=np.int64), N_IOU, RECALL_THRESHOLDS, precision, recall,
+    )  # fmt: skip
+    return precision, recall
+
+
+@kernel
+def _accumulate_classes(  # noqa: PLR0913 - a kernel takes its outputs as arguments
+    starts: Any,
+    ends: Any,
+    rank: Any,
+    tp: Any,
+    ignored: Any,
+    gt_counts: Any,
+    max_dets: Any,
+    n_thr: int,
+    rec_thrs: Any,
+    precision: Any,
+    recall: Any,
+) -> None:
+    """pycocotools' ``accumulate`` on the sorted detections of each class.
+
+    Per class, maxDets cut, area range and IoU threshold: cumulative true / false positives
+    over the detections in order (ignored ones count as neither), recall ``tp / npig``,
+    precision ``tp / (tp + fp + eps)`` made non-increasing from the right, then read at the
+    first detection whose recall reaches each of the 101 recall points (0 past the last).
+    The arithmetic is pycocotools' own, operation for operation, so the values agree bit for bit.
+    """
+    n_area = gt_counts.shape[1]
+    eps = np.spacing(1.0)
+    for k in range(starts.shape[0]):
+        s0 = starts[k]
+        n_all = ends[k] - s0
+        keep = np.empty(n_all, dtype=np.int64)
+        rc = np.empty(n_all)
+        pr = np.empty(n_all)
+        for m in range(max_dets.shape[0]):
+            nd = 0
+            for i in range(n_all):
+                if rank[s0 + i] < max_dets[m]:
+                    keep[nd] = s0 + i
+                    nd += 1
+            for a in range(n_area):
+                npig = gt_counts[k, a]
+                if npig == 0:
+                    continue  # no ground truth that counts: stays -1
+                for t in range(n_thr):
+                    bit = np.int64(1) << (a * n_thr + t)
+                    tps = 0.0
+                    fps = 0.0
+                    for i in range(nd):
+                        j = keep[i]
+                        if tp[j] & bit:
+                            tps += 1.0
+                        elif not ignored[j] & bit:
+                            fps += 1.0
+                        rc[i] = tps / npig
+                        pr[i] = tps / (fps + tps + eps)
+                    recall[a, m, t, k] = rc[nd - 1] if nd else 0.0
+                    for i in range(nd - 1, 0, -1):
+                        if pr[i] > pr[i - 1]:
+                            pr[i - 1] = pr[i]
+                    i = 0
+                    for r in range(rec_thrs.shape[0]):
+                        while i < nd and rc[i] < rec_thrs[r]:
+                            i += 1
+                        precision[a, m, t, r, k] = pr[i] if i < nd else 0.0
+
+
+def _mean_defined(values: NDArray[np.float64]) -> float | None:
+    """pycocotools' ``mean(s[s > -1])``, ``None`` instead of -1 when nothing is defined."""
+    defined = values[values > -1]
+    return float(np.mean(defined)) if defined.size else None
+
+
+def _dece(scores: NDArray[np.float64], matched: NDArray[np.bool_], n_bins: int) -> tuple[float | None, tuple[ReliabilityBin, ...]]:
+    if n_bins < 1:
+        raise ValueError(f"dece_bins must be at least 1, got {n_bins}")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    slot = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, n_bins - 1)
+    n = scores.size
+    bins = []
+    total = 0.0
+    for k in range(n_bins):
+        in_bin = slot == k
+        cnt = int(np.count_nonzero(in_bin))
+        if cnt == 0:
+            bins.append(ReliabilityBin(float(edges[k]), float(edges[k + 1]), 0, None, None))
+            continue
+        conf = float(np.mean(scores[in_bin]))
+        prec = int(np.count_nonzero(matched[in_bin])) / cnt
+        total += abs(prec - conf) * (cnt / n)
+        bins.append(ReliabilityBin(float(edges[k]), float(edges[k + 1]), cnt, conf, prec))
+    return (total if n else None), tuple(bins)
