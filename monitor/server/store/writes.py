@@ -164,6 +164,7 @@ def _insert_predictions(conn: Connection, new: list[Prediction], now: datetime, 
 
 
 def _copy_predictions(conn: Connection, new: list[Prediction], now: datetime) -> list[Prediction]:
+    import orjson
     import psycopg
     from psycopg.types.json import Jsonb
 
@@ -172,7 +173,7 @@ def _copy_predictions(conn: Connection, new: list[Prediction], now: datetime) ->
     try:
         with conn.begin_nested(), raw.cursor() as cur:
             _copy(cur, "predictions", PREDICTION_COLUMNS, _PREDICTION_PG_TYPES,
-                  (prediction_row(p, now, None if p.cohort is None else Jsonb(p.cohort)) for p in new))  # fmt: skip
+                  (prediction_row(p, now, None if p.cohort is None else Jsonb(p.cohort, orjson.dumps)) for p in new))  # fmt: skip
     except psycopg.errors.UniqueViolation:
         # A concurrent batch stored some of these ids after our lookup: fall back to row-wise
         # ON CONFLICT DO NOTHING and keep only what this transaction inserted.

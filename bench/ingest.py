@@ -1,0 +1,209 @@
+"""Ingest throughput: predictions/s through the real HTTP API into PostgreSQL, next to the ceiling.
+
+Two workloads, batches of 1000 records:
+  * classification, 10 classes, no embedding;
+  * the same with a 512-d float16 embedding (sent base64, as the SDK does).
+
+For each, the same run measures
+  * cvmon: `cvmon serve --workers W` on loopback, C client threads posting pre-built request
+    bodies (so the client costs next to nothing), every record validated, deduplicated and stored;
+  * the ceiling: raw psycopg binary COPY of the same rows into the same tables, one batch per
+    transaction, no validation, no HTTP.
+and prints both and the ratio.
+
+    python bench/ingest.py [--records 200000] [--workers 2] [--clients 3] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import orjson
+import psycopg
+from psycopg.types.json import Jsonb
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitor.server.store import migrate  # noqa: E402
+from monitor.server.store.engine import make_engine  # noqa: E402
+from monitor.server.store.partitions import PartitionManager  # noqa: E402
+from monitor.server.store.writes import (  # noqa: E402
+    _EMBEDDING_PG_TYPES,
+    _PREDICTION_PG_TYPES,
+    EMBEDDING_COLUMNS,
+    PREDICTION_COLUMNS,
+    embedding_row,
+    prediction_row,
+)
+from monitor.wire import ModelSpec, encode_array, parse_prediction  # noqa: E402
+
+CLASSES = [f"class-{i}" for i in range(10)]
+BATCH = 1000
+
+
+def records(model: str, n: int, embedding_dim: int, start: datetime, seed: int) -> Iterator[dict]:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, len(CLASSES))).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    emb = rng.normal(size=(n, embedding_dim)).astype(np.float16) if embedding_dim else None
+    run = uuid.uuid4().hex[:8]
+    for i in range(n):
+        rec = {
+            "prediction_id": f"{run}-{i}",
+            "model": model,
+            "model_version": "v1",
+            "timestamp": (start + timedelta(milliseconds=i)).isoformat(),
+            "latency_ms": float(10 + i % 7),
+            "cohort": {"camera": f"cam-{i % 8}"},
+            "probabilities": probs[i].tolist(),
+        }
+        if emb is not None:
+            rec["embedding"] = encode_array(emb[i], "float16")
+        yield rec
+
+
+def bodies(model: str, n: int, dim: int, start: datetime, seed: int) -> list[bytes]:
+    recs = list(records(model, n, dim, start, seed))
+    return [orjson.dumps({"records": recs[i : i + BATCH]}) for i in range(0, n, BATCH)]
+
+
+def post_all(port: int, key: str, payloads: list[bytes], clients: int) -> float:
+    """Post every body from `clients` keep-alive connections; returns the seconds taken."""
+    queue = list(reversed(payloads))
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        while True:
+            with lock:
+                if not queue:
+                    break
+                body = queue.pop()
+            conn.request("POST", "/v1/predictions", body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200 or orjson.loads(data)["accepted"] != BATCH:
+                errors.append(f"{resp.status} {data[:200]!r}")
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise SystemExit(f"{len(errors)} failed batches, first: {errors[0]}")
+    return elapsed
+
+
+def copy_ceiling(dsn: str, model: str, n: int, dim: int, start: datetime) -> float:
+    """Raw binary COPY of the same rows (validated up front, outside the timing)."""
+    spec = ModelSpec.create(model, "classification", CLASSES)
+    now = datetime.now(UTC)
+    preds = [parse_prediction(r, {model: spec}.get, now=now) for r in records(model, n, dim, start, seed=99)]
+    rows = [prediction_row(p, now, Jsonb(p.cohort)) for p in preds]
+    embs = [embedding_row(p) for p in preds if p.embedding is not None]
+    with psycopg.connect(dsn) as conn:
+        t0 = time.perf_counter()
+        for i in range(0, n, BATCH):
+            with conn.cursor() as cur:
+                with cur.copy(f"COPY predictions ({', '.join(PREDICTION_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(list(_PREDICTION_PG_TYPES))
+                    for row in rows[i : i + BATCH]:
+                        cp.write_row(row)
+                if embs:
+                    with cur.copy(f"COPY embeddings ({', '.join(EMBEDDING_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+                        cp.set_types(list(_EMBEDDING_PG_TYPES))
+                        for row in embs[i : i + BATCH]:
+                            cp.write_row(row)
+            conn.commit()
+        return time.perf_counter() - t0
+
+
+def start_server(url: str, port: int, workers: int) -> subprocess.Popen:
+    env = {**os.environ, "CVMON_DATABASE_URL": url, "CVMON_SCHEDULER": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.server.cli", "serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+        env=env,
+    )
+    for _ in range(300):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/readyz")
+            if c.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000, help="records per workload (default 200000)")
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes (default 2)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client connections (default 4)")
+    parser.add_argument("--database-url", default=os.environ.get("CVMON_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+                        help="an existing PostgreSQL database; a scratch database is created next to it")  # fmt: skip
+    args = parser.parse_args()
+    n = args.records - args.records % BATCH
+
+    admin = args.database_url
+    name = f"cvmon_bench_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin.replace("postgresql://", "postgresql+psycopg://", 1)).set(database=name)
+    sa_url = url.render_as_string(hide_password=False)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    proc = None
+    try:
+        engine = make_engine(sa_url)
+        migrate.upgrade(engine)
+        start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+        PartitionManager(engine).ensure_ahead(start, days_ahead=2)
+        from monitor.server.store.engine import write_transaction
+        from monitor.server.store.keys import create_key
+        from monitor.server.store.registry import register_model
+
+        with write_transaction(engine) as conn:
+            _, key = create_key(conn, scopes=["ingest"], models=None, name="bench", now=datetime.now(UTC))
+            for m in ("bench-http", "bench-copy"):
+                register_model(conn, m, "classification", CLASSES, 0.5, now=datetime.now(UTC))
+        port = 18000 + os.getpid() % 1000
+        proc = start_server(sa_url, port, args.workers)
+        print(f"{n} records per workload, batches of {BATCH}; server: {args.workers} workers; {args.clients} client connections")
+        print(f"{'workload':<34} {'cvmon HTTP rec/s':>17} {'binary COPY rec/s':>18} {'ratio':>7}")
+        for label, dim in (("classification, 10 classes", 0), ("+ 512-d float16 embedding", 512)):
+            payloads = bodies("bench-http", n, dim, start, seed=dim)
+            post_all(port, key, payloads[:2], 1)  # warm up the workers' connection pools
+            http_s = post_all(port, key, payloads[2:], args.clients)
+            http_rate = (n - 2 * BATCH) / http_s
+            copy_rate = n / copy_ceiling(dsn, "bench-copy", n, dim, start)
+            print(f"{label:<34} {http_rate:>17,.0f} {copy_rate:>18,.0f} {http_rate / copy_rate:>7.0%}")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
