@@ -1,0 +1,217 @@
+"""The SLO spec in cvmon.yaml: what it accepts, and errors that point at the line."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from monitor.errors import ConfigError
+from monitor.server.slo.burnrate import DAY, HOUR, MINUTE
+from monitor.server.slo.spec import SLO, load_slos
+
+
+def load(text: str) -> tuple[SLO, ...]:
+    return load_slos(textwrap.dedent(text), source="cvmon.yaml")
+
+
+def test_example_config_loads(example_slos: tuple[SLO, ...]) -> None:
+    by_name = {s.name: s for s in example_slos}
+    assert len(by_name) == len(example_slos) == 12
+    assert {s.sli for s in example_slos} == {
+        "latency", "availability", "accuracy", "precision", "recall", "ece", "drift", "map",
+    }
+    recall = by_name["digits-recall-7"]
+    assert (recall.class_name, recall.window, recall.objective) == ("7", "7d", 0.95)
+    assert by_name["digits-accuracy-cam-3"].cohort == (("camera", "cam-3"),)
+    assert by_name["digits-latency"].threshold == 0.05
+    assert by_name["digits-latency"].line == 16
+    assert by_name["shelf-detector-map"].time_slice and not by_name["digits-accuracy"].time_slice
+    assert [a.severity for a in by_name["digits-drift"].alerts] == ["ticket", "ticket"]
+
+
+def test_minimal_slo_gets_the_workbook_recipe() -> None:
+    (slo,) = load(
+        """
+        slos:
+          - {name: a, model: m, sli: availability, objective: 0.99, window: 30d}
+        """
+    )
+    assert slo.window_s == 30 * DAY and slo.error_budget == 0.01
+    assert [(a.long_window_s, a.short_window_s, a.burn_rate, a.min_events) for a in slo.alerts] == [
+        (HOUR, 5 * MINUTE, 14.4, 35), (6 * HOUR, 30 * MINUTE, 6.0, 84), (DAY, 2 * HOUR, 3.0, 0), (3 * DAY, 6 * HOUR, 1.0, 0),
+    ]
+
+
+def test_no_slos_key_means_no_slos() -> None:
+    assert load("database_url: sqlite:///x.db\n") == ()
+    assert load("") == ()
+
+
+def test_class_may_be_a_bare_number_and_keeps_its_spelling() -> None:
+    (slo,) = load(
+        """
+        slos:
+          - {name: r, model: m, sli: recall, class: 07, objective: 0.9, window: 30d,
+             alerting: {alerts: [{severity: ticket, long_window: 3d, short_window: 6h, burn_rate: 1}]}}
+        """
+    )
+    assert slo.class_name == "07"
+
+
+def test_global_min_events_applies_to_pages_and_per_slo_overrides_it() -> None:
+    a, b = load(
+        """
+        slo_alerting:
+          min_events: 50
+        slos:
+          - {name: a, model: m, sli: accuracy, objective: 0.99, window: 30d}
+          - {name: b, model: m, sli: accuracy, objective: 0.99, window: 30d, alerting: {min_events: 10}}
+        """
+    )
+    assert [x.min_events for x in a.alerts] == [50, 50, 0, 0]
+    assert [x.min_events for x in b.alerts] == [10, 10, 0, 0]
+
+
+def test_alert_entries_take_a_budget_fraction_or_a_burn_rate() -> None:
+    (slo,) = load(
+        """
+        slo_alerting:
+          alerts:
+            - {severity: page, long_window: 2h, short_window: 10m, budget_fraction: 0.04}
+            - {severity: ticket, long_window: 3d, short_window: 6h, burn_rate: 1.5, min_events: 100}
+        slos:
+          - {name: a, model: m, sli: accuracy, objective: 0.99, window: 7d}
+        """
+    )
+    page, ticket = slo.alerts
+    assert page.burn_rate == pytest.approx(0.04 * 7 * 24 / 2)  # 3.36x
+    assert page.min_events == 149  # ceil(5 / (3.36 * 0.01))
+    assert ticket.burn_rate == 1.5
+    assert ticket.budget_fraction == pytest.approx(1.5 * 3 / 7)
+    assert ticket.min_events == 100
+
+
+# Each case: the document, the 1-based line the error must point at, a piece of the message.
+BAD = [
+    pytest.param("slos: {a: 1}\n", 1, "must be a list", id="slos-not-a-list"),
+    pytest.param("slos:\n  - name: a\n    model: m\n", 2, "needs sli", id="missing-key"),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    treshold: 1\n",
+        7, "did you mean 'threshold'", id="unknown-key-with-suggestion",
+    ),
+    pytest.param(
+        "slos:\n  - {name: a, model: m, sli: accuracy, objective: 0.99, window: 30d}\n"
+        "  - {name: a, model: m, sli: latency, threshold: 1, objective: 0.99, window: 30d}\n",
+        3, "already used on line 2", id="duplicate-name",
+    ),
+    pytest.param(
+        "slos:\n  - name: 'has space'\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n",
+        2, "Prometheus label value", id="name-not-label-safe",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: f1\n    objective: 0.99\n    window: 30d\n",
+        4, "latency | availability | accuracy", id="unknown-sli",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 99\n    window: 30d\n",
+        5, "strictly between 0 and 1", id="objective-as-percent",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 1\n    window: 30d\n",
+        5, "strictly between 0 and 1", id="objective-one",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: high\n    window: 30d\n",
+        5, "must be a number", id="objective-not-a-number",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 1 month\n",
+        6, "like 5m, 12h, 30d or 4w", id="window-unparsable",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30m\n",
+        6, "at least 1h", id="window-too-short",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: recall\n    objective: 0.99\n    window: 30d\n",
+        2, "needs class", id="recall-without-class",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    class: cat\n    objective: 0.99\n    window: 30d\n",
+        5, "class applies only to precision and recall", id="class-on-accuracy",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: latency\n    objective: 0.99\n    window: 30d\n",
+        2, "needs threshold", id="latency-without-threshold",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: ece\n    threshold: 5\n    objective: 0.99\n    window: 30d\n",
+        5, "fraction in (0, 1)", id="ece-threshold-not-a-fraction",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    threshold: 0.2\n    objective: 0.99\n    window: 30d\n",
+        5, "threshold applies only to", id="threshold-on-accuracy",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    cohort: {model: x}\n",
+        7, "cohort key 'model'", id="cohort-shadows-a-label",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.9\n    window: 30d\n",
+        5, "even a total outage would never fire", id="page-unreachable-at-90-percent",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 12h\n",
+        6, "default page alert", id="window-too-short-for-default-recipe",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 7d\n    alerting:\n"
+        "      alerts:\n        - {severity: ticket, long_window: 3d, short_window: 6h, budget_fraction: 0.1}\n",
+        9, "below 1x", id="entry-factor-below-1",
+    ),
+    pytest.param(
+        "slo_alerting:\n  alerts:\n    - {severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4}\n"
+        "slos:\n  - {name: a, model: m, sli: accuracy, objective: 0.9, window: 30d}\n",
+        3, "inherited from slo_alerting", id="inherited-entry-unreachable",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    alerting:\n"
+        "      alerts:\n        - {severity: page, long_window: 1h, short_window: 5m}\n",
+        9, "exactly one of budget_fraction or burn_rate", id="entry-without-factor",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    alerting:\n"
+        "      alerts:\n        - {severity: urgent, long_window: 1h, short_window: 5m, burn_rate: 2}\n",
+        9, "page or ticket", id="entry-bad-severity",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    alerting:\n"
+        "      alerts:\n        - {severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4}\n"
+        "        - {severity: page, long_window: 1h, short_window: 5m, burn_rate: 10}\n",
+        10, "already defined on line 9", id="entry-duplicate",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    alerting:\n"
+        "      min_events: -3\n",
+        8, "whole number >= 0", id="negative-min-events",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    name: b\n", 3, "appears twice", id="duplicate-key",
+    ),
+    pytest.param("slos:\n  - name: a\n    model: [m\n", 4, "not valid YAML", id="yaml-syntax"),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    detector: psi\n",
+        7, "detector applies only to drift", id="detector-on-accuracy",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), BAD)
+def test_errors_point_at_the_line(text: str, line: int, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_slos(text, source="cvmon.yaml")
+    err = info.value
+    assert (err.source, err.line) == ("cvmon.yaml", line), str(err)
+    assert str(err).startswith(f"cvmon.yaml:{line}: ")
+    assert message in str(err)
