@@ -43,6 +43,8 @@ AREA_NAMES: Final = ("all", "small", "medium", "large")
 MAX_DETS: Final = (1, 10, 100)
 N_IOU: Final = len(IOU_THRESHOLDS)
 N_AREA: Final = len(AREA_RANGES)
+#: Bytes that hold the N_AREA × N_IOU flag bits of one detection.
+_FLAG_BYTES: Final = (N_AREA * N_IOU + 7) // 8
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -116,14 +118,24 @@ class DetectionState:
         )
 
     def to_bytes(self) -> bytes:
-        """Compact, versioned bytes (see :mod:`monitor.metrics._codec`); no pickle."""
+        """Compact, versioned bytes (see :mod:`monitor.metrics._codec`); no pickle.
+
+        34 bytes a detection: score and image key (8 each), class as an index into ``classes``
+        and rank (4 each), and the 2 × 40 flag bits in 10 bytes.
+        """
+        n = self.n_detections
+        flags = np.concatenate(
+            [self.tp.astype("<u8").view(np.uint8).reshape(n, 8)[:, :_FLAG_BYTES],
+             self.ignored.astype("<u8").view(np.uint8).reshape(n, 8)[:, :_FLAG_BYTES]], axis=1,
+        )  # fmt: skip
         meta = {"n_images": self.n_images, "iou_thresholds": N_IOU, "area_ranges": [list(r) for r in AREA_RANGES]}
         return pack(
             _KIND,
             meta,
             {
-                "classes": self.classes, "gt_counts": self.gt_counts, "det_class": self.det_class,
-                "score": self.score, "image": self.image, "rank": self.rank, "tp": self.tp, "ignored": self.ignored,
+                "classes": self.classes, "gt_counts": self.gt_counts,
+                "class_index": np.searchsorted(self.classes, self.det_class).astype(np.int32),
+                "score": self.score, "image": self.image, "rank": self.rank, "flags": flags,
             },
         )  # fmt: skip
 
@@ -133,9 +145,14 @@ class DetectionState:
         meta, a = unpack(data, _KIND)
         if meta.get("iou_thresholds") != N_IOU or meta.get("area_ranges") != [list(r) for r in AREA_RANGES]:
             raise ValueError("detection state was matched with other IoU thresholds or area ranges")
+        n = a["score"].size
+        words = np.zeros((2, n, 8), dtype=np.uint8)
+        words[0, :, :_FLAG_BYTES] = a["flags"][:, :_FLAG_BYTES]
+        words[1, :, :_FLAG_BYTES] = a["flags"][:, _FLAG_BYTES:]
+        tp, ignored = (readonly(w.view("<i8").reshape(n).astype(np.int64)) for w in words)
         return cls(
-            a["classes"], a["gt_counts"], int(meta["n_images"]), a["det_class"], a["score"], a["image"],
-            a["rank"], a["tp"], a["ignored"],
+            a["classes"], a["gt_counts"], int(meta["n_images"]), readonly(a["classes"][a["class_index"]]),
+            a["score"], a["image"], a["rank"], tp, ignored,
         )  # fmt: skip
 
 
