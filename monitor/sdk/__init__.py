@@ -1,0 +1,19 @@
+"""The cvmon SDK: log predictions and ground truth from an inference service.
+
+Standard library and numpy only. Start with :class:`Client`; its docstring is the manual.
+"""
+
+from monitor.sdk._client import Client, Stats, TimedPrediction, embedding_sampled
+from monitor.sdk._transport import HTTPTransport, MockTransport, Request, Response, Transport
+
+__all__ = [
+    "Client",
+    "HTTPTransport",
+    "MockTransport",
+    "Request",
+    "Response",
+    "Stats",
+    "TimedPrediction",
+    "Transport",
+    "embedding_sampled",
+]
