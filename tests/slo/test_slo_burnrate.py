@@ -209,3 +209,11 @@ def test_default_alerts_have_no_problems_for_common_slos() -> None:
             w = parse_duration(window)
             for alert in default_alerts(objective, w):
                 assert alert_problems(alert, objective=objective, slo_window_s=w) == []
+
+
+def test_package_exports_its_public_names() -> None:
+    import monitor.server.slo as package
+
+    assert package.__all__ == sorted(package.__all__)
+    public = {n for n in vars(package) if not n.startswith("_")} - {"burnrate", "render", "spec", "promtool"}
+    assert set(package.__all__) == public

@@ -1,0 +1,45 @@
+"""Model-quality SLOs: the spec in cvmon.yaml, error-budget and burn-rate maths, Prometheus rules.
+
+* :mod:`.spec` -- ``load_slos(text, source)``: the validated ``slos:`` of cvmon.yaml.
+* :mod:`.burnrate` -- pure maths on event counts: error budget, burn rate, the workbook's
+  multiwindow recipe as budget fractions, detection times, and ``evaluate_alerts``, the decision
+  the rendered rules and cvmon's built-in notifier share.
+* :mod:`.render` -- the Prometheus recording and alerting rules ``cvmon slo render`` writes.
+* :mod:`.promtool` -- running Prometheus' promtool on rule files.
+
+docs/slo.md explains the semantics.
+"""
+
+from monitor.server.slo.burnrate import (
+    AlertDecision,
+    BurnAlert,
+    WindowCounts,
+    budget_remaining,
+    burn_rate,
+    default_alerts,
+    detection_time_s,
+    error_budget,
+    evaluate_alerts,
+    required_windows,
+)
+from monitor.server.slo.render import ALERT_NAME, render_rules, write_rules
+from monitor.server.slo.spec import SLO, SLIS, load_slos
+
+__all__ = [
+    "ALERT_NAME",
+    "AlertDecision",
+    "BurnAlert",
+    "SLIS",
+    "SLO",
+    "WindowCounts",
+    "budget_remaining",
+    "burn_rate",
+    "default_alerts",
+    "detection_time_s",
+    "error_budget",
+    "evaluate_alerts",
+    "load_slos",
+    "render_rules",
+    "required_windows",
+    "write_rules",
+]

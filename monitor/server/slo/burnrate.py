@@ -178,7 +178,7 @@ def default_min_events(severity: Severity, burn_rate: float, objective: float) -
     7 per hour for a 95 % SLO. Below that count the page stays quiet; tickets (no guard by
     default) still report the burn. With the SLI exactly on objective, the bad count at the guard
     is binomial with mean ``5 / burn_rate``, and the chance that one window alone looks like a
-    page is about 1e-6 at 14.4x and 2e-4 at 6x, for any objective
+    page is at most about 2e-6 at 14.4x and 3e-4 at 6x for objectives from 95 % to 99.9 %
     (:func:`false_alarm_probability`).
     """
     if severity != "page":
