@@ -33,6 +33,7 @@ def imported_by(*modules: str) -> set[str]:
     [
         pytest.param(("monitor", "monitor.wire", "monitor.errors"), id="wire"),
         pytest.param(("monitor.metrics",), id="metrics"),
+        pytest.param(("monitor.sdk",), id="sdk"),
     ],
 )
 def test_core_modules_import_no_server_dependency(modules):
