@@ -253,6 +253,15 @@ def _check(arr: FloatArray, name: str, min_rows: int) -> FloatArray:
     return arr
 
 
+def stored_precision(values: FloatArray) -> FloatArray:
+    """``values`` rounded to float32, the precision multivariate reference samples are stored in.
+
+    Both windows go through it, so a reloaded detector scores exactly like the one that was
+    fitted and the reference never differs from the window by rounding alone.
+    """
+    return values.astype(np.float32).astype(np.float64)
+
+
 def rng_for(seed: int, stream: int) -> np.random.Generator:
     """An independent random stream ``stream`` of ``seed``.
 

@@ -20,6 +20,7 @@ from detectors.base import (
     group_masks,
     permutation_p_value,
     rng_for,
+    stored_precision,
 )
 
 _FIT, _CURRENT, _PERMUTE = 0, 2, 3
@@ -106,7 +107,7 @@ class ClassifierDrift(Detector):
         """Keep a bounded sample of ``reference`` (n × d), at the float32 precision it is stored in."""
         x = as_matrix(reference, "reference", min_rows=self.n_folds)
         sample = bounded_sample(x, self.max_reference, rng_for(self.seed, _FIT))
-        self._reference = sample.astype(np.float32).astype(np.float64)
+        self._reference = stored_precision(sample)
         return self
 
     def score(self, current: ArrayLike) -> DriftResult:
@@ -116,7 +117,7 @@ class ClassifierDrift(Detector):
         y = as_matrix(current, "current", min_rows=self.n_folds)
         if y.shape[1] != self._reference.shape[1]:
             raise ValueError(f"current has {y.shape[1]} features; the reference has {self._reference.shape[1]}")
-        y = bounded_sample(y, self.max_current, rng_for(self.seed, _CURRENT))
+        y = stored_precision(bounded_sample(y, self.max_current, rng_for(self.seed, _CURRENT)))
         m, n = len(self._reference), len(y)
         rng = rng_for(self.seed, _PERMUTE)
         # Columns: the observed labels (current = 1), then the relabellings.

@@ -33,6 +33,7 @@ from detectors.base import (
     decode_array,
     encode_array,
     rng_for,
+    stored_precision,
 )
 
 EmbeddingMethod = Literal["model", "mmd", "ratio", "distance"]
@@ -133,7 +134,7 @@ class EvidentlyEmbeddingDrift(Detector):
     def fit(self, reference: ArrayLike) -> Self:
         """Keep a bounded sample of ``reference`` (n × d) for Evidently to compare against."""
         x = bounded_sample(as_matrix(reference, "reference"), self.max_reference, rng_for(self.seed, _FIT))
-        self._reference = x.astype(np.float32).astype(np.float64)
+        self._reference = stored_precision(x)
         return self
 
     def _evidently_method(self) -> Any:
@@ -153,7 +154,7 @@ class EvidentlyEmbeddingDrift(Detector):
         y = as_matrix(current, "current")
         if y.shape[1] != self._reference.shape[1]:
             raise ValueError(f"current has {y.shape[1]} features; the reference has {self._reference.shape[1]}")
-        y = bounded_sample(y, self.max_current, rng_for(self.seed, _CURRENT))
+        y = stored_precision(bounded_sample(y, self.max_current, rng_for(self.seed, _CURRENT)))
         method = self._evidently_method()
         with _global_numpy_state():
             value, drifted, _ = method(pd.DataFrame(y), pd.DataFrame(self._reference.copy()))
@@ -263,7 +264,7 @@ class EvidentlyColumnDrift(Detector):
         if self.columns is not None and len(self.columns) != x.shape[1]:
             raise ValueError(f"{len(self.columns)} column names for {x.shape[1]} columns")
         x = bounded_sample(x, self.max_reference, rng_for(self.seed, _FIT))
-        self._reference = x.astype(np.float32).astype(np.float64)
+        self._reference = stored_precision(x)
         return self
 
     def score(self, current: ArrayLike) -> DriftResult:
@@ -278,7 +279,7 @@ class EvidentlyColumnDrift(Detector):
         y = _columns(current, "current")
         if y.shape[1] != self._reference.shape[1]:
             raise ValueError(f"current has {y.shape[1]} columns; the reference has {self._reference.shape[1]}")
-        y = bounded_sample(y, self.max_current, rng_for(self.seed, _CURRENT))
+        y = stored_precision(bounded_sample(y, self.max_current, rng_for(self.seed, _CURRENT)))
         names = self.columns or [str(i) for i in range(y.shape[1])]
         tests, scores, drifted = [], [], []
         for i in range(y.shape[1]):

@@ -38,7 +38,8 @@ class KSDrift(Detector):
     seed
         Seed of the reservoir and current samples.
     max_reference
-        At most this many reference values are kept (a uniform sample, stored as float32).
+        At most this many reference values are kept (a uniform sample, stored as float64:
+        confidences crowd just below 1, where float32 would merge values the window keeps apart).
     max_current
         At most this many current values are compared.
     """
@@ -65,7 +66,7 @@ class KSDrift(Detector):
     def fit(self, reference: ArrayLike) -> Self:
         """Keep a bounded, sorted sample of the 1-D ``reference``."""
         x = bounded_sample(as_vector(reference, "reference"), self.max_reference, rng_for(self.seed, _FIT))
-        self._reference = np.sort(x.astype(np.float32).astype(np.float64))
+        self._reference = np.sort(x)
         return self
 
     def score(self, current: ArrayLike) -> DriftResult:
@@ -90,7 +91,7 @@ class KSDrift(Detector):
 
     def _summary(self) -> dict[str, Any]:
         assert self._reference is not None
-        return {"sample": encode_array(self._reference)}
+        return {"sample": encode_array(self._reference, "float64")}
 
     def _load_summary(self, summary: Mapping[str, Any]) -> None:
         sample = decode_array(summary["sample"])

@@ -20,6 +20,7 @@ from detectors.base import (
     group_masks,
     permutation_p_value,
     rng_for,
+    stored_precision,
 )
 
 # Independent random streams (see detectors.base.rng_for).
@@ -116,8 +117,8 @@ class MMDDrift(Detector):
     def fit(self, reference: ArrayLike) -> Self:
         """Keep a bounded sample of ``reference`` (n × d) and fix the kernel bandwidth."""
         x = as_matrix(reference, "reference")
-        # Kept at the float32 precision it is stored in, so a reloaded detector scores identically.
-        sample = bounded_sample(x, self.max_reference, rng_for(self.seed, _FIT)).astype(np.float32).astype(np.float64)
+        # The features see both windows in float32 (see _features), the precision the sample is stored in.
+        sample = stored_precision(bounded_sample(x, self.max_reference, rng_for(self.seed, _FIT)))
         sigma = self.bandwidth if self.bandwidth is not None else _median_distance(sample, self.seed)
         self._set_reference(sample, sigma)
         return self

@@ -18,6 +18,7 @@ from detectors.base import (
     decode_array,
     encode_array,
     rng_for,
+    stored_precision,
 )
 
 Correction = Literal["bonferroni", "fdr"]
@@ -122,10 +123,9 @@ class PCAKSDrift(Detector):
         if rank == 0:
             raise ValueError("reference has no variance; PCA-KS needs at least one varying direction")
         k = min(self.n_components, rank)
-        # Round-trip through float32 now so a detector reloaded from its summary scores identically.
-        self._mean = _f32(mean)
-        self._axes = _f32(vt[:k])
-        self._projections = _f32((held_out - self._mean) @ self._axes.T)
+        self._mean = stored_precision(mean)
+        self._axes = stored_precision(vt[:k])
+        self._projections = stored_precision((held_out - self._mean) @ self._axes.T)
         return self
 
     def score(self, current: ArrayLike) -> DriftResult:
@@ -138,7 +138,7 @@ class PCAKSDrift(Detector):
         if y.shape[1] != self._axes.shape[1]:
             raise ValueError(f"current has {y.shape[1]} features; the reference has {self._axes.shape[1]}")
         y = bounded_sample(y, self.max_current, rng_for(self.seed, _CURRENT))
-        projected = (y - self._mean) @ self._axes.T
+        projected = stored_precision((y - self._mean) @ self._axes.T)
         result = ks_2samp(self._projections, projected, axis=0, method="auto")
         stats = np.asarray(result.statistic, dtype=np.float64)
         p_values = np.asarray(result.pvalue, dtype=np.float64)
@@ -181,7 +181,3 @@ def _combine(p_values: FloatArray, correction: Correction) -> float:
         return float(min(1.0, k * p_values.min()))
     ordered = np.sort(p_values)
     return float(min(1.0, (ordered * k / np.arange(1, k + 1)).min()))
-
-
-def _f32(values: FloatArray) -> FloatArray:
-    return values.astype(np.float32).astype(np.float64)

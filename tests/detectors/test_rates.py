@@ -42,6 +42,15 @@ def gaussian(size: int, dim: int, *, shift: float = 0.0, scale: float = 1.0) -> 
     return source
 
 
+def saturated_confidences(size: int) -> Source:
+    """Confidences of a sure model: 1 - 10^U(-9, -5), closer to 1 than float32 can tell apart."""
+
+    def source(_: Digits) -> PairSampler:
+        return lambda rng: tuple(1.0 - 10.0 ** rng.uniform(-9, -5, size) for _ in range(2))  # type: ignore[return-value]
+
+    return source
+
+
 def embeddings(size: int) -> Source:
     return lambda d: disjoint_pair(d.embeddings, d.embeddings, size)
 
@@ -104,6 +113,8 @@ NO_SHIFT = [
     pytest.param(lambda s: PCAKSDrift(seed=s), gaussian(300, 128), id="pca-ks-isotropic-gaussian"),
     pytest.param(lambda s: KSDrift(seed=s), confidences(500), id="ks-digits-confidence"),
     pytest.param(lambda s: KSDrift(seed=s), gaussian(200, 0), id="ks-gaussian"),
+    pytest.param(lambda s: KSDrift(seed=s), saturated_confidences(300), id="ks-confidence-near-1"),
+    pytest.param(lambda s: WassersteinDrift(seed=s), saturated_confidences(300), id="wasserstein-confidence-near-1"),
     pytest.param(lambda s: WassersteinDrift(seed=s), confidences(500), id="wasserstein-digits-confidence"),
     pytest.param(lambda s: WassersteinDrift(seed=s), gaussian(200, 0), id="wasserstein-gaussian"),
     pytest.param(lambda s: PSIDrift(seed=s), confidences(500), id="psi-digits-confidence"),
