@@ -212,7 +212,7 @@ def make_api(db: Database) -> Iterator[Any]:
     stack: list[ThreadServer] = []
 
     def start(**overrides: Any) -> Api:
-        settings = Settings(database_url=db.url, **overrides)
+        settings = Settings(database_url=db.url, **{"scheduler": False, **overrides})
         server = ThreadServer(create_app(settings)).__enter__()
         stack.append(server)
         api = Api(server.url, "", db, settings)

@@ -13,8 +13,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from monitor import __version__
-from monitor.server.api import health, ingest, models
+from monitor.server.api import health, ingest, models, prometheus, query
 from monitor.server.api.deps import AppState, utc_now
+from monitor.server.exporters.service import TimingMiddleware
 from monitor.server.settings import Settings
 from monitor.server.store.engine import make_engine
 from monitor.server.store.migrate import verify_schema
@@ -49,11 +50,18 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         verify_schema(engine)
         state.partitions.ensure_ahead(clock(), settings.partition_days_ahead)
+        scheduler = None
+        if settings.scheduler:
+            from monitor.server.jobs.scheduler import start_scheduler
+
+            scheduler = start_scheduler(engine, settings, clock)
         if settings.auth_disabled:
             log.warning("API-key authentication is DISABLED (CVMON_AUTH_DISABLED=1): anyone who can reach this port can read and write")
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)
             if owns_engine:
                 engine.dispose()
 
@@ -66,7 +74,10 @@ def create_app(
     app.state.cvmon = state
     app.include_router(ingest.router)
     app.include_router(models.router)
+    app.include_router(query.router)
+    app.include_router(prometheus.router)
     app.include_router(health.router)
+    app.add_middleware(TimingMiddleware, metrics=state.service_metrics)
     for schema in ingest.SCHEMAS:  # referenced by the hand-validated ingest request bodies
         _add_schema(app, schema)
     app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_unavailable)

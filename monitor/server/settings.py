@@ -16,6 +16,9 @@ CVMON_PII_HASH_KEY               pii.hash_key                 secret for the PII
 CVMON_PARTITION_DAYS_AHEAD       partition_days_ahead         daily partitions created ahead (PostgreSQL, 7)
 CVMON_KEY_CACHE_SECONDS          key_cache_seconds            how long a verified API key is cached (10)
 CVMON_SCHEDULER                  scheduler                    run the scheduled jobs in ``serve`` (1)
+CVMON_WINDOWS                    windows                      evaluation windows (1h,1d,7d)
+CVMON_EVALUATE_INTERVAL_SECONDS  evaluate_interval_seconds    how often the model jobs run (60)
+CVMON_MAX_COHORT_VALUES          max_cohort_values            values per cohort key evaluated apart (50)
 ==============================  ==========================  ========================================
 
 Lists in the environment are comma-separated.
@@ -48,6 +51,11 @@ class Settings:
     partition_days_ahead: int = 7
     key_cache_seconds: float = 10.0
     scheduler: bool = True
+    windows: tuple[str, ...] = ("1h", "1d", "7d")
+    evaluate_interval_seconds: float = 60.0
+    #: Cohort values beyond this many per key (by volume) are not evaluated as slices of their
+    #: own, so a typo-ridden or high-cardinality field cannot explode the label sets.
+    max_cohort_values: int = 50
     #: Where the settings came from, for messages.
     config_path: str | None = None
     #: Sections other packages parse themselves (``slos``, ``jobs``, ``reports``, ...), raw.
@@ -93,8 +101,23 @@ class Settings:
             raise ConfigError("max_body_bytes must be at least 1024")
         if self.pii_hash and not self.pii_hash_key:
             raise ConfigError("pii.hash needs pii.hash_key (CVMON_PII_HASH_KEY): an unkeyed hash of a camera id is reversible")
+        for window in self.windows:
+            parse_window(window)
+        if self.evaluate_interval_seconds < 1:
+            raise ConfigError("evaluate_interval_seconds must be at least 1")
         if not (self.sqlalchemy_url.startswith("sqlite") or self.sqlalchemy_url.startswith("postgresql")):
             raise ConfigError(f"database_url must be sqlite:///PATH or postgresql://...; got {self.database_url!r}")
+
+
+_WINDOW_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_window(text: str) -> int:
+    """``1h`` / ``1d`` / ``7d`` / ``4w`` to seconds; windows are whole hours so hour states tile them."""
+    unit = _WINDOW_UNITS.get(text[-1:]) if text else None
+    if unit is None or not text[:-1].isdigit() or int(text[:-1]) < 1:
+        raise ConfigError(f"window {text!r} must look like 1h, 6h, 1d, 7d or 4w")
+    return int(text[:-1]) * unit
 
 
 _SIMPLE_KEYS = {f.name for f in fields(Settings)} - {"extra", "config_path", "config_text", "pii_drop", "pii_hash", "pii_hash_key"}

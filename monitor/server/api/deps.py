@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
+from monitor.server.exporters.service import ServiceMetrics
 from monitor.server.ingest import CohortPolicy
 from monitor.server.settings import Settings
 from monitor.server.store.keys import ApiKey, verify_key
@@ -36,10 +38,12 @@ class AppState:
     clock: Callable[[], datetime] = utc_now
     keys: KeyCache = field(init=False)
     cohort_policy: CohortPolicy = field(init=False)
+    service_metrics: ServiceMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = KeyCache(self.engine, ttl_seconds=self.settings.key_cache_seconds)
         self.cohort_policy = CohortPolicy(self.settings)
+        self.service_metrics = ServiceMetrics(CollectorRegistry())
 
 
 class KeyCache:

@@ -77,6 +77,7 @@ async def post_predictions(request: Request, response: Response, state: StateDep
         partitions=state.partitions,
         policy=state.cohort_policy,
     )
+    state.service_metrics.count_ingest("prediction", result.accepted, result.duplicates, len(result.rejected))
     return _answer(result, response)
 
 
@@ -93,6 +94,7 @@ async def post_ground_truth(request: Request, response: Response, state: StateDe
     an identical or older revision is a duplicate) or weeks late; it is never dropped."""
     records = await _records(request, state, principal)
     result = await run_in_threadpool(ingest_ground_truth, state.engine, records, now=state.clock())
+    state.service_metrics.count_ingest("ground_truth", result.accepted, result.duplicates, len(result.rejected))
     return _answer(result, response)
 
 

@@ -14,6 +14,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "monitor.server.cli.db",
     "monitor.server.cli.keys",
     "monitor.server.cli.models",
+    "monitor.server.cli.jobs",
+    "monitor.server.cli.eval",
     "monitor.server.cli.slo",
     "monitor.server.cli.grafana",
 )

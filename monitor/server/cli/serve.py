@@ -25,6 +25,14 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     open_engine(settings)  # fail here, with the fix, rather than inside a worker
     if settings.is_sqlite and workers > 1:
         click.echo("warning: several workers on SQLite serialise on its write lock; use PostgreSQL to scale out", err=True)
+    if workers > 1:
+        # the service's own counters (ingest, HTTP) are summed over workers through shared files
+        import os
+        import tempfile
+
+        from monitor.server.exporters.service import MULTIPROC_ENV
+
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="cvmon-prometheus-")
     uvicorn.run(
         "monitor.server.app:app_from_env",
         factory=True,

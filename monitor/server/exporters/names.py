@@ -38,8 +38,8 @@ METRICS: Final[tuple[MetricName, ...]] = (
     MetricName("cvmon_map_ratio", "gauge", "COCO mean average precision; iou is 0.50:0.95, 0.50 or 0.75.", (*_QUALITY, "iou"), True),
     MetricName("cvmon_ap_ratio", "gauge", "COCO per-class average precision; iou is 0.50:0.95 or 0.50.", (*_QUALITY, "class", "iou"), True),
     MetricName("cvmon_ece_ratio", "gauge", "Expected calibration error (top label, 15 equal-width bins, L1).", _QUALITY, True),
-    MetricName("cvmon_reliability_accuracy_ratio", "gauge", "Reliability diagram: accuracy of the predictions whose confidence falls in the bin (bin = upper edge).", (*_QUALITY, "bin"), False),
-    MetricName("cvmon_reliability_confidence_ratio", "gauge", "Reliability diagram: mean confidence in the bin (bin = upper edge).", (*_QUALITY, "bin"), False),
+    MetricName("cvmon_reliability_accuracy_ratio", "gauge", "Reliability diagram: accuracy of the predictions whose confidence falls in the bin (bin = lower edge).", (*_QUALITY, "bin"), False),
+    MetricName("cvmon_reliability_confidence_ratio", "gauge", "Reliability diagram: mean confidence in the bin (bin = lower edge).", (*_QUALITY, "bin"), False),
     MetricName("cvmon_labelled_predictions", "gauge", "Labelled predictions the window's quality metrics were computed on.", _QUALITY, True),
     MetricName("cvmon_label_coverage_ratio", "gauge", "Labelled predictions / predictions in the window.", _QUALITY, True),
     MetricName("cvmon_label_latency_seconds", "gauge", "Ground-truth time minus prediction time; quantile is 0.5 or 0.95.", (*_QUALITY, "quantile"), False),
@@ -64,8 +64,10 @@ METRICS: Final[tuple[MetricName, ...]] = (
     # the service itself
     MetricName("cvmon_ingest_records_total", "counter", "Records received by the ingest API; outcome is accepted, duplicate or rejected.", ("kind", "outcome")),
     MetricName("cvmon_http_request_duration_seconds", "histogram", "HTTP request duration.", ("method", "route", "status")),
-    MetricName("cvmon_job_duration_seconds", "histogram", "Scheduled job duration.", ("job",)),
-    MetricName("cvmon_job_last_success_timestamp_seconds", "gauge", "Unix time of the job's last success.", ("job",)),
+    # read from the job_runs table, so every process serving /metrics reports the same runs
+    MetricName("cvmon_job_duration_seconds", "gauge", "Duration of the job's last run for the model.", ("job", "model")),
+    MetricName("cvmon_job_last_success_timestamp_seconds", "gauge", "Unix time of the job's last success for the model.", ("job", "model")),
+    MetricName("cvmon_job_failures_total", "counter", "Failed runs of the job for the model.", ("job", "model")),
 )  # fmt: skip
 
 METRIC: Final[dict[str, MetricName]] = {m.name: m for m in METRICS}

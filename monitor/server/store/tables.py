@@ -226,3 +226,99 @@ api_keys = Table(
 
 #: Tables range-partitioned by day on PostgreSQL, with their partition column.
 PARTITIONED: dict[str, str] = {"predictions": "ts", "embeddings": "ts", "ground_truth": "prediction_ts"}
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation (monitor.server.jobs.evaluate)
+
+#: Mergeable per-hour evaluation state of one slice: a model version, whole or one cohort value.
+#: ``cohort_key`` and ``cohort_value`` are empty for the whole version.
+eval_states = Table(
+    "eval_states",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("hour_start", UTCDateTime, nullable=False),
+    Column("version", Version, nullable=False),
+    Column("cohort_key", String(64), nullable=False),
+    Column("cohort_value", String(256), nullable=False),
+    Column("predictions", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("labelled", BigInteger, nullable=False),
+    # monitor.metrics states (to_bytes), null when the slice has nothing of that kind
+    Column("classification", LargeBinary, nullable=True),
+    Column("calibration", LargeBinary, nullable=True),
+    Column("detection", LargeBinary, nullable=True),
+    Column("latency", LargeBinary, nullable=True),
+    Column("label_latency", LargeBinary, nullable=True),
+    Column("computed_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "hour_start", "version", "cohort_key", "cohort_value"),
+)
+
+#: Predictions that gained their first ground truth after their hour was evaluated: the evaluate
+#: job merges just these into the hour's state instead of recomputing the hour.
+label_increments = Table(
+    "label_increments",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("prediction_ts", UTCDateTime, nullable=False),
+    Column("prediction_id", PredictionId, nullable=False),
+    Column("logged_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "prediction_ts", "prediction_id"),
+)
+
+_METRIC_POINT = (
+    ("value", Float, True),  # null: undefined (e.g. precision of a class never predicted), never 0
+    ("sample_count", BigInteger, False),
+    ("label_coverage", Float, True),
+    ("computed_at", UTCDateTime, False),
+)
+
+#: Metric history: one row per metric, class and slice of an aligned window (1h windows start on
+#: the hour, 1d at 00:00 UTC, 7d on Mondays); the window in progress is updated until it ends.
+metric_points = Table(
+    "metric_points",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("window", String(8), nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("window_end", UTCDateTime, nullable=False),
+    Column("version", Version, nullable=False),
+    Column("cohort_key", String(64), nullable=False),
+    Column("cohort_value", String(256), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("class", String(128), nullable=False),
+    *(Column(name, type_, nullable=nullable) for name, type_, nullable in _METRIC_POINT),
+    PrimaryKeyConstraint("model", "window", "window_start", "version", "cohort_key", "cohort_value", "metric", "class"),
+)
+
+#: The rolling windows ending at the latest evaluated hour: what /metrics serves.
+metric_latest = Table(
+    "metric_latest",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("window", String(8), nullable=False),
+    Column("version", Version, nullable=False),
+    Column("cohort_key", String(64), nullable=False),
+    Column("cohort_value", String(256), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("class", String(128), nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("window_end", UTCDateTime, nullable=False),
+    *(Column(name, type_, nullable=nullable) for name, type_, nullable in _METRIC_POINT),
+    PrimaryKeyConstraint("model", "window", "version", "cohort_key", "cohort_value", "metric", "class"),
+)
+
+#: The last run of each scheduled job per model, shared by every scheduler process.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job", String(32), nullable=False),
+    Column("model", ModelName, nullable=False),
+    Column("last_started", UTCDateTime, nullable=True),
+    Column("last_success", UTCDateTime, nullable=True),
+    Column("last_duration_seconds", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("runs", BigInteger, nullable=False, server_default="0"),
+    Column("failures", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("job", "model"),
+)

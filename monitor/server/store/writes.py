@@ -19,7 +19,7 @@ dirty for the evaluation jobs. The caller owns nothing here: each function is on
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +35,7 @@ from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.partitions import PartitionManager
 from monitor.wire import GroundTruth, Prediction
+
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
@@ -299,39 +300,57 @@ def _write_model_ground_truth(conn: Connection, model: str, group: list[GroundTr
     preds = {r.prediction_id: r for r in conn.execute(
         sa.select(p.prediction_id, p.ts, p.model_version).where(p.model == model, _in(p.prediction_id, ids, pg))
     )}  # fmt: skip
-    current: dict[str, Any] = {r.prediction_id: r for r in conn.execute(
+    stored_gt = {r.prediction_id: r for r in conn.execute(
         sa.select(gt.prediction_id, *(gt[c] for c in _GT_VALUES)).where(gt.model == model, _in(gt.prediction_id, ids, pg))
     )}  # fmt: skip
-    current.update({r.prediction_id: r for r in conn.execute(
+    stored_pending = {r.prediction_id: r for r in conn.execute(
         sa.select(pend.prediction_id, *(pend[c] for c in _GT_VALUES)).where(pend.model == model, _in(pend.prediction_id, ids, pg))
-    )})  # fmt: skip
+    )}  # fmt: skip
+    current: dict[str, Any] = {**stored_pending, **stored_gt}
     matched: dict[str, dict[str, Any]] = {}
     pending: dict[str, dict[str, Any]] = {}
     first_revisions = accepted = 0
-    labelled_by_version: dict[str, int] = defaultdict(int)
     for g in group:
         values = _gt_values(g, now)
         stored = current.get(g.prediction_id)
         if stored is not None and (g.labelled_at < stored.labelled_at or _same_label(stored, values)):
             continue  # a retry, or a revision older than the one we hold
-        if stored is None:
-            first_revisions += 1
-            if g.prediction_id in preds:
-                labelled_by_version[preds[g.prediction_id].model_version] += 1
+        first_revisions += stored is None
         accepted += 1
         current[g.prediction_id] = _Row(values)
         target = matched if g.prediction_id in preds else pending
         target[g.prediction_id] = {"model": model, "prediction_id": g.prediction_id, **values}
     if matched:
-        rows = [{**row, "prediction_ts": preds[pid].ts} for pid, row in matched.items()]
-        upsert_ground_truth(conn, rows, pg=pg)
-        mark_dirty(conn, {(model, hour_floor(preds[pid].ts)) for pid in matched}, now, pg=pg)
+        upsert_ground_truth(conn, [{**row, "prediction_ts": preds[pid].ts} for pid, row in matched.items()], pg=pg)
+        # A changed label invalidates its evaluated hour; a first label is merged in as an increment.
+        revised = {pid for pid in matched if pid in stored_gt}
+        mark_dirty(conn, {(model, hour_floor(preds[pid].ts)) for pid in revised}, now, pg=pg)
+        first = [preds[pid] for pid in matched if pid not in stored_gt]
+        log_increments(conn, model, [(r.ts, r.prediction_id) for r in first], now, pg=pg)
+        _count_labelled(conn, model, [r.model_version for r in first])
+        adopted = [pid for pid in matched if pid in stored_pending]
+        if adopted:
+            conn.execute(sa.delete(t.ground_truth_pending).where(pend.model == model, _in(pend.prediction_id, adopted, pg)))
     if pending:
         _upsert_newest(conn, t.ground_truth_pending, ["model", "prediction_id"], list(pending.values()), pg=pg)
     if first_revisions:
         conn.execute(sa.update(t.models).where(t.models.c.model == model).values(ground_truth=t.models.c.ground_truth + first_revisions))
-    bump_labelled(conn, model, labelled_by_version)
     return accepted
+
+
+def log_increments(conn: Connection, model: str, keys: list[tuple[datetime, str]], now: datetime, *, pg: bool) -> None:
+    """Record predictions that just got their first label, for the evaluate job to merge in."""
+    if not keys:
+        return
+    stmt = _insert(pg, t.label_increments).on_conflict_do_nothing()
+    conn.execute(stmt, [{"model": model, "prediction_ts": ts, "prediction_id": pid, "logged_at": now} for ts, pid in sorted(keys)])
+
+
+def _count_labelled(conn: Connection, model: str, versions: list[str]) -> None:
+    """Count newly labelled predictions per version (the version rows exist: the predictions do)."""
+    v = t.model_versions
+    for version, n in sorted(Counter(versions).items()):
+        conn.execute(sa.update(v).where(v.c.model == model, v.c.version == version).values(labelled=v.c.labelled + n))
 
 
 class _Row:
@@ -339,13 +358,6 @@ class _Row:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
-
-
-def bump_labelled(conn: Connection, model: str, labelled_by_version: dict[str, int]) -> None:
-    """Count newly labelled predictions (their version rows exist: the predictions do)."""
-    v = t.model_versions
-    for version, n in sorted(labelled_by_version.items()):
-        conn.execute(sa.update(v).where(v.c.model == model, v.c.version == version).values(labelled=v.c.labelled + n))
 
 
 def _in(column: Any, values: list[str], pg: bool) -> Any:
@@ -370,21 +382,52 @@ def _upsert_newest(conn: Connection, table: sa.Table, keys: list[str], rows: lis
 
 
 def _adopt_pending(conn: Connection, new: list[Prediction], *, pg: bool) -> None:
-    """Move ground truth that arrived before these predictions into ``ground_truth``."""
-    pend = t.ground_truth_pending
+    """Move ground truth that arrived before these predictions into ``ground_truth``.
+
+    Runs in the transaction that stores the predictions, which marks their hours dirty, so the
+    labels need no increment of their own.
+    """
     by_model: dict[str, dict[str, Prediction]] = defaultdict(dict)
     for p in new:
         by_model[p.model][p.prediction_id] = p
     for model, preds in by_model.items():
-        cond = sa.and_(pend.c.model == model, _in(pend.c.prediction_id, list(preds), pg))
-        waiting = conn.execute(sa.select(pend).where(cond)).mappings().all()
-        if not waiting:
-            continue
-        conn.execute(sa.delete(pend).where(cond))
-        upsert_ground_truth(conn, [{**row, "prediction_ts": preds[row["prediction_id"]].ts} for row in waiting], pg=pg)
-        labelled: dict[str, int] = defaultdict(int)
-        for row in waiting:
-            labelled[preds[row["prediction_id"]].model_version] += 1
-        bump_labelled(conn, model, labelled)
+        keys = {pid: (p.ts, p.model_version) for pid, p in preds.items()}
+        _move_pending(conn, model, keys, pg=pg)
 
 
+def _move_pending(conn: Connection, model: str, keys: dict[str, tuple[datetime, str]], *, pg: bool) -> list[str]:
+    """Move waiting ground truth of the given predictions (id -> (ts, version)); returns the ids moved."""
+    pend = t.ground_truth_pending
+    cond = sa.and_(pend.c.model == model, _in(pend.c.prediction_id, sorted(keys), pg))
+    waiting = conn.execute(sa.select(pend).where(cond)).mappings().all()
+    if not waiting:
+        return []
+    conn.execute(sa.delete(pend).where(cond))
+    upsert_ground_truth(conn, [{**row, "prediction_ts": keys[row["prediction_id"]][0]} for row in waiting], pg=pg)
+    _count_labelled(conn, model, [keys[row["prediction_id"]][1] for row in waiting])
+    return [row["prediction_id"] for row in waiting]
+
+
+def adopt_waiting_ground_truth(engine: Engine, *, now: datetime) -> int:
+    """Join waiting ground truth whose prediction has arrived since (housekeeping).
+
+    The ingest paths join the two whichever arrives second; this closes the one gap, a label and
+    its prediction committed by concurrent transactions that could not see each other.
+    """
+    pg = engine.dialect.name == "postgresql"
+    p, pend = t.predictions.c, t.ground_truth_pending.c
+    moved = 0
+    with write_transaction(engine) as conn:
+        found = conn.execute(
+            sa.select(pend.model, pend.prediction_id, p.ts, p.model_version)
+            .select_from(t.ground_truth_pending.join(t.predictions, sa.and_(p.model == pend.model, p.prediction_id == pend.prediction_id)))
+        ).all()
+        by_model: dict[str, dict[str, tuple[datetime, str]]] = defaultdict(dict)
+        for model, pid, ts, version in found:
+            by_model[model][pid] = (ts, version)
+        for model, keys in by_model.items():
+            ids = _move_pending(conn, model, keys, pg=pg)
+            # their hours may have been evaluated already: merge the labels in as increments
+            log_increments(conn, model, [(keys[pid][0], pid) for pid in ids], now, pg=pg)
+            moved += len(ids)
+    return moved

@@ -1,0 +1,31 @@
+"""GET /metrics: Prometheus exposition of model quality, SLO counters and the service itself."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from monitor.server.api.deps import ReadAuth, StateDep
+from monitor.server.exporters.collectors import StoredMetricsCollector
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}},
+    summary="Prometheus metrics",
+)
+async def metrics(state: StateDep, principal: ReadAuth) -> Response:
+    """Every exported series (names in monitor/server/exporters/names.py). Needs a `read` key
+    (Prometheus: `authorization: {credentials: <key>}`); a key bound to models sees only those.
+    Values are read from the database: a scrape never computes a metric."""
+    stored = CollectorRegistry()
+    stored.register(StoredMetricsCollector(state.engine, state.settings.cohort_keys, principal.allows_model))
+
+    def render() -> bytes:
+        return generate_latest(state.service_metrics.scrape_registry()) + generate_latest(stored)
+
+    return Response(await run_in_threadpool(render), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,208 @@
+"""Metric history and the confusion matrix: GET /v1/models/{model}/metrics, /confusion-matrix."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from monitor.server.api.deps import ReadAuth, StateDep
+from monitor.server.api.models import ModelName
+from monitor.server.api.schemas import Problem
+from monitor.server.jobs.evaluate import hour_floor, load_window
+from monitor.server.jobs.states import SliceState
+from monitor.server.settings import parse_window
+from monitor.server.store import tables as t
+from monitor.server.store.registry import model_specs
+
+router = APIRouter(prefix="/v1", tags=["metrics"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem},
+}  # fmt: skip
+
+
+class MetricPoint(BaseModel):
+    metric: str
+    #: class name, reliability bin ("0.133") or confusion cell; "" for whole-slice metrics
+    cls: str
+    version: str
+    #: "" for the whole version, else "key:value" (e.g. "camera:cam-3")
+    cohort: str
+    window_start: datetime
+    window_end: datetime
+    #: null when undefined (e.g. precision of a class never predicted), never 0
+    value: float | None
+    sample_count: int
+    label_coverage: float | None
+
+
+class MetricsOut(BaseModel):
+    model: str
+    window: str
+    #: rolling window ending at the end of the current hour: what /metrics exports
+    latest: list[MetricPoint]
+    #: aligned windows (1h on the hour, 1d at 00:00 UTC, 7d on Mondays) in [since, until)
+    series: list[MetricPoint]
+    #: pass as `cursor` to get the next page of `series`; null on the last page
+    next_cursor: str | None
+
+
+class ConfusionOut(BaseModel):
+    model: str
+    window: str
+    version: str
+    cohort: str
+    window_start: datetime
+    window_end: datetime
+    classes: list[str]
+    #: rows true class, columns predicted class
+    matrix: list[list[int]]
+    samples: int
+
+
+def _cohort(text: str | None) -> tuple[str, str] | None:
+    if text is None or text == "":
+        return None
+    key, sep, value = text.partition(":")
+    if not sep or not key:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cohort must look like key:value, e.g. camera:cam-3")
+    return key, value
+
+
+def _window(text: str) -> int:
+    try:
+        return parse_window(text)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+
+
+def _cursor(text: str | None) -> int:
+    if not text:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(text.encode()).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor is not one this API gave out") from None
+
+
+def _point(r: Any) -> MetricPoint:
+    return MetricPoint(
+        metric=r.metric, cls=r._mapping["class"], version=r.version,
+        cohort=f"{r.cohort_key}:{r.cohort_value}" if r.cohort_key else "",
+        window_start=r.window_start, window_end=r.window_end, value=r.value,
+        sample_count=r.sample_count, label_coverage=r.label_coverage,
+    )  # fmt: skip
+
+
+@router.get("/models/{model}/metrics", response_model=MetricsOut, responses=_ERRORS, summary="Metric history of a model")
+def get_metrics(
+    model: ModelName,
+    state: StateDep,
+    principal: ReadAuth,
+    window: Annotated[str, Query(description="Window length: 1h, 1d, 7d (as configured).")] = "1h",
+    version: Annotated[str | None, Query(description="Only this model version.")] = None,
+    cohort: Annotated[str | None, Query(description='Only this cohort slice, "key:value"; "" for whole versions.')] = None,
+    metric: Annotated[list[str] | None, Query(description="Only these metrics (repeatable), e.g. accuracy, precision.")] = None,
+    cls: Annotated[str | None, Query(alias="class", description="Only this class.")] = None,
+    since: Annotated[datetime | None, Query(description="Series from this time (default: 7 days before until).")] = None,
+    until: Annotated[datetime | None, Query(description="Series until this time (default: now).")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    cursor: Annotated[str | None, Query(description="From `next_cursor` of the previous page.")] = None,
+) -> MetricsOut:
+    """The latest values (rolling window ending at the current hour) and the time series of
+    aligned windows, with sample counts and label coverage on every point."""
+    principal.check_model(model)
+    _window(window)
+    until = (until or state.clock()).astimezone(UTC)
+    since = (since or until - timedelta(days=7)).astimezone(UTC)
+    offset = _cursor(cursor)
+    slice_ = _cohort(cohort)
+
+    def filters(table: sa.Table) -> list[Any]:
+        c = table.c
+        out = [c.model == model, c.window == window]
+        if version is not None:
+            out.append(c.version == version)
+        if cohort is not None:
+            out += [c.cohort_key == (slice_[0] if slice_ else ""), c.cohort_value == (slice_[1] if slice_ else "")]
+        if metric:
+            out.append(c.metric.in_(metric))
+        if cls is not None:
+            out.append(c["class"] == cls)
+        return out
+
+    mp, ml = t.metric_points, t.metric_latest
+    order = (mp.c.window_start, mp.c.version, mp.c.cohort_key, mp.c.cohort_value, mp.c.metric, mp.c["class"])
+    with state.engine.connect() as conn:
+        if not model_specs(conn, [model]):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {model!r}")
+        latest = conn.execute(
+            sa.select(ml).where(*filters(ml)).order_by(ml.c.version, ml.c.cohort_key, ml.c.cohort_value, ml.c.metric, ml.c["class"])
+        ).all()
+        series = conn.execute(
+            sa.select(mp)
+            .where(*filters(mp), mp.c.window_start >= since, mp.c.window_start < until)
+            .order_by(*order)
+            .offset(offset)
+            .limit(limit + 1)
+        ).all()
+    more = len(series) > limit
+    next_cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
+    return MetricsOut(
+        model=model, window=window, latest=[_point(r) for r in latest],
+        series=[_point(r) for r in series[:limit]], next_cursor=next_cursor,
+    )  # fmt: skip
+
+
+@router.get(
+    "/models/{model}/confusion-matrix", response_model=ConfusionOut, responses=_ERRORS, summary="Confusion matrix of a window"
+)
+async def get_confusion_matrix(
+    model: ModelName,
+    state: StateDep,
+    principal: ReadAuth,
+    window: Annotated[str, Query(description="Window length: 1h, 1d, 7d.")] = "1d",
+    version: Annotated[str | None, Query(description="Only this version (default: all versions together).")] = None,
+    cohort: Annotated[str | None, Query(description='A cohort slice "key:value" (default: everything).')] = None,
+    end: Annotated[datetime | None, Query(description="Window end (default: the end of the current hour).")] = None,
+) -> ConfusionOut:
+    """Rows are the true class, columns the predicted class, over the window ending at `end`,
+    merged from the stored hourly states (classification models)."""
+    principal.check_model(model)
+    seconds = _window(window)
+    slice_ = _cohort(cohort)
+    window_end = hour_floor(end or state.clock()) + (timedelta(hours=1) if end is None else timedelta(0))
+    window_start = window_end - timedelta(seconds=seconds)
+
+    def compute() -> ConfusionOut:
+        with state.engine.connect() as conn:
+            spec = model_specs(conn, [model]).get(model)
+        if spec is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {model!r}")
+        if spec.task != "classification":
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{model!r} is a detection model; see its per-class AP in /metrics")
+        slices = load_window(state.engine, model, window_start, window_end)
+        key = slice_ or ("", "")
+        chosen = [s for k, s in slices.items() if (version is None or k.version == version) and (k.cohort_key, k.cohort_value) == key]
+        merged = SliceState.merge(*chosen) if chosen else None
+        classes = list(spec.classes)
+        matrix = [[0] * len(classes) for _ in classes]
+        samples = 0
+        if merged is not None and merged.classification is not None:
+            cm = merged.classification.confusion_matrix()
+            matrix = cm.tolist()
+            samples = int(cm.sum())
+        return ConfusionOut(
+            model=model, window=window, version=version or "", cohort=cohort or "", window_start=window_start,
+            window_end=window_end, classes=classes, matrix=matrix, samples=samples,
+        )  # fmt: skip
+
+    return await run_in_threadpool(compute)
+

@@ -1,0 +1,64 @@
+"""Scheduled jobs: plain functions ``job(engine, model, *, settings, clock)`` plus the runner.
+
+==========  ===========================================================================
+evaluate    hour states, late labels, metric history and the latest windows (per model)
+==========  ===========================================================================
+
+Housekeeping (not per model): daily partitions ahead, ground truth that waited for a
+prediction which arrived concurrently. ``run_once`` is what every scheduler tick and
+``cvmon jobs run-once`` call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from monitor.server.jobs.evaluate import evaluate
+from monitor.server.jobs.runner import Job, Outcome, run_job
+from monitor.server.settings import Settings
+from monitor.server.store.partitions import PartitionManager
+from monitor.server.store.registry import model_names
+from monitor.server.store.writes import adopt_waiting_ground_truth
+
+log = logging.getLogger("cvmon.jobs")
+
+#: Jobs run for every model on every tick, in this order.
+MODEL_JOBS: dict[str, Job] = {"evaluate": evaluate}
+
+
+def run_once(
+    engine: Engine,
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime],
+    models: Sequence[str] | None = None,
+    jobs: Sequence[str] | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Run each job once for each model (all registered models by default); never raises for a job."""
+    with engine.connect() as conn:
+        names = model_names(conn) if models is None else list(models)
+    selected = {name: job for name, job in MODEL_JOBS.items() if jobs is None or name in jobs}
+    outcomes = []
+    for model in names:
+        for name, job in selected.items():
+            outcome = run_job(engine, name, job, model, settings=settings, clock=clock)
+            outcomes.append(outcome)
+            if on_done is not None:
+                on_done(outcome)
+    return outcomes
+
+
+def maintenance(engine: Engine, settings: Settings, *, clock: Callable[[], datetime]) -> None:
+    """Partitions for the coming days; ground truth left waiting by a concurrent prediction write."""
+    PartitionManager(engine).ensure_ahead(clock(), settings.partition_days_ahead)
+    adopted = adopt_waiting_ground_truth(engine, now=clock())
+    if adopted:
+        log.info("joined %d waiting ground-truth records to their predictions", adopted)
+
+
+__all__ = ["MODEL_JOBS", "maintenance", "run_once"]

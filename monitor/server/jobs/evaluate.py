@@ -1,0 +1,316 @@
+"""The evaluate job: per-hour states, late labels, windows, metric history.
+
+Each run, for one model:
+
+1. *Dirty hours* (new predictions, or a label that changed) are recomputed from their rows: the
+   per-slice states of the hour replace the stored ones.
+2. *Label increments* (a prediction's first ground truth, arriving after its hour was evaluated)
+   are merged into the stored states of their hour: only the newly labelled rows are read, so
+   a trickle of late labels over a week costs a trickle, not a week.
+3. Every window that contains a changed hour is re-reduced from stored hour states (never from
+   raw rows): the aligned windows of the history (``metric_points``) and the rolling windows
+   ending at the current hour (``metric_latest``, what /metrics serves).
+
+Steps 1 and 2 run hour by hour, each in its own transaction that reads the hour (in one
+snapshot on PostgreSQL: REPEATABLE READ) and deletes exactly the dirty mark and increments it
+saw, so a label or prediction that commits meanwhile is picked up by the next run, never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+from monitor.metrics._quantiles import QuantileSketch
+from monitor.server.jobs.states import Point, SliceKey, SliceState, merge_slices, slice_points, slice_states
+from monitor.server.settings import Settings, parse_window
+from monitor.server.store import tables as t
+from monitor.server.store.engine import write_transaction
+from monitor.server.store.reads import read_hour, read_keys
+from monitor.server.store.registry import model_specs
+from monitor.wire import ModelSpec
+
+log = logging.getLogger("cvmon.jobs.evaluate")
+
+HOUR = timedelta(hours=1)
+#: Windows are aligned to multiples of their length counted from a Monday (1970-01-05), so 1d
+#: windows start at midnight UTC and 7d windows on Mondays.
+_ALIGN_ORIGIN = datetime(1970, 1, 5, tzinfo=UTC)
+#: Late labels merged per run, so one run stays bounded after a labelling backlog lands.
+MAX_INCREMENTS_PER_RUN = 200_000
+_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    cohort_keys: tuple[str, ...]
+    max_cohort_values: int
+    windows: tuple[tuple[str, int], ...]  # (name, seconds)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EvalConfig:
+        return cls(
+            cohort_keys=tuple(settings.cohort_keys),
+            max_cohort_values=settings.max_cohort_values,
+            windows=tuple((w, parse_window(w)) for w in settings.windows),
+        )
+
+
+def hour_floor(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def aligned_start(hour: datetime, seconds: int) -> datetime:
+    offset = int((hour - _ALIGN_ORIGIN).total_seconds()) // seconds * seconds
+    return _ALIGN_ORIGIN + timedelta(seconds=offset)
+
+
+def evaluate(engine: Engine, model: str, *, settings: Settings, clock: Callable[[], datetime]) -> str:
+    """Bring ``model``'s hour states and metric windows up to date; returns a summary line."""
+    config = EvalConfig.from_settings(settings)
+    with engine.connect() as conn:
+        spec = model_specs(conn, [model]).get(model)
+        dirty = list(conn.execute(sa.select(t.dirty_hours.c.hour_start).where(t.dirty_hours.c.model == model)).scalars())
+    if spec is None:
+        return "model not registered"
+    changed: set[datetime] = set()
+    for hour in sorted(dirty):
+        if _retrying(lambda h=hour: recompute_hour(engine, spec, h, config)):  # type: ignore[misc]
+            changed.add(hour)
+    increments = _increment_hours(engine, model)
+    for hour in sorted(increments):
+        if _retrying(lambda h=hour: merge_increments(engine, spec, h, config)):  # type: ignore[misc]
+            changed.add(hour)
+    windows = refresh_windows(engine, spec, changed, config, now=clock())
+    return f"{len(dirty)} dirty hours recomputed, late labels merged into {len(increments)} hours, {windows} windows updated"
+
+
+def _retrying(step: Callable[[], bool]) -> bool:
+    """Run a step; retry it when PostgreSQL reports a serialisation conflict with a writer."""
+    for attempt in range(_RETRIES):
+        try:
+            return step()
+        except sa.exc.OperationalError as exc:
+            if "could not serialize" not in str(exc) or attempt == _RETRIES - 1:
+                raise
+            log.info("retrying after a concurrent write: %s", str(exc).splitlines()[0])
+    return False
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that reads one consistent snapshot (REPEATABLE READ on PostgreSQL)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+        return
+    with write_transaction(engine) as conn:
+        yield conn
+
+
+# --------------------------------------------------------------------------------------------
+# hour states
+
+
+def recompute_hour(engine: Engine, spec: ModelSpec, hour: datetime, config: EvalConfig) -> bool:
+    """Recompute one dirty hour from its rows. Returns False when it was no longer dirty."""
+    d, inc = t.dirty_hours, t.label_increments
+    with _snapshot(engine) as conn:
+        marked = conn.execute(sa.select(d.c.marked_at).where(d.c.model == spec.name, d.c.hour_start == hour)).scalar()
+        if marked is None:
+            return False
+        seen = conn.execute(
+            sa.select(inc.c.prediction_ts, inc.c.prediction_id).where(
+                inc.c.model == spec.name, inc.c.prediction_ts >= hour, inc.c.prediction_ts < hour + HOUR
+            )
+        ).all()
+        rows = read_hour(conn, spec.name, spec.task, hour)
+        states = slice_states(rows, spec, config.cohort_keys, config.max_cohort_values)
+        conn.execute(sa.delete(t.eval_states).where(t.eval_states.c.model == spec.name, t.eval_states.c.hour_start == hour))
+        _insert_states(conn, spec.name, hour, states)
+        _delete_increments(conn, spec.name, seen)
+        conn.execute(sa.delete(d).where(d.c.model == spec.name, d.c.hour_start == hour, d.c.marked_at == marked))
+    return True
+
+
+def _increment_hours(engine: Engine, model: str) -> set[datetime]:
+    inc = t.label_increments
+    with engine.connect() as conn:
+        stamps = conn.execute(
+            sa.select(inc.c.prediction_ts).where(inc.c.model == model).order_by(inc.c.prediction_ts).limit(MAX_INCREMENTS_PER_RUN)
+        ).scalars()
+        return {hour_floor(ts) for ts in stamps}
+
+
+def merge_increments(engine: Engine, spec: ModelSpec, hour: datetime, config: EvalConfig) -> bool:
+    """Merge the first labels of already-evaluated predictions of ``hour`` into its states."""
+    inc, es = t.label_increments, t.eval_states
+    with _snapshot(engine) as conn:
+        keys = [
+            (r.prediction_ts, r.prediction_id)
+            for r in conn.execute(
+                sa.select(inc.c.prediction_ts, inc.c.prediction_id).where(
+                    inc.c.model == spec.name, inc.c.prediction_ts >= hour, inc.c.prediction_ts < hour + HOUR
+                )
+            )
+        ]
+        if not keys:
+            return False
+        stored = {
+            SliceKey(r.version, r.cohort_key, r.cohort_value): SliceState.from_row(r)
+            for r in conn.execute(sa.select(es).where(es.c.model == spec.name, es.c.hour_start == hour))
+        }
+        if not stored:  # never evaluated: recompute the hour instead
+            _mark_dirty(conn, spec.name, hour)
+            _delete_increments(conn, spec.name, keys)
+            return False
+        rows = read_keys(conn, spec.name, spec.task, keys)
+        delta = slice_states(rows, spec, config.cohort_keys, config.max_cohort_values)
+        merged = {}
+        for key, add in delta.items():
+            if key not in stored:
+                continue  # a cohort value beyond the cap in this hour: counted in the whole version only
+            # these predictions are already counted in the hour: add only what their labels bring
+            add = replace(add, predictions=0, errors=0, latency=QuantileSketch.empty())
+            merged[key] = SliceState.merge(stored[key], add)
+        for key, state in merged.items():
+            conn.execute(
+                sa.update(es)
+                .where(es.c.model == spec.name, es.c.hour_start == hour, es.c.version == key.version,
+                       es.c.cohort_key == key.cohort_key, es.c.cohort_value == key.cohort_value)
+                .values(**state.blobs(), computed_at=datetime.now(UTC))
+            )  # fmt: skip
+        _delete_increments(conn, spec.name, keys)
+    return True
+
+
+def _insert_states(conn: Connection, model: str, hour: datetime, states: dict[SliceKey, SliceState]) -> None:
+    if not states:
+        return
+    now = datetime.now(UTC)
+    conn.execute(
+        sa.insert(t.eval_states),
+        [
+            {"model": model, "hour_start": hour, "version": k.version, "cohort_key": k.cohort_key,
+             "cohort_value": k.cohort_value, "computed_at": now, **s.blobs()}
+            for k, s in states.items()
+        ],
+    )  # fmt: skip
+
+
+def _delete_increments(conn: Connection, model: str, keys: Sequence[tuple[datetime, str]]) -> None:
+    if not keys:
+        return
+    inc = t.label_increments
+    stmt = sa.delete(inc).where(
+        inc.c.model == model, inc.c.prediction_ts == sa.bindparam("ts"), inc.c.prediction_id == sa.bindparam("pid")
+    )
+    conn.execute(stmt, [{"ts": ts, "pid": pid} for ts, pid in keys])
+
+
+def _mark_dirty(conn: Connection, model: str, hour: datetime) -> None:
+    from monitor.server.store.writes import mark_dirty
+
+    mark_dirty(conn, {(model, hour)}, datetime.now(UTC), pg=conn.dialect.name == "postgresql")
+
+
+# --------------------------------------------------------------------------------------------
+# windows
+
+
+@dataclass(frozen=True)
+class WindowSpan:
+    name: str
+    start: datetime
+    end: datetime
+
+
+def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], config: EvalConfig, *, now: datetime) -> int:
+    """Re-reduce the aligned windows that contain a changed hour and the rolling latest windows."""
+    latest_end = hour_floor(now) + HOUR
+    aligned: set[WindowSpan] = set()
+    latest: list[WindowSpan] = []
+    with engine.connect() as conn:
+        ends = dict(
+            conn.execute(
+                sa.select(t.metric_latest.c.window, sa.func.max(t.metric_latest.c.window_end))
+                .where(t.metric_latest.c.model == spec.name)
+                .group_by(t.metric_latest.c.window)
+            ).all()
+        )
+    for name, seconds in config.windows:
+        width = timedelta(seconds=seconds)
+        for hour in changed:
+            start = aligned_start(hour, seconds)
+            aligned.add(WindowSpan(name, start, start + width))
+        span = WindowSpan(name, latest_end - width, latest_end)
+        if ends.get(name) != latest_end or any(span.start <= h < span.end for h in changed):
+            latest.append(span)
+    if not aligned and not latest:
+        return 0
+    spans = [*aligned, *latest]
+    states = _load_hours(engine, spec.name, min(s.start for s in spans), max(s.end for s in spans))
+    computed_at = datetime.now(UTC)
+    with write_transaction(engine) as conn:
+        for span in sorted(aligned, key=lambda s: (s.name, s.start)):
+            rows = _window_rows(spec, span, states, config, confusion=False, computed_at=computed_at)
+            mp = t.metric_points.c
+            conn.execute(sa.delete(t.metric_points).where(mp.model == spec.name, mp.window == span.name, mp.window_start == span.start))
+            if rows:
+                conn.execute(sa.insert(t.metric_points), rows)
+        for span in latest:
+            rows = _window_rows(spec, span, states, config, confusion=True, computed_at=computed_at)
+            ml = t.metric_latest.c
+            conn.execute(sa.delete(t.metric_latest).where(ml.model == spec.name, ml.window == span.name))
+            if rows:
+                conn.execute(sa.insert(t.metric_latest), rows)
+    return len(spans)
+
+
+def _load_hours(engine: Engine, model: str, start: datetime, end: datetime) -> dict[datetime, dict[SliceKey, SliceState]]:
+    es = t.eval_states
+    out: dict[datetime, dict[SliceKey, SliceState]] = defaultdict(dict)
+    with engine.connect() as conn:
+        for r in conn.execute(sa.select(es).where(es.c.model == model, es.c.hour_start >= start, es.c.hour_start < end)):
+            out[r.hour_start][SliceKey(r.version, r.cohort_key, r.cohort_value)] = SliceState.from_row(r)
+    return out
+
+
+def load_window(engine: Engine, model: str, start: datetime, end: datetime) -> dict[SliceKey, SliceState]:
+    """The merged states of every slice over ``[start, end)`` (used by the query API too)."""
+    return merge_slices(_load_hours(engine, model, start, end).values())
+
+
+def _window_rows(
+    spec: ModelSpec,
+    span: WindowSpan,
+    states: dict[datetime, dict[SliceKey, SliceState]],
+    config: EvalConfig,
+    *,
+    confusion: bool,
+    computed_at: datetime,
+) -> list[dict[str, object]]:
+    hours = [s for h, s in states.items() if span.start <= h < span.end]
+    seconds = (span.end - span.start).total_seconds()
+    rows: list[dict[str, object]] = []
+    for key, state in sorted(merge_slices(hours).items()):
+        whole = key.cohort_key == ""
+        coverage = state.labelled / state.predictions if state.predictions else None
+        points: list[Point] = slice_points(state, spec, seconds, per_class=whole, confusion=confusion and whole)
+        for p in points:
+            rows.append({
+                "model": spec.name, "window": span.name, "window_start": span.start, "window_end": span.end,
+                "version": key.version, "cohort_key": key.cohort_key, "cohort_value": key.cohort_value,
+                "metric": p.metric, "class": p.cls, "value": p.value, "sample_count": p.sample_count,
+                "label_coverage": coverage, "computed_at": computed_at,
+            })  # fmt: skip
+    return rows

@@ -1,0 +1,95 @@
+"""Running a job for a model: the lock, timing, bookkeeping in ``job_runs``, and never raising.
+
+A job is a plain function ``job(engine, model, *, settings, clock) -> str`` (a one-line summary of
+what it did); tests call jobs directly. The runner is what the scheduler and ``cvmon jobs
+run-once`` call: a failure is logged with its model and recorded, and the next tick retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from monitor.server.jobs.locks import job_lock
+from monitor.server.settings import Settings
+from monitor.server.store import tables as t
+
+log = logging.getLogger("cvmon.jobs")
+
+Clock = Callable[[], datetime]
+
+
+class Job(Protocol):
+    def __call__(self, engine: Engine, model: str, *, settings: Settings, clock: Clock) -> str: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: str
+    model: str
+    status: Literal["ok", "skipped", "failed"]
+    seconds: float
+    detail: str
+
+
+def run_job(engine: Engine, name: str, job: Job, model: str, *, settings: Settings, clock: Clock) -> Outcome:
+    """Run ``job`` for ``model`` unless another process is running it; never raises."""
+    with job_lock(engine, name, model) as held:
+        if not held:
+            return Outcome(name, model, "skipped", 0.0, "running in another process")
+        started = clock()
+        t0 = time.perf_counter()
+        try:
+            detail = job(engine, model, settings=settings, clock=clock)
+        except Exception as exc:  # a failing job must never take the scheduler down
+            seconds = time.perf_counter() - t0
+            log.exception("job %s failed for model %s after %.2fs", name, model, seconds)
+            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:2000]
+            _record(engine, name, model, started, seconds, error=message)
+            return Outcome(name, model, "failed", seconds, message)
+        seconds = time.perf_counter() - t0
+        _record(engine, name, model, started, seconds, error=None, finished=clock())
+        log.info("job %s for model %s: %s (%.2fs)", name, model, detail, seconds)
+        return Outcome(name, model, "ok", seconds, detail)
+
+
+def _record(
+    engine: Engine, job: str, model: str, started: datetime, seconds: float, *, error: str | None, finished: datetime | None = None
+) -> None:
+    table = t.job_runs
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    values = {
+        "job": job,
+        "model": model,
+        "last_started": started,
+        "last_duration_seconds": seconds,
+        "last_error": error,
+        "runs": 1,
+        "failures": int(error is not None),
+    }
+    if error is None:
+        values["last_success"] = finished
+    stmt = insert(table).values(**values)
+    update = {
+        "last_started": stmt.excluded.last_started,
+        "last_duration_seconds": stmt.excluded.last_duration_seconds,
+        "last_error": stmt.excluded.last_error,
+        "runs": table.c.runs + 1,
+        "failures": table.c.failures + stmt.excluded.failures,
+    }
+    if error is None:
+        update["last_success"] = stmt.excluded.last_success
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt.on_conflict_do_update(index_elements=[table.c.job, table.c.model], set_=update))
+    except sa.exc.SQLAlchemyError:  # bookkeeping must not turn a finished job into a crash
+        log.exception("could not record the run of job %s for model %s", job, model)

@@ -1,0 +1,40 @@
+"""APScheduler wiring: every tick, each registered job runs once per model (skipping models whose
+lock another process holds). ``cvmon serve`` starts it next to the API unless CVMON_SCHEDULER=0;
+``cvmon worker`` runs only this."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
+
+from monitor.server.jobs import maintenance, run_once
+from monitor.server.settings import Settings
+
+log = logging.getLogger("cvmon.jobs")
+
+
+def start_scheduler(engine: Engine, settings: Settings, clock: Callable[[], datetime]) -> BackgroundScheduler:
+    """Start the background scheduler; the caller shuts it down (``scheduler.shutdown()``)."""
+    scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+
+    def tick() -> None:
+        try:
+            run_once(engine, settings, clock=clock)
+        except Exception:  # run_once already isolates each job; this guards the loop itself
+            log.exception("scheduler tick failed")
+
+    def housekeeping() -> None:
+        try:
+            maintenance(engine, settings, clock=clock)
+        except Exception:
+            log.exception("housekeeping failed")
+
+    scheduler.add_job(tick, "interval", seconds=settings.evaluate_interval_seconds, id="models", next_run_time=clock())
+    scheduler.add_job(housekeeping, "interval", minutes=10, id="housekeeping", next_run_time=clock())
+    scheduler.start()
+    log.info("scheduler started: model jobs every %ss", settings.evaluate_interval_seconds)
+    return scheduler

@@ -1,0 +1,352 @@
+"""Pure evaluation: stored rows -> mergeable per-slice states -> named metric points.
+
+A *slice* is a model version as a whole (``cohort_key == ""``) or one value of a configured
+cohort key (``camera = cam-3``). Rows are first grouped by (version, value of every cohort key);
+each group's states are computed once and slices are merges of groups, so a record is scanned
+once however many slices it belongs to. No database and no clock here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from monitor.metrics import (
+    CalibrationState,
+    ClassificationState,
+    DetectionState,
+    calibration_metrics,
+    calibration_state_from_confidences,
+    classification_metrics,
+    classification_state,
+    detection_metrics,
+    detection_state,
+    probability_states,
+)
+from monitor.metrics._quantiles import QuantileSketch
+from monitor.server.store.reads import Rows
+from monitor.wire import STATUS_OK, ModelSpec
+
+
+class SliceKey(NamedTuple):
+    version: str
+    cohort_key: str
+    cohort_value: str
+
+
+@dataclass(frozen=True)
+class SliceState:
+    """Everything the metrics of a slice need, for one hour or a merge of hours."""
+
+    predictions: int
+    errors: int
+    labelled: int
+    classification: ClassificationState | None
+    calibration: CalibrationState | None
+    detection: DetectionState | None
+    latency: QuantileSketch
+    label_latency: QuantileSketch
+
+    @classmethod
+    def merge(cls, *states: SliceState) -> SliceState:
+        if len(states) == 1:
+            return states[0]
+        return cls(
+            predictions=sum(s.predictions for s in states),
+            errors=sum(s.errors for s in states),
+            labelled=sum(s.labelled for s in states),
+            classification=_merge(ClassificationState, [s.classification for s in states]),
+            calibration=_merge(CalibrationState, [s.calibration for s in states]),
+            detection=_merge(DetectionState, [s.detection for s in states]),
+            latency=QuantileSketch.merge(*(s.latency for s in states)),
+            label_latency=QuantileSketch.merge(*(s.label_latency for s in states)),
+        )
+
+    def blobs(self) -> dict[str, bytes | None]:
+        """The ``eval_states`` columns."""
+        return {
+            "predictions": self.predictions,
+            "errors": self.errors,
+            "labelled": self.labelled,
+            "classification": None if self.classification is None else self.classification.to_bytes(),
+            "calibration": None if self.calibration is None else self.calibration.to_bytes(),
+            "detection": None if self.detection is None else self.detection.to_bytes(),
+            "latency": self.latency.to_bytes(),
+            "label_latency": self.label_latency.to_bytes(),
+        }  # type: ignore[return-value]
+
+    @classmethod
+    def from_row(cls, row: Any) -> SliceState:
+        return cls(
+            predictions=row.predictions,
+            errors=row.errors,
+            labelled=row.labelled,
+            classification=None if row.classification is None else ClassificationState.from_bytes(row.classification),
+            calibration=None if row.calibration is None else CalibrationState.from_bytes(row.calibration),
+            detection=None if row.detection is None else DetectionState.from_bytes(row.detection),
+            latency=QuantileSketch.from_bytes(row.latency),
+            label_latency=QuantileSketch.from_bytes(row.label_latency),
+        )
+
+
+def _merge(kind: Any, states: Sequence[Any]) -> Any:
+    present = [s for s in states if s is not None]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else kind.merge(*present)
+
+
+# --------------------------------------------------------------------------------------------
+# rows -> states
+
+
+def image_key(prediction_id: str) -> int:
+    """A stable int64 per image: it orders tied detection scores across images."""
+    return int.from_bytes(hashlib.blake2b(prediction_id.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+def slice_states(
+    rows: Rows, spec: ModelSpec, cohort_keys: Sequence[str], max_cohort_values: int
+) -> dict[SliceKey, SliceState]:
+    """The states of every slice present in ``rows`` (an hour, or a set of late-labelled rows)."""
+    if len(rows) == 0:
+        return {}
+    values = [_cohort_values(c, cohort_keys) for c in rows.cohort]
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(list)
+    for i, (version, vals) in enumerate(zip(rows.version, values, strict=True)):
+        groups[(version, vals)].append(i)
+    group_states = {key: _group_state(rows, np.array(idx), spec) for key, idx in groups.items()}
+    # cohort values that get slices of their own: the most frequent, up to the cap
+    kept: list[set[str]] = []
+    for k in range(len(cohort_keys)):
+        counts = Counter(v[k] for v in values if v[k])
+        kept.append({v for v, _ in counts.most_common(max_cohort_values)})
+    members: dict[SliceKey, list[SliceState]] = defaultdict(list)
+    for (version, vals), state in group_states.items():
+        members[SliceKey(version, "", "")].append(state)
+        for k, key in enumerate(cohort_keys):
+            if vals[k] in kept[k]:
+                members[SliceKey(version, key, vals[k])].append(state)
+    return {key: SliceState.merge(*states) for key, states in members.items()}
+
+
+def _cohort_values(cohort: dict[str, Any] | None, keys: Sequence[str]) -> tuple[str, ...]:
+    if not cohort:
+        return ("",) * len(keys)
+    out = []
+    for key in keys:
+        value = cohort.get(key)
+        out.append("" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
+    return tuple(out)
+
+
+def _group_state(rows: Rows, idx: np.ndarray, spec: ModelSpec) -> SliceState:
+    status = rows.status[idx]
+    latency = rows.latency_ms[idx]
+    labelled = rows.labelled[idx] & (status == STATUS_OK)
+    label_delay = np.maximum(rows.labelled_at[idx][labelled] - rows.ts[idx][labelled], 0.0)
+    cls = cal = det = None
+    if spec.task == "classification":
+        cls, cal = _classification(rows, idx[labelled], len(spec.classes))
+        n_labelled = 0 if cls is None else cls.n
+    else:
+        det = _detection(rows, idx[labelled])
+        n_labelled = int(labelled.sum())
+    return SliceState(
+        predictions=int(idx.size),
+        errors=int((status != STATUS_OK).sum()),
+        labelled=n_labelled,
+        classification=cls,
+        calibration=cal,
+        detection=det,
+        latency=QuantileSketch.of(latency),
+        label_latency=QuantileSketch.of(label_delay),
+    )
+
+
+def _classification(rows: Rows, idx: np.ndarray, num_classes: int) -> tuple[ClassificationState | None, CalibrationState | None]:
+    with_probs = [i for i in idx if rows.probabilities[i] is not None]
+    class_only = [i for i in idx if rows.probabilities[i] is None and rows.predicted_class[i] >= 0]
+    cls_parts: list[ClassificationState] = []
+    cal_parts: list[CalibrationState] = []
+    if with_probs:
+        probs = np.frombuffer(b"".join(rows.probabilities[i] for i in with_probs), dtype="<f4")  # type: ignore[misc]
+        probs = probs.reshape(len(with_probs), num_classes)
+        c, k = probability_states(rows.label[with_probs], probs, classwise=True, samples=True)
+        cls_parts.append(c)
+        cal_parts.append(k)
+    if class_only:
+        labels, predicted = rows.label[class_only], rows.predicted_class[class_only]
+        cls_parts.append(classification_state(labels, predictions=predicted, num_classes=num_classes))
+        conf = rows.confidence[class_only]
+        known = ~np.isnan(conf)
+        if known.any():
+            cal_parts.append(calibration_state_from_confidences(conf[known], (predicted == labels)[known]))
+    return _merge(ClassificationState, cls_parts), _merge(CalibrationState, cal_parts)
+
+
+def _detection(rows: Rows, idx: np.ndarray) -> DetectionState | None:
+    if idx.size == 0:
+        return None
+    g_img: list[np.ndarray] = []
+    d_img: list[np.ndarray] = []
+    g_box, g_cls, g_crowd, d_box, d_cls, d_score = [], [], [], [], [], []  # type: ignore[var-annotated]
+    for i in idx:
+        key = image_key(rows.prediction_id[i])
+        gb = np.frombuffer(rows.gt_boxes[i] or b"", "<f4").reshape(-1, 4)
+        g_box.append(gb)
+        g_cls.append(np.frombuffer(rows.gt_classes[i] or b"", "<i4"))
+        crowd = rows.gt_crowd[i]
+        g_crowd.append(np.frombuffer(crowd, "u1") if crowd else np.zeros(len(gb), np.uint8))
+        g_img.append(np.full(len(gb), key, np.int64))
+        db = np.frombuffer(rows.boxes[i] or b"", "<f4").reshape(-1, 4)
+        d_box.append(db)
+        d_cls.append(np.frombuffer(rows.box_classes[i] or b"", "<i4"))
+        d_score.append(np.frombuffer(rows.box_scores[i] or b"", "<f4"))
+        d_img.append(np.full(len(db), key, np.int64))
+    return detection_state(
+        gt_images=np.concatenate(g_img), gt_boxes=np.concatenate(g_box).astype(np.float64),
+        gt_classes=np.concatenate(g_cls).astype(np.int64), gt_crowd=np.concatenate(g_crowd),
+        dt_images=np.concatenate(d_img), dt_boxes=np.concatenate(d_box).astype(np.float64),
+        dt_classes=np.concatenate(d_cls).astype(np.int64), dt_scores=np.concatenate(d_score).astype(np.float64),
+        n_images=int(idx.size),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# states -> metric points
+
+
+class Point(NamedTuple):
+    metric: str
+    cls: str  # class name, reliability bin or confusion cell; "" for whole-slice metrics
+    value: float | None  # None: undefined (never 0)
+    sample_count: int
+
+
+#: Separates true and predicted class in the ``class`` column of confusion cells.
+CELL_SEPARATOR = "\x1f"
+#: Confusion cells exported per slice (diagonal and the largest errors): a 1 000-class matrix
+#: must not become a million series.
+MAX_CONFUSION_CELLS = 200
+
+
+def slice_points(state: SliceState, spec: ModelSpec, window_seconds: float, *, per_class: bool, confusion: bool) -> list[Point]:
+    """The named metrics of a slice over a window of ``window_seconds``."""
+    n = state.predictions
+    points = [
+        Point("predictions", "", float(n), n),
+        Point("throughput_per_second", "", n / window_seconds, n),
+        Point("error_rate", "", state.errors / n if n else None, n),
+        Point("labelled", "", float(state.labelled), state.labelled),
+        Point("label_coverage", "", state.labelled / n if n else None, n),
+    ]
+    for q in (50, 95, 99):
+        points.append(Point(f"latency_p{q}_ms", "", state.latency.quantile(q / 100), state.latency.n))
+    for q in (50, 95):
+        points.append(Point(f"label_latency_p{q}_seconds", "", state.label_latency.quantile(q / 100), state.label_latency.n))
+    if state.classification is not None:
+        points += _classification_points(state.classification, spec, per_class=per_class, confusion=confusion)
+    if state.calibration is not None:
+        points += _calibration_points(state.calibration, per_class=per_class)
+    if state.detection is not None:
+        points += _detection_points(state.detection, spec, per_class=per_class)
+    return points
+
+
+def _classification_points(state: ClassificationState, spec: ModelSpec, *, per_class: bool, confusion: bool) -> list[Point]:
+    m = classification_metrics(state, top_k=(1, 5))
+    n = state.n
+    top5_n = int(state.rank_counts.sum())
+    points = [
+        Point("accuracy", "", m.accuracy, n),
+        Point("top5_accuracy", "", m.top_k_accuracy.get(5) if top5_n else None, top5_n),
+        Point("f1_macro", "", m.macro.f1, n),
+        Point("f1_weighted", "", m.weighted.f1, n),
+        Point("precision_macro", "", m.macro.precision, n),
+        Point("recall_macro", "", m.macro.recall, n),
+    ]
+    if per_class:
+        for c, name in enumerate(spec.classes):
+            pc = m.per_class[c]
+            points += [
+                Point("precision", name, pc.precision, pc.predicted),
+                Point("recall", name, pc.recall, pc.support),
+                Point("f1", name, pc.f1, pc.support),
+            ]
+    if confusion:
+        points += _confusion_points(m.confusion_matrix, spec.classes)
+    return points
+
+
+def _confusion_points(matrix: np.ndarray, classes: Sequence[str]) -> list[Point]:
+    true_idx, pred_idx = np.nonzero(matrix)
+    counts = matrix[true_idx, pred_idx]
+    # the diagonal first, then the largest confusions
+    order = np.lexsort((-counts, true_idx != pred_idx))[:MAX_CONFUSION_CELLS]
+    return [
+        Point("confusion", f"{classes[true_idx[i]]}{CELL_SEPARATOR}{classes[pred_idx[i]]}", float(counts[i]), int(counts[i]))
+        for i in order
+    ]
+
+
+def _calibration_points(state: CalibrationState, *, per_class: bool) -> list[Point]:
+    m = calibration_metrics(state)
+    n = state.n
+    points = [
+        Point("ece", "", m.ece, n),
+        Point("adaptive_ece", "", m.adaptive_ece, n),
+        Point("mce", "", m.mce, n),
+        Point("classwise_ece", "", m.classwise_ece, n),
+        Point("brier", "", m.brier, n),
+    ]
+    if per_class:
+        for b in m.reliability:
+            edge = f"{b.lower:.3f}"
+            points += [
+                Point("reliability_accuracy", edge, b.accuracy, b.count),
+                Point("reliability_confidence", edge, b.confidence, b.count),
+            ]
+    return points
+
+
+_DETECTION_SUMMARY = {
+    "ap": "map", "ap50": "map50", "ap75": "map75", "ap_small": "ap_small", "ap_medium": "ap_medium",
+    "ap_large": "ap_large", "ar1": "ar1", "ar10": "ar10", "ar100": "ar100", "ar_small": "ar_small",
+    "ar_medium": "ar_medium", "ar_large": "ar_large",
+}  # fmt: skip
+
+
+def _detection_points(state: DetectionState, spec: ModelSpec, *, per_class: bool) -> list[Point]:
+    m = detection_metrics(state, score_threshold=spec.operating_threshold)
+    summary = m.summary()
+    points = [Point(_DETECTION_SUMMARY[name], "", summary[name], m.n_images) for name in _DETECTION_SUMMARY]
+    points += [
+        Point("precision_at_threshold", "", m.precision, m.n_detections),
+        Point("recall_at_threshold", "", m.recall, m.n_ground_truth),
+        Point("dece", "", m.dece, m.n_detections),
+    ]
+    if per_class:
+        for class_id, pc in sorted(m.per_class.items()):
+            name = spec.classes[class_id] if 0 <= class_id < len(spec.classes) else str(class_id)
+            points += [
+                Point("ap", name, pc.ap, pc.ground_truth),
+                Point("ap50", name, pc.ap50, pc.ground_truth),
+                Point("precision", name, pc.precision, pc.detections),
+                Point("recall", name, pc.recall, pc.ground_truth),
+            ]
+    return points
+
+
+def merge_slices(states: Iterable[dict[SliceKey, SliceState]]) -> dict[SliceKey, SliceState]:
+    """Merge per-hour slice states into the states of a window."""
+    members: dict[SliceKey, list[SliceState]] = defaultdict(list)
+    for hour in states:
+        for key, state in hour.items():
+            members[key].append(state)
+    return {key: SliceState.merge(*parts) for key, parts in members.items()}
