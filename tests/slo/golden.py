@@ -31,9 +31,17 @@ def assert_current(root: Path, files: Mapping[str, str], *, pattern: str | None 
                 if str(path.relative_to(root)) not in files:
                     path.unlink()
         return
-    stale = [rel for rel, text in files.items() if not (root / rel).is_file() or (root / rel).read_text("utf-8") != text]
-    extra = [] if pattern is None else sorted(
-        str(p.relative_to(root)) for p in root.glob(pattern) if str(p.relative_to(root)) not in files
+    stale = [
+        rel
+        for rel, text in files.items()
+        if not (root / rel).is_file() or (root / rel).read_text("utf-8") != text
+    ]
+    extra = (
+        []
+        if pattern is None
+        else sorted(
+            str(p.relative_to(root)) for p in root.glob(pattern) if str(p.relative_to(root)) not in files
+        )
     )
     assert not stale and not extra, (
         f"generated files under {root} are out of date: changed {stale}, left over {extra}. "

@@ -134,8 +134,10 @@ def scenarios(slo: SLO) -> list[Scenario]:
             {"v1": [0] * end, "v2": _burn_after_history(20, end)},
             notes=(
                 f"{HISTORY_MIN // 60}h of healthy traffic (100 events/min on two versions), then 20 % bad.",
-                "Detection time = budget fraction x SLO window / burn rate: 0.02 x 30d / 20 = 43.2 min for "
-                "the 1h/5m page, 0.05 x 30d / 20 = 108 min for the 6h/30m page.",
+                (
+                    "Detection time = budget fraction x SLO window / burn rate: 0.02 x 30d / 20 = 43.2 min "
+                    "for the 1h/5m page, 0.05 x 30d / 20 = 108 min for the 6h/30m page."
+                ),
                 "The tickets' long windows reach back before the history, so they fire early here.",
             ),
         ),
@@ -183,7 +185,9 @@ def scenarios(slo: SLO) -> list[Scenario]:
             "a 2x burn opens a ticket (1x over 3d and 6h) but never pages",
             {"v1": v1, "v2": v2},
             {"v1": b1, "v2": b2},
-            notes=("100 events/min, 2 bad/min, from the start; checked until the 6h page window is long full.",),
+            notes=(
+                "100 events/min, 2 bad/min, from the start; checked until the 6h page window is long full.",
+            ),
         ),
         [(m, "2x burn: the 3d/6h ticket only") for m in (5, 60, 6 * 60, 12 * 60)],
     )
@@ -203,7 +207,9 @@ def scenarios(slo: SLO) -> list[Scenario]:
             f"{page_fast.min_events} per 1h and {page_slow.min_events} per 6h",
             {"v1": events, "v2": [0] * end},
             {"v1": list(events), "v2": [0] * end},
-            notes=("tests/slo/test_slo_promtool.py runs this input against rules without the guard: they page.",),
+            notes=(
+                "tests/slo/test_slo_promtool.py runs this input against rules without the guard: they page.",
+            ),
         ),
         [(m, "6 events/h, all bad: tickets only, the guards hold the pages") for m in (60, 6 * 60, 7 * 60)],
     )
@@ -230,6 +236,43 @@ def scenarios(slo: SLO) -> list[Scenario]:
     assert page_fast in uneven.checks[-1].firing
     out.append(uneven)
     return out
+
+
+#: A 7-day SLO of examples/cvmon.yaml: its windows are the workbook's scaled by 7/30.
+SCALED_SLO_NAME = "digits-recall-7"
+
+
+def scaled_window_scenario(slo: SLO) -> Scenario:
+    """A 10x burn on a 7-day, 95 % SLO: 50 % bad. Below the 14.4x page, above the 6x one, whose
+    windows scale to 84m / 7m: it fires after 0.05 x 7d / 10 = 50.4 minutes, as the workbook's
+    6h page would after 0.05 x 30d / 10 = 3.6 hours on a 30-day SLO."""
+    assert slo.objective == 0.95 and slo.window_s == 7 * DAY, "sized for 95 % / 7d"
+    page_fast, page_slow = slo.alerts[:2]
+    assert (page_slow.long_window, page_slow.short_window, page_slow.burn_rate) == ("84m", "7m", 6.0)
+    history = page_slow.long_window_s // MINUTE
+    quiet, fires = detection_minutes(slo, page_slow, 10)
+    end = history + fires + 1
+    v1, v2 = _split(_steady(100, end), 0.5)
+    bad = [0] * (history + 1) + _steady(50, end - history - 1)
+    b1, b2 = _split(bad, 0.5)
+    scenario = _checked(
+        slo,
+        Scenario(
+            "window-7d-burn-10x-pages",
+            "on a 7-day SLO the scaled 84m/7m page detects a 10x burn after 50.4 minutes",
+            {"v1": v1, "v2": v2},
+            {"v1": b1, "v2": b2},
+            notes=(f"{history} healthy minutes (100 true 7s a minute), then half of them missed.",),
+        ),
+        [
+            (history, "healthy: nothing fires"),
+            (history + quiet, f"{quiet} min of 10x burn: no page yet"),
+            (history + fires, f"{fires} min: the 84m/7m page fires"),
+        ],
+    )
+    assert page_slow not in scenario.checks[1].firing and page_slow in scenario.checks[2].firing
+    assert not any(page_fast in c.firing for c in scenario.checks)
+    return scenario
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +305,10 @@ def encode_series(values: Sequence[int]) -> str:
 def unit_test_data(slo: SLO, scenario: Scenario, rules_path: str) -> dict[str, Any]:
     """The data of one promtool test file."""
     series = []
-    for counter, per_version in (("cvmon_slo_events_total", scenario.events), ("cvmon_slo_bad_events_total", scenario.bad)):
+    for counter, per_version in (
+        ("cvmon_slo_events_total", scenario.events),
+        ("cvmon_slo_bad_events_total", scenario.bad),
+    ):
         for version, increments in per_version.items():
             series.append(
                 {

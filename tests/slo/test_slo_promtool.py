@@ -11,6 +11,9 @@ What they prove, for digits-latency (99 % over 30 days):
   page once the guard is removed, so it is the guard that holds it;
 * long windows divide totals: an hour with one busy bad burst pages although an average of 5m
   ratios would not.
+
+and for digits-recall-7 (95 % over 7 days) that the scaled 84m/7m page detects a 10x burn at its
+detection time (0.05 x 7d / 10 = 50.4 min).
 """
 
 from __future__ import annotations
@@ -24,11 +27,25 @@ import pytest
 from monitor.server.slo.render import render_rules, rules_file_name
 from monitor.server.slo.spec import SLO
 from tests.slo.golden import REPO, assert_current
-from tests.slo.promtool_cases import SLO_NAME, Scenario, firing_at, render_test_file, scenarios
+from tests.slo.promtool_cases import (
+    SCALED_SLO_NAME,
+    SLO_NAME,
+    Scenario,
+    firing_at,
+    render_test_file,
+    scaled_window_scenario,
+    scenarios,
+)
 
 TESTS_DIR = REPO / "alerts" / "tests"
-STEMS = ["burn-20x-pages", "burn-0.5x-never-alerts", "burn-2x-tickets-no-page", "sparse-events-no-page",
-         "uneven-traffic-uses-totals"]
+STEMS = [
+    "burn-20x-pages",
+    "burn-0.5x-never-alerts",
+    "burn-2x-tickets-no-page",
+    "sparse-events-no-page",
+    "uneven-traffic-uses-totals",
+    "window-7d-burn-10x-pages",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +53,26 @@ def slo(example_slos: tuple[SLO, ...]) -> SLO:
     return next(s for s in example_slos if s.name == SLO_NAME)
 
 
-def _files(slo: SLO) -> dict[str, str]:
-    rules = f"../{rules_file_name(slo)}"
-    return {f"{sc.stem}.yml": render_test_file(slo, sc, rules) for sc in scenarios(slo)}
+def _files(slo: SLO, scaled: SLO) -> dict[str, str]:
+    files = {
+        f"{sc.stem}.yml": render_test_file(slo, sc, f"../{rules_file_name(slo)}") for sc in scenarios(slo)
+    }
+    sc = scaled_window_scenario(scaled)
+    files[f"{sc.stem}.yml"] = render_test_file(scaled, sc, f"../{rules_file_name(scaled)}")
+    return files
 
 
-def test_committed_promtool_tests_are_current(slo: SLO) -> None:
-    files = _files(slo)
+def test_committed_promtool_tests_are_current(slo: SLO, example_slos: tuple[SLO, ...]) -> None:
+    scaled = next(s for s in example_slos if s.name == SCALED_SLO_NAME)
+    files = _files(slo, scaled)
     assert sorted(files) == sorted(f"{s}.yml" for s in STEMS)
     assert_current(TESTS_DIR, files, pattern="*.yml")
 
 
 def _promtool_test(promtool: str, path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [promtool, "test", "rules", str(path)], check=False, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -68,10 +92,16 @@ def test_the_20x_page_fires_at_the_detection_time_not_before(slo: SLO) -> None:
 
 
 def test_without_the_guard_the_sparse_slo_pages(tmp_path: Path, promtool: str, slo: SLO) -> None:
-    unguarded = dataclasses.replace(slo, alerts=tuple(dataclasses.replace(a, min_events=0) for a in slo.alerts))
+    unguarded = dataclasses.replace(
+        slo, alerts=tuple(dataclasses.replace(a, min_events=0) for a in slo.alerts)
+    )
     sparse = next(s for s in scenarios(slo) if s.stem == "sparse-events-no-page")
-    checks = tuple(dataclasses.replace(c, firing=firing_at(unguarded, sparse, c.minute)) for c in sparse.checks)
-    assert any(a.severity == "page" for c in checks for a in c.firing), "without the guard the input must page"
+    checks = tuple(
+        dataclasses.replace(c, firing=firing_at(unguarded, sparse, c.minute)) for c in sparse.checks
+    )
+    assert any(a.severity == "page" for c in checks for a in c.firing), (
+        "without the guard the input must page"
+    )
     (tmp_path / "rules.yml").write_text(render_rules(unguarded))
     test = tmp_path / "test.yml"
     test.write_text(render_test_file(unguarded, dataclasses.replace(sparse, checks=checks), "rules.yml"))

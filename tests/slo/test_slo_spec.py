@@ -19,7 +19,14 @@ def test_example_config_loads(example_slos: tuple[SLO, ...]) -> None:
     by_name = {s.name: s for s in example_slos}
     assert len(by_name) == len(example_slos) == 12
     assert {s.sli for s in example_slos} == {
-        "latency", "availability", "accuracy", "precision", "recall", "ece", "drift", "map",
+        "latency",
+        "availability",
+        "accuracy",
+        "precision",
+        "recall",
+        "ece",
+        "drift",
+        "map",
     }
     recall = by_name["digits-recall-7"]
     assert (recall.class_name, recall.window, recall.objective) == ("7", "7d", 0.95)
@@ -39,7 +46,10 @@ def test_minimal_slo_gets_the_workbook_recipe() -> None:
     )
     assert slo.window_s == 30 * DAY and slo.error_budget == 0.01
     assert [(a.long_window_s, a.short_window_s, a.burn_rate, a.min_events) for a in slo.alerts] == [
-        (HOUR, 5 * MINUTE, 14.4, 35), (6 * HOUR, 30 * MINUTE, 6.0, 84), (DAY, 2 * HOUR, 3.0, 0), (3 * DAY, 6 * HOUR, 1.0, 0),
+        (HOUR, 5 * MINUTE, 14.4, 35),
+        (6 * HOUR, 30 * MINUTE, 6.0, 84),
+        (DAY, 2 * HOUR, 3.0, 0),
+        (3 * DAY, 6 * HOUR, 1.0, 0),
     ]
 
 
@@ -98,111 +108,162 @@ BAD = [
     pytest.param("slos:\n  - name: a\n    model: m\n", 2, "needs sli", id="missing-key"),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    treshold: 1\n",
-        7, "did you mean 'threshold'", id="unknown-key-with-suggestion",
+        7,
+        "did you mean 'threshold'",
+        id="unknown-key-with-suggestion",
     ),
     pytest.param(
         "slos:\n  - {name: a, model: m, sli: accuracy, objective: 0.99, window: 30d}\n"
         "  - {name: a, model: m, sli: latency, threshold: 1, objective: 0.99, window: 30d}\n",
-        3, "already used on line 2", id="duplicate-name",
+        3,
+        "already used on line 2",
+        id="duplicate-name",
     ),
     pytest.param(
         "slos:\n  - name: 'has space'\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n",
-        2, "Prometheus label value", id="name-not-label-safe",
+        2,
+        "Prometheus label value",
+        id="name-not-label-safe",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: f1\n    objective: 0.99\n    window: 30d\n",
-        4, "latency | availability | accuracy", id="unknown-sli",
+        4,
+        "latency | availability | accuracy",
+        id="unknown-sli",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 99\n    window: 30d\n",
-        5, "strictly between 0 and 1", id="objective-as-percent",
+        5,
+        "strictly between 0 and 1",
+        id="objective-as-percent",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 1\n    window: 30d\n",
-        5, "strictly between 0 and 1", id="objective-one",
+        5,
+        "strictly between 0 and 1",
+        id="objective-one",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: high\n    window: 30d\n",
-        5, "must be a number", id="objective-not-a-number",
+        5,
+        "must be a number",
+        id="objective-not-a-number",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 1 month\n",
-        6, "like 5m, 12h, 30d or 4w", id="window-unparsable",
+        6,
+        "like 5m, 12h, 30d or 4w",
+        id="window-unparsable",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30m\n",
-        6, "at least 1h", id="window-too-short",
+        6,
+        "at least 1h",
+        id="window-too-short",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: recall\n    objective: 0.99\n    window: 30d\n",
-        2, "needs class", id="recall-without-class",
+        2,
+        "needs class",
+        id="recall-without-class",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    class: cat\n    objective: 0.99\n    window: 30d\n",
-        5, "class applies only to precision and recall", id="class-on-accuracy",
+        5,
+        "class applies only to precision and recall",
+        id="class-on-accuracy",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: latency\n    objective: 0.99\n    window: 30d\n",
-        2, "needs threshold", id="latency-without-threshold",
+        2,
+        "needs threshold",
+        id="latency-without-threshold",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: ece\n    threshold: 5\n    objective: 0.99\n    window: 30d\n",
-        5, "fraction in (0, 1)", id="ece-threshold-not-a-fraction",
+        5,
+        "fraction in (0, 1)",
+        id="ece-threshold-not-a-fraction",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    threshold: 0.2\n    objective: 0.99\n    window: 30d\n",
-        5, "threshold applies only to", id="threshold-on-accuracy",
+        5,
+        "threshold applies only to",
+        id="threshold-on-accuracy",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    cohort: {model: x}\n",
-        7, "cohort key 'model'", id="cohort-shadows-a-label",
+        7,
+        "cohort key 'model'",
+        id="cohort-shadows-a-label",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.9\n    window: 30d\n",
-        5, "even a total outage would never fire", id="page-unreachable-at-90-percent",
+        5,
+        "even a total outage would never fire",
+        id="page-unreachable-at-90-percent",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 12h\n",
-        6, "default page alert", id="window-too-short-for-default-recipe",
+        6,
+        "default page alert",
+        id="window-too-short-for-default-recipe",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 7d\n    alerting:\n"
         "      alerts:\n        - {severity: ticket, long_window: 3d, short_window: 6h, budget_fraction: 0.1}\n",
-        9, "below 1x", id="entry-factor-below-1",
+        9,
+        "below 1x",
+        id="entry-factor-below-1",
     ),
     pytest.param(
         "slo_alerting:\n  alerts:\n    - {severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4}\n"
         "slos:\n  - {name: a, model: m, sli: accuracy, objective: 0.9, window: 30d}\n",
-        3, "inherited from slo_alerting", id="inherited-entry-unreachable",
+        3,
+        "inherited from slo_alerting",
+        id="inherited-entry-unreachable",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    alerting:\n"
         "      alerts:\n        - {severity: page, long_window: 1h, short_window: 5m}\n",
-        9, "exactly one of budget_fraction or burn_rate", id="entry-without-factor",
+        9,
+        "exactly one of budget_fraction or burn_rate",
+        id="entry-without-factor",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    alerting:\n"
         "      alerts:\n        - {severity: urgent, long_window: 1h, short_window: 5m, burn_rate: 2}\n",
-        9, "page or ticket", id="entry-bad-severity",
+        9,
+        "page or ticket",
+        id="entry-bad-severity",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    alerting:\n"
         "      alerts:\n        - {severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4}\n"
         "        - {severity: page, long_window: 1h, short_window: 5m, burn_rate: 10}\n",
-        10, "already defined on line 9", id="entry-duplicate",
+        10,
+        "already defined on line 9",
+        id="entry-duplicate",
     ),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    alerting:\n"
         "      min_events: -3\n",
-        8, "whole number >= 0", id="negative-min-events",
+        8,
+        "whole number >= 0",
+        id="negative-min-events",
     ),
     pytest.param(
-        "slos:\n  - name: a\n    name: b\n", 3, "appears twice", id="duplicate-key",
+        "slos:\n  - name: a\n    name: b\n",
+        3,
+        "appears twice",
+        id="duplicate-key",
     ),
     pytest.param("slos:\n  - name: a\n    model: [m\n", 4, "not valid YAML", id="yaml-syntax"),
     pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 30d\n    detector: psi\n",
-        7, "detector applies only to drift", id="detector-on-accuracy",
+        7,
+        "detector applies only to drift",
+        id="detector-on-accuracy",
     ),
 ]
 

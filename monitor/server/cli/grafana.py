@@ -14,11 +14,19 @@ def grafana_group() -> None:
 
 @grafana_group.command("render")
 @click.option(
-    "--out", "out", type=click.Path(file_okay=False, path_type=Path), default="grafana", show_default=True,
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="grafana",
+    show_default=True,
     help="Directory to write dashboards/ and provisioning/ into.",
 )
 @click.option(
-    "--cohort-key", "cohort_keys", multiple=True, default=("camera",), show_default=True,
+    "--cohort-key",
+    "cohort_keys",
+    multiple=True,
+    default=("camera",),
+    show_default=True,
     help="A cohort label configured for slicing (repeat for several); the debug dashboard gets a "
     "breakdown per key and the other panels select the whole-model series.",
 )

@@ -31,8 +31,13 @@ def _load(config: Path) -> tuple[SLO, ...]:
 
 
 _config_option = click.option(
-    "--config", "config", type=click.Path(dir_okay=False, path_type=Path), envvar="CVMON_CONFIG",
-    default="cvmon.yaml", show_default=True, help=_CONFIG_HELP,
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CVMON_CONFIG",
+    default="cvmon.yaml",
+    show_default=True,
+    help=_CONFIG_HELP,
 )
 
 
@@ -49,11 +54,19 @@ def slo_group() -> None:
 @slo_group.command("render")
 @_config_option
 @click.option(
-    "--out", "out", type=click.Path(file_okay=False, path_type=Path), default="alerts", show_default=True,
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="alerts",
+    show_default=True,
     help="Directory for the rule files (created if missing).",
 )
-@click.option("--check/--no-check", default=False, show_default=True,
-              help="Run `promtool check rules` on the written files (needs promtool on PATH).")
+@click.option(
+    "--check/--no-check",
+    default=False,
+    show_default=True,
+    help="Run `promtool check rules` on the written files (needs promtool on PATH).",
+)
 def render(config: Path, out: Path, check: bool) -> None:
     """Write Prometheus recording and alerting rules for every SLO in CONFIG.
 
@@ -108,7 +121,11 @@ def check_cmd(config: Path) -> None:
         for alert in slo.alerts:
             t = detection_time_s(alert, slo.window_s, 1 / slo.error_budget)
             detect = "never" if t is None else f"{t / 60:.3g} min"
-            guard = f"; pages only with >= {alert.min_events} events in {alert.long_window}" if alert.min_events else ""
+            guard = (
+                f"; pages only with >= {alert.min_events} events in {alert.long_window}"
+                if alert.min_events
+                else ""
+            )
             click.echo(
                 f"  {alert.severity:<6} {alert.long_window:>5} / {alert.short_window:<5} {alert.burn_rate:>6.4g}x"
                 f"  {alert.budget_fraction:.3g} of the budget; an outage fires it after {detect}{guard}"

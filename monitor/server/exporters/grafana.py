@@ -52,7 +52,9 @@ class _Queries:
         try:
             return self.metrics[name]
         except KeyError:
-            raise UnknownMetric(f"{name} is not in the names table (monitor/server/exporters/names.py)") from None
+            raise UnknownMetric(
+                f"{name} is not in the names table (monitor/server/exporters/names.py)"
+            ) from None
 
     def sel(self, name: str, *matchers: str, whole: bool = True, series: str | None = None) -> str:
         """``name{matchers}``. ``whole`` adds ``key=""`` for every cohort key, selecting the
@@ -112,8 +114,13 @@ def _targets(targets: Sequence[Target]) -> list[dict[str, Any]]:
     ]
 
 
-def _field_defaults(unit: str, *, lo: float | None = None, hi: float | None = None,
-                    steps: Sequence[tuple[str, float | None]] = ()) -> dict[str, Any]:
+def _field_defaults(
+    unit: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    steps: Sequence[tuple[str, float | None]] = (),
+) -> dict[str, Any]:
     defaults: dict[str, Any] = {"unit": unit}
     if lo is not None:
         defaults["min"] = lo
@@ -127,10 +134,21 @@ def _field_defaults(unit: str, *, lo: float | None = None, hi: float | None = No
 _BUDGET_STEPS: Final = (("red", None), ("orange", 0.0), ("yellow", 0.25), ("green", 0.5))
 
 
-def panel(kind: str, title: str, description: str, targets: Sequence[Target], *, w: int = 12, h: int = 8,
-          unit: str = "short", lo: float | None = None, hi: float | None = None,
-          steps: Sequence[tuple[str, float | None]] = (), options: Mapping[str, Any] | None = None,
-          transformations: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+def panel(
+    kind: str,
+    title: str,
+    description: str,
+    targets: Sequence[Target],
+    *,
+    w: int = 12,
+    h: int = 8,
+    unit: str = "short",
+    lo: float | None = None,
+    hi: float | None = None,
+    steps: Sequence[tuple[str, float | None]] = (),
+    options: Mapping[str, Any] | None = None,
+    transformations: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """A Grafana panel (ids and positions are set by :func:`_layout`)."""
     out: dict[str, Any] = {
         "type": kind,
@@ -148,7 +166,13 @@ def panel(kind: str, title: str, description: str, targets: Sequence[Target], *,
 
 
 def row(title: str) -> dict[str, Any]:
-    return {"type": "row", "title": title, "collapsed": False, "panels": [], "gridPos": {"x": 0, "y": 0, "w": 24, "h": 1}}
+    return {
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "panels": [],
+        "gridPos": {"x": 0, "y": 0, "w": 24, "h": 1},
+    }
 
 
 def _layout(panels: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -194,27 +218,51 @@ def _variables(q: _Queries, extra: Sequence[str]) -> list[dict[str, Any]]:
     """Datasource, model, version and window, plus ``extra`` ones (slo, class)."""
     predictions = q.metric("cvmon_predictions_total").name
     out: list[dict[str, Any]] = [
-        {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
-         "current": {}, "options": [], "hide": 0, "refresh": 1, "regex": ""},
+        {
+            "name": "datasource",
+            "label": "Prometheus",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+            "options": [],
+            "hide": 0,
+            "refresh": 1,
+            "regex": "",
+        },
         _query_variable("model", "Model", f"label_values({predictions}, model)"),
-        _query_variable("version", "Version", f"label_values({q.sel('cvmon_predictions_total', MODEL)}, version)"),
+        _query_variable(
+            "version", "Version", f"label_values({q.sel('cvmon_predictions_total', MODEL)}, version)"
+        ),
         _query_variable(
             # Every model has labelled predictions per window; not every model has an accuracy.
-            "window", "Window", f"label_values({q.sel('cvmon_labelled_predictions', MODEL, whole=False)}, window)",
+            "window",
+            "Window",
+            f"label_values({q.sel('cvmon_labelled_predictions', MODEL, whole=False)}, window)",
             multi=False,
         ),
     ]
     if "slo" in extra:
-        out.append(_query_variable("slo", "SLO", f"label_values({q.sel('cvmon_slo_events_total', MODEL)}, slo)"))
+        out.append(
+            _query_variable("slo", "SLO", f"label_values({q.sel('cvmon_slo_events_total', MODEL)}, slo)")
+        )
     if "class" in extra:
-        out.append(_query_variable(
-            "class", "Class", f"label_values({q.sel('cvmon_precision_ratio', MODEL, whole=False)}, class)"
-        ))
+        out.append(
+            _query_variable(
+                "class", "Class", f"label_values({q.sel('cvmon_precision_ratio', MODEL, whole=False)}, class)"
+            )
+        )
     return out
 
 
-def _dashboard(uid: str, title: str, description: str, panels: Sequence[dict[str, Any]], q: _Queries,
-               variables: Sequence[str] = (), time_from: str = "now-7d") -> dict[str, Any]:
+def _dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    panels: Sequence[dict[str, Any]],
+    q: _Queries,
+    variables: Sequence[str] = (),
+    time_from: str = "now-7d",
+) -> dict[str, Any]:
     return {
         "uid": uid,
         "title": title,
@@ -228,11 +276,20 @@ def _dashboard(uid: str, title: str, description: str, panels: Sequence[dict[str
         "refresh": "1m",
         "timezone": "browser",
         "templating": {"list": _variables(q, variables)},
-        "annotations": {"list": [
-            {"name": "Budget-burn alerts", "datasource": _DS, "enable": True, "iconColor": "red",
-             "expr": q.alerts(PAGE, MODEL), "titleFormat": "{{slo}} page",
-             "textFormat": "{{long_window}} / {{short_window}}", "step": "1m"},
-        ]},
+        "annotations": {
+            "list": [
+                {
+                    "name": "Budget-burn alerts",
+                    "datasource": _DS,
+                    "enable": True,
+                    "iconColor": "red",
+                    "expr": q.alerts(PAGE, MODEL),
+                    "titleFormat": "{{slo}} page",
+                    "textFormat": "{{long_window}} / {{short_window}}",
+                    "step": "1m",
+                },
+            ]
+        },
         "links": [{"type": "dashboards", "tags": ["cvmon"], "asDropdown": True, "title": "cvmon"}],
         "panels": _layout(panels),
     }
@@ -240,6 +297,10 @@ def _dashboard(uid: str, title: str, description: str, panels: Sequence[dict[str
 
 # --------------------------------------------------------------------------------------------
 # the three dashboards
+#
+# Panel lists read as tables (kind, title, description, queries, options); the formatter would
+# spread each over a dozen lines.
+# fmt: off
 
 
 def executive(q: _Queries) -> dict[str, Any]:
@@ -252,13 +313,16 @@ def executive(q: _Queries) -> dict[str, Any]:
               [Target(f"{q.sel('cvmon_slo_error_budget_remaining_ratio')} {in_model}", "{{slo}}")],
               w=16, unit="percentunit", steps=_BUDGET_STEPS,
               options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"}),
-        panel("stat", "Budget-burn alerts firing", "CvmonErrorBudgetBurn alerts firing now, pages and tickets.",
+        panel("stat", "Budget-burn alerts firing",
+              "CvmonErrorBudgetBurn alerts firing now, pages and tickets.",
               [Target(f'count by (severity) ({q.alerts(MODEL)}) or on () vector(0)', "{{severity}}")],
               w=8, steps=(("green", None), ("red", 1)),
               options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"}),
-        panel("table", "SLO status", "Objective and budget left per SLO; the rules in alerts/ page on fast burns.",
+        panel("table", "SLO status",
+              "Objective and budget left per SLO; the rules in alerts/ page on fast burns.",
               [Target(f"{q.sel('cvmon_slo_objective_ratio')} {in_model}", instant=True, table=True),
-               Target(f"{q.sel('cvmon_slo_error_budget_remaining_ratio')} {in_model}", instant=True, table=True)],
+               Target(f"{q.sel('cvmon_slo_error_budget_remaining_ratio')} {in_model}",
+                      instant=True, table=True)],
               w=24, h=7, unit="percentunit",
               transformations=[{"id": "joinByField", "options": {"byField": "slo", "mode": "outer"}},
                                {"id": "organize", "options": {
@@ -266,7 +330,8 @@ def executive(q: _Queries) -> dict[str, Any]:
                                    "renameByName": {"Value #A": "objective", "Value #B": "budget left"}}}]),
         row("Model quality"),
         panel("timeseries", "Accuracy", "Top-1 accuracy of labelled predictions, per model and version.",
-              [Target(q.sel("cvmon_accuracy_ratio", *MVW), "{{model}} {{version}}")], unit="percentunit", hi=1),
+              [Target(q.sel("cvmon_accuracy_ratio", *MVW), "{{model}} {{version}}")],
+              unit="percentunit", hi=1),
         panel("timeseries", "mAP@[.5:.95]", "COCO mean average precision of detection models.",
               [Target(q.sel("cvmon_map_ratio", *MVW, IOU), "{{model}} {{version}}")],
               unit="percentunit", hi=1),
@@ -283,7 +348,8 @@ def executive(q: _Queries) -> dict[str, Any]:
               [Target(f"max by (slo, severity) ({q.alerts(MODEL)})", "{{slo}} {{severity}}")],
               w=24, h=7, steps=(("transparent", None), ("red", 1)),
               options={"mergeValues": True, "showValue": "never"}),
-        panel("stat", "Pages in the time range", "Distinct page alerts (SLO and windows) that fired in the range.",
+        panel("stat", "Pages in the time range",
+              "Distinct page alerts (SLO and windows) that fired in the range.",
               [Target(f'count(max_over_time({q.alerts(MODEL, PAGE)}[$__range])) or on () vector(0)',
                       instant=True)], w=12, h=5, steps=(("green", None), ("red", 1))),
         panel("stat", "Tickets in the time range", "Distinct ticket alerts that fired in the range.",
@@ -299,7 +365,10 @@ def oncall(q: _Queries) -> dict[str, Any]:
     """What the person paged needs first: which SLO burns, which version, since when."""
     slo = 'slo=~"$slo"'
     by_version = "sum by (model, version)"
-    rate_of = lambda name: f"rate({q.sel(name, MODEL, VERSION)}[$__rate_interval])"  # noqa: E731
+
+    def rate_of(name: str) -> str:
+        return f"rate({q.sel(name, MODEL, VERSION)}[$__rate_interval])"
+
     panels: list[dict[str, Any]] = [
         row("Error budgets"),
         panel("table", "Firing budget-burn alerts", "CvmonErrorBudgetBurn alerts firing now.",
@@ -310,9 +379,10 @@ def oncall(q: _Queries) -> dict[str, Any]:
               "the budget; the workbook pages at 14.4 over 1h and 6 over 6h).",
               [Target(q.sel("cvmon_slo_burn_rate", slo), "{{slo}} {{window}}")],
               steps=(("green", None), ("orange", 1), ("red", 6)),
-              options={"legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull", "max"]}}),
-        panel("timeseries", "Bad-event ratio, 1h", "Bad events / events over the last hour, from the counters "
-              "the alerts use.",
+              options={"legend": {"displayMode": "table", "placement": "right",
+                                  "calcs": ["lastNotNull", "max"]}}),
+        panel("timeseries", "Bad-event ratio, 1h",
+              "Bad events / events over the last hour, from the counters the alerts use.",
               [Target(f"sum by (slo) (rate({q.sel('cvmon_slo_bad_events_total', slo, MODEL)}[1h])) / "
                       f"sum by (slo) (rate({q.sel('cvmon_slo_events_total', slo, MODEL)}[1h]))", "{{slo}}")],
               unit="percentunit"),
@@ -341,10 +411,12 @@ def oncall(q: _Queries) -> dict[str, Any]:
               [Target(q.sel("cvmon_recall_ratio", *MVW, 'class=~"$class"'), "{{class}} {{version}}")],
               unit="percentunit", hi=1),
         panel("bargauge", "Lowest recall now", "The five classes with the lowest recall.",
-              [Target(f"bottomk(5, {q.sel('cvmon_recall_ratio', *MVW)})", "{{class}} {{version}}", instant=True)],
+              [Target(f"bottomk(5, {q.sel('cvmon_recall_ratio', *MVW)})", "{{class}} {{version}}",
+                      instant=True)],
               unit="percentunit", lo=0, hi=1, steps=(("red", None), ("orange", 0.8), ("green", 0.9))),
         panel("bargauge", "Lowest precision now", "The five classes with the lowest precision.",
-              [Target(f"bottomk(5, {q.sel('cvmon_precision_ratio', *MVW)})", "{{class}} {{version}}", instant=True)],
+              [Target(f"bottomk(5, {q.sel('cvmon_precision_ratio', *MVW)})", "{{class}} {{version}}",
+                      instant=True)],
               unit="percentunit", lo=0, hi=1, steps=(("red", None), ("orange", 0.8), ("green", 0.9))),
         row("Recent drift"),
         panel("timeseries", "Drift score", "Each detector's score against the pinned reference.",
@@ -355,7 +427,8 @@ def oncall(q: _Queries) -> dict[str, Any]:
               options={"mergeValues": True, "showValue": "never"}),
         row("cvmon itself"),
         panel("timeseries", "Time since each job's last success", "A stale job means stale metrics.",
-              [Target(f"time() - {q.sel('cvmon_job_last_success_timestamp_seconds')}", "{{job}} {{model}}")], unit="s"),
+              [Target(f"time() - {q.sel('cvmon_job_last_success_timestamp_seconds')}", "{{job}} {{model}}")],
+              unit="s"),
         panel("timeseries", "Rejected ingest records", "Records the API refused, by kind.",
               [Target("sum by (kind) (rate("
                       f"{q.sel('cvmon_ingest_records_total', REJECTED)}[$__rate_interval]))",
@@ -379,8 +452,8 @@ def debug(q: _Queries) -> dict[str, Any]:
                   "columnField": "predicted_class", "rowField": "true_class", "valueField": "Value"}}]),
         panel("barchart", "Reliability diagram", "Per confidence bin (upper edge): accuracy against mean "
               "confidence. A calibrated model has equal bars.",
-              [Target(f"avg by (bin) ({q.sel('cvmon_reliability_accuracy_ratio', *MVW)})", instant=True, table=True),
-               Target(f"avg by (bin) ({q.sel('cvmon_reliability_confidence_ratio', *MVW)})", instant=True, table=True)],
+              [Target(f"avg by (bin) ({q.sel(name, *MVW)})", instant=True, table=True)
+               for name in ("cvmon_reliability_accuracy_ratio", "cvmon_reliability_confidence_ratio")],
               w=10, h=12, unit="percentunit", lo=0, hi=1,
               options={"xField": "bin", "legend": {"showLegend": True}},
               transformations=[{"id": "joinByField", "options": {"byField": "bin", "mode": "outer"}},
@@ -394,7 +467,8 @@ def debug(q: _Queries) -> dict[str, Any]:
                for name in ("cvmon_precision_ratio", "cvmon_recall_ratio", "cvmon_f1_ratio")],
               unit="percentunit",
               transformations=[{"id": "joinByField", "options": {"byField": "class", "mode": "outer"}},
-                               {"id": "filterFieldsByName", "options": {"include": {"pattern": "class|Value.*"}}},
+                               {"id": "filterFieldsByName",
+                                "options": {"include": {"pattern": "class|Value.*"}}},
                                {"id": "organize", "options": {"renameByName": {
                                    "Value #A": "precision", "Value #B": "recall", "Value #C": "F1"}}}]),
         panel("bargauge", "Per-class AP@[.5:.95]", "COCO average precision per class (detection).",
@@ -412,13 +486,15 @@ def debug(q: _Queries) -> dict[str, Any]:
                   [Target(q.sel("cvmon_map_ratio", *MVW, IOU, cohort, whole=False), f"{{{{{key}}}}}")],
                   w=8, unit="percentunit", hi=1),
             panel("timeseries", f"Latency p95 by {key}", f"Inference latency, 95th percentile, per {key}.",
-                  [Target(q.sel("cvmon_inference_latency_seconds", *MVW, 'quantile="0.95"', cohort, whole=False),
+                  [Target(q.sel("cvmon_inference_latency_seconds", *MVW, 'quantile="0.95"', cohort,
+                                whole=False),
                           f"{{{{{key}}}}}")], w=8, unit="s"),
             panel("timeseries", f"Label coverage by {key}", f"Labelled / predicted per {key}.",
                   [Target(q.sel("cvmon_label_coverage_ratio", *MVW, cohort, whole=False), f"{{{{{key}}}}}")],
                   w=12, unit="percentunit", hi=1),
             panel("timeseries", f"Drift score by {key}", f"Drift detector scores per {key}.",
-                  [Target(q.sel("cvmon_drift_score", *MVW, cohort, whole=False), f"{{{{{key}}}}} {{{{detector}}}}")],
+                  [Target(q.sel("cvmon_drift_score", *MVW, cohort, whole=False),
+                          f"{{{{{key}}}}} {{{{detector}}}}")],
                   w=12),
         ]
     panels += [
@@ -429,24 +505,31 @@ def debug(q: _Queries) -> dict[str, Any]:
         panel("timeseries", "Labelled predictions", "How many labels the quality metrics rest on.",
               [Target(q.sel("cvmon_labelled_predictions", *MVW), "{{model}} {{version}}")], w=8),
         panel("timeseries", "Label latency p50 / p95", "Ground-truth time minus prediction time.",
-              [Target(q.sel("cvmon_label_latency_seconds", *MVW), "{{version}} p{{quantile}}")], w=8, unit="s"),
+              [Target(q.sel("cvmon_label_latency_seconds", *MVW), "{{version}} p{{quantile}}")],
+              w=8, unit="s"),
         panel("timeseries", "Ground truth received", "Ground-truth records per second.",
               [Target(f"sum by (model, version) (rate({q.sel('cvmon_ground_truth_total', MODEL, VERSION)}"
                       "[$__rate_interval]))", "{{model}} {{version}}")], w=12, unit="reqps"),
-        panel("timeseries", "Drift p-values", "Low p-values mean the current window differs from the reference.",
+        panel("timeseries", "Drift p-values",
+              "Low p-values mean the current window differs from the reference.",
               [Target(q.sel("cvmon_drift_p_value", *MVW), "{{detector}} {{feature}}")], w=12, lo=0, hi=1),
     ]
     return _dashboard("cvmon-debug", "cvmon / debug",
-                      "Confusion matrix, reliability diagram, per-cohort breakdown, label coverage and latency.",
+                      "Confusion matrix, reliability diagram, per-cohort breakdown, label coverage and "
+                      "latency.",
                       panels, q, variables=(), time_from="now-7d")
+
+
+# fmt: on
 
 
 # --------------------------------------------------------------------------------------------
 # the files
 
 
-def build_dashboards(metrics: Mapping[str, MetricName] = METRIC,
-                     cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS) -> dict[str, dict[str, Any]]:
+def build_dashboards(
+    metrics: Mapping[str, MetricName] = METRIC, cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS
+) -> dict[str, dict[str, Any]]:
     """File name -> dashboard JSON model. Raises :class:`UnknownMetric` when a query needs a
     metric or label that ``metrics`` (the names table) lacks."""
     q = _Queries(metrics, cohort_keys)
@@ -499,8 +582,9 @@ providers:
 """
 
 
-def render_files(metrics: Mapping[str, MetricName] = METRIC,
-                 cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS) -> dict[str, str]:
+def render_files(
+    metrics: Mapping[str, MetricName] = METRIC, cohort_keys: Sequence[str] = DEFAULT_COHORT_KEYS
+) -> dict[str, str]:
     """Relative path -> text of every file under grafana/ (deterministic)."""
     files = {
         f"{DASHBOARD_DIR}/{name}": json.dumps(board, indent=2, sort_keys=False, ensure_ascii=False) + "\n"

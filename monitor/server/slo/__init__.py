@@ -23,14 +23,14 @@ from monitor.server.slo.burnrate import (
     required_windows,
 )
 from monitor.server.slo.render import ALERT_NAME, render_rules, write_rules
-from monitor.server.slo.spec import SLO, SLIS, load_slos
+from monitor.server.slo.spec import SLIS, SLO, load_slos
 
 __all__ = [
     "ALERT_NAME",
-    "AlertDecision",
-    "BurnAlert",
     "SLIS",
     "SLO",
+    "AlertDecision",
+    "BurnAlert",
     "WindowCounts",
     "budget_remaining",
     "burn_rate",

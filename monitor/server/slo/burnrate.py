@@ -356,10 +356,16 @@ def false_alarm_probability(events: int, objective: float, burn_rate: float) -> 
         return 0.0
     # Sum the upper tail directly (no 1 - x cancellation), term by term in log space.
     log_p, log_q = math.log(budget), math.log1p(-budget)
-    return min(1.0, sum(
-        math.exp(
-            math.lgamma(events + 1) - math.lgamma(k + 1) - math.lgamma(events - k + 1)
-            + k * log_p + (events - k) * log_q
-        )
-        for k in range(threshold, events + 1)
-    ))
+    return min(
+        1.0,
+        sum(
+            math.exp(
+                math.lgamma(events + 1)
+                - math.lgamma(k + 1)
+                - math.lgamma(events - k + 1)
+                + k * log_p
+                + (events - k) * log_q
+            )
+            for k in range(threshold, events + 1)
+        ),
+    )

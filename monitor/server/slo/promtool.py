@@ -30,7 +30,9 @@ def find_promtool() -> str:
     return found
 
 
-def run_promtool(args: Sequence[str], *, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_promtool(
+    args: Sequence[str], *, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run ``promtool *args`` and return the finished process (the caller reads ``returncode``)."""
     return subprocess.run(
         [find_promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
@@ -42,9 +44,6 @@ def check_rules(paths: Sequence[Path]) -> subprocess.CompletedProcess[str]:
     return run_promtool(["check", "rules", *map(str, paths)])
 
 
-def test_rules(paths: Sequence[Path]) -> subprocess.CompletedProcess[str]:
+def run_rule_tests(paths: Sequence[Path]) -> subprocess.CompletedProcess[str]:
     """``promtool test rules``: evaluates rules over the test files' input series."""
     return run_promtool(["test", "rules", *map(str, paths)])
-
-
-test_rules.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported

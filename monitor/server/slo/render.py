@@ -82,10 +82,10 @@ def _selector(name: str, slo: SLO) -> str:
     return f"{name}{{slo={promql_string(slo.name)}}}"
 
 
-def recording_rules(slo: SLO) -> list[dict[str, str]]:
+def recording_rules(slo: SLO) -> list[dict[str, Any]]:
     """The recording rules of one SLO: events and bad events over every window its alerts use."""
     matchers = f"slo={promql_string(slo.name)},model={promql_string(slo.model)}"
-    rules = []
+    rules: list[dict[str, Any]] = []
     for window_s in required_windows(slo.alerts):
         window = format_duration(window_s)
         for counter in (EVENTS_COUNTER, BAD_EVENTS_COUNTER):
@@ -206,7 +206,7 @@ def render_rules(slo: SLO) -> str:
     """
     import yaml
 
-    class Dumper(yaml.SafeDumper):
+    class Dumper(yaml.SafeDumper):  # type: ignore[misc]  # (no stubs for PyYAML here)
         # Indent list items under their key, as Prometheus' own examples do.
         def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
             super().increase_indent(flow, False)
@@ -214,7 +214,7 @@ def render_rules(slo: SLO) -> str:
     Dumper.add_representer(
         _Block, lambda dumper, data: dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style="|")
     )
-    body = yaml.dump(
+    body: str = yaml.dump(
         {"groups": rule_groups([slo])}, Dumper=Dumper, sort_keys=False, width=10_000, allow_unicode=True
     )
     return _HEADER + body

@@ -34,7 +34,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, cast, get_args
 
 from monitor.errors import ConfigError
 from monitor.server.slo.burnrate import (
@@ -201,7 +201,9 @@ class _Reader:
             if not isinstance(key, str) or key_node.tag != "tag:yaml.org,2002:str":
                 raise self.error(key_node, f"keys of {what} must be plain names")
             if key in out:
-                raise self.error(key_node, f"{key!r} appears twice in {what} (first on line {_line(out[key][0])})")
+                raise self.error(
+                    key_node, f"{key!r} appears twice in {what} (first on line {_line(out[key][0])})"
+                )
             if allowed is not None and key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(allowed)}"
@@ -296,18 +298,27 @@ class _Reader:
         if "budget_fraction" in keys:
             fraction = self.number(keys["budget_fraction"][1], "budget_fraction")
             if not 0.0 < fraction <= 1.0:
-                raise self.error(keys["budget_fraction"][1], f"budget_fraction must be in (0, 1], not {fraction:g}")
+                raise self.error(
+                    keys["budget_fraction"][1], f"budget_fraction must be in (0, 1], not {fraction:g}"
+                )
         else:
             factor = self.number(keys["burn_rate"][1], "burn_rate")
             if factor <= 0:
                 raise self.error(keys["burn_rate"][1], f"burn_rate must be > 0, not {factor:g}")
         min_events = self.count(keys["min_events"][1], "min_events") if "min_events" in keys else None
-        return _AlertEntry(severity, long_s, short_s, fraction, factor, min_events, node)  # type: ignore[arg-type]
+        return _AlertEntry(cast(Severity, severity), long_s, short_s, fraction, factor, min_events, node)
 
     def resolve_alerts(
-        self, slo_node: Any, keys: dict[str, tuple[Any, Any]], name: str, objective: float, window_s: int,
+        self,
+        keys: dict[str, tuple[Any, Any]],
+        name: str,
+        objective: float,
+        window_s: int,
         options: _AlertingOptions,
     ) -> tuple[BurnAlert, ...]:
+        """The SLO's alerts: ``options.alerts`` applied to it, else the scaled workbook recipe;
+        each checked with :func:`alert_problems` (errors at the entry, or at the SLO's objective
+        or window line for the built-in recipe)."""
         if options.alerts is None:
             alerts = default_alerts(objective, window_s)
             if options.min_events is not None:
@@ -335,10 +346,14 @@ class _Reader:
                 factor = burn_rate_factor(fraction, window_s, entry.long_window_s)
             guard = entry.min_events
             if guard is None:
-                guard = options.min_events if options.min_events is not None and entry.severity == "page" else (
-                    default_min_events(entry.severity, factor, objective)
+                guard = (
+                    options.min_events
+                    if options.min_events is not None and entry.severity == "page"
+                    else (default_min_events(entry.severity, factor, objective))
                 )
-            alert = BurnAlert(entry.severity, entry.long_window_s, entry.short_window_s, factor, fraction, guard)
+            alert = BurnAlert(
+                entry.severity, entry.long_window_s, entry.short_window_s, factor, fraction, guard
+            )
             problems = alert_problems(alert, objective=objective, slo_window_s=window_s)
             if problems:
                 inherited = " (alert inherited from slo_alerting)" if options.where == "slo_alerting" else ""
@@ -376,7 +391,9 @@ class _Reader:
             )
         window_s = self.duration(keys["window"][1], "window")
         if window_s < _MIN_SLO_WINDOW_S:
-            raise self.error(keys["window"][1], f"window must be at least 1h, not {format_duration(window_s)}")
+            raise self.error(
+                keys["window"][1], f"window must be at least 1h, not {format_duration(window_s)}"
+            )
 
         class_name = None
         if sli in _NEEDS_CLASS:
@@ -409,7 +426,7 @@ class _Reader:
         options = defaults
         if "alerting" in keys:
             options = self.alerting(keys["alerting"][1], "alerting", defaults)
-        alerts = self.resolve_alerts(node, keys, name, objective, window_s, options)
+        alerts = self.resolve_alerts(keys, name, objective, window_s, options)
         return SLO(
             name=name,
             model=model,
@@ -439,7 +456,9 @@ class _Reader:
         pairs = []
         for key, (key_node, value_node) in keys.items():
             if not _LABEL_NAME.fullmatch(key) or key.startswith("__") or key in _RESERVED_LABELS:
-                raise self.error(key_node, f"cohort key {key!r} must be a label name other than {sorted(_RESERVED_LABELS)}")
+                raise self.error(
+                    key_node, f"cohort key {key!r} must be a label name other than {sorted(_RESERVED_LABELS)}"
+                )
             pairs.append((key, self.text(value_node, f"cohort.{key}", numbers_ok=True)))
         return tuple(sorted(pairs))
 
@@ -457,5 +476,10 @@ def _with_guard(alert: BurnAlert, min_events: int) -> BurnAlert:
     if alert.severity != "page":
         return alert
     return BurnAlert(
-        alert.severity, alert.long_window_s, alert.short_window_s, alert.burn_rate, alert.budget_fraction, min_events
+        alert.severity,
+        alert.long_window_s,
+        alert.short_window_s,
+        alert.burn_rate,
+        alert.budget_fraction,
+        min_events,
     )
