@@ -114,23 +114,6 @@ def _targets(targets: Sequence[Target]) -> list[dict[str, Any]]:
     ]
 
 
-def _field_defaults(
-    unit: str,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    steps: Sequence[tuple[str, float | None]] = (),
-) -> dict[str, Any]:
-    defaults: dict[str, Any] = {"unit": unit}
-    if lo is not None:
-        defaults["min"] = lo
-    if hi is not None:
-        defaults["max"] = hi
-    if steps:
-        defaults["thresholds"] = {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}
-    return defaults
-
-
 _BUDGET_STEPS: Final = (("red", None), ("orange", 0.0), ("yellow", 0.25), ("green", 0.5))
 
 
@@ -150,6 +133,10 @@ def panel(
     transformations: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A Grafana panel (ids and positions are set by :func:`_layout`)."""
+    defaults: dict[str, Any] = {"unit": unit}
+    defaults.update({k: v for k, v in (("min", lo), ("max", hi)) if v is not None})
+    if steps:
+        defaults["thresholds"] = {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}
     out: dict[str, Any] = {
         "type": kind,
         "title": title,
@@ -157,7 +144,7 @@ def panel(
         "datasource": _DS,
         "gridPos": {"x": 0, "y": 0, "w": w, "h": h},
         "targets": _targets(targets),
-        "fieldConfig": {"defaults": _field_defaults(unit, lo=lo, hi=hi, steps=steps), "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": dict(options or {}),
     }
     if transformations:
