@@ -1,0 +1,66 @@
+"""onnxruntime (edge): an ``InferenceSession`` whose ``run`` also logs to cvmon."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from monitor.adapters._outputs import Cohort, Outputs, _Warn, log_outputs
+from monitor.errors import require
+from monitor.sdk import Client
+
+
+class OnnxAdapter:
+    """Wrap an onnxruntime session; :meth:`run` has the session's signature and result.
+
+    ::
+
+        session = onnxruntime.InferenceSession("digits.onnx", providers=["CPUExecutionProvider"])
+        model = OnnxAdapter(session, mon, Outputs(probabilities="probabilities", embedding="hidden"))
+        label, probs = model.run(["label", "probabilities"], {"X": batch}, cohort={"camera": "cam-3"})
+
+    Outputs named in ``outputs`` are fetched even when the caller does not ask for them; the
+    caller still gets exactly what it asked for. ``session`` may be a path to a ``.onnx`` file.
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        client: Client,
+        outputs: Outputs,
+        *,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ) -> None:
+        ort = require("onnxruntime", feature="the onnxruntime adapter", extra="onnx")
+        if isinstance(session, (str, os.PathLike, bytes)):
+            session = ort.InferenceSession(session, providers=list(providers))
+        self.session = session
+        self.client = client
+        self.outputs = outputs
+        self._all = [o.name for o in session.get_outputs()]
+        missing = [n for n in outputs.names() if n not in self._all]
+        if missing:
+            raise ValueError(f"the model has no output {missing[0]!r}; its outputs are {self._all}")
+        self._warn = _Warn()
+
+    def run(
+        self,
+        output_names: Sequence[str] | None,
+        input_feed: Mapping[str, Any],
+        run_options: Any = None,
+        *,
+        cohort: Cohort | Sequence[Cohort] | None = None,
+        prediction_ids: Sequence[str] | None = None,
+    ) -> list[Any]:
+        """``session.run(output_names, input_feed, run_options)``, timed and logged."""
+        wanted = list(output_names) if output_names else self._all
+        fetch = wanted + [n for n in self.outputs.names() if n not in wanted]
+        start = time.perf_counter()
+        results = self.session.run(fetch, input_feed, run_options)
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        named = dict(zip(fetch, results, strict=True))
+        log_outputs(self.client, self.outputs, named, latency_ms=latency_ms, cohort=cohort,
+                    prediction_ids=prediction_ids, warn=self._warn)  # fmt: skip
+        return results[: len(wanted)]
