@@ -211,9 +211,9 @@ def make_api(db: Database) -> Iterator[Any]:
 
     stack: list[ThreadServer] = []
 
-    def start(**overrides: Any) -> Api:
+    def start(clock: Any = None, **overrides: Any) -> Api:
         settings = Settings(database_url=db.url, **{"scheduler": False, **overrides})
-        server = ThreadServer(create_app(settings)).__enter__()
+        server = ThreadServer(create_app(settings, **({} if clock is None else {"clock": clock}))).__enter__()
         stack.append(server)
         api = Api(server.url, "", db, settings)
         api.admin_key = api.create_key(["ingest", "read", "admin"])

@@ -1,0 +1,217 @@
+"""The evaluation pipeline end to end: ingest over HTTP, run the jobs, read the API and /metrics,
+and compare with the metrics engine run by hand on the same rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.metrics import calibration_metrics, classification_metrics, detection_metrics, detection_state, probability_states
+from monitor.server.jobs import run_once
+from monitor.server.jobs.states import image_key
+from monitor.server.store import tables as t
+from monitor.wire import encode_array
+
+CLASSES = ["cat", "dog", "fox", "owl"]
+NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
+HOURS = [NOW.replace(minute=0) - timedelta(hours=h) for h in (4, 3, 2, 1, 0)]
+
+
+def synth(model: str, n: int, seed: int) -> tuple[list[dict], dict[str, int]]:
+    """Predictions over five hours, two versions, two cameras; the true label of each."""
+    rng = np.random.default_rng(seed)
+    records, truth = [], {}
+    for i in range(n):
+        hour = HOURS[i % len(HOURS)]
+        version = "v1" if i % 3 else "v2"
+        camera = "cam-a" if i % 2 else "cam-b"
+        label = int(rng.integers(len(CLASSES)))
+        logits = rng.normal(size=len(CLASSES)) + (2.0 if camera == "cam-a" else 0.3) * np.eye(len(CLASSES))[label]
+        p = np.exp(logits) / np.exp(logits).sum()
+        pid = f"{model}-{i}"
+        records.append({
+            "prediction_id": pid, "model": model, "model_version": version,
+            "timestamp": (hour + timedelta(seconds=int(rng.integers(3600)))).isoformat(),
+            "probabilities": encode_array(p.astype(np.float32)), "latency_ms": float(rng.gamma(2.0, 6.0)),
+            "cohort": {"camera": camera},
+        })  # fmt: skip
+        truth[pid] = label
+    return records, truth
+
+
+def gt(model: str, pid: str, label: int) -> dict:
+    return {"prediction_id": pid, "model": model, "label": CLASSES[label]}
+
+
+def expected(records: list[dict], truth: dict[str, int], labelled: set[str], *, hour=None, version=None, camera=None):
+    """The metrics engine on the chosen rows, by hand."""
+    rows = [
+        r for r in records
+        if r["prediction_id"] in labelled
+        and (hour is None or datetime.fromisoformat(r["timestamp"]).replace(minute=0, second=0) == hour)
+        and (version is None or r["model_version"] == version)
+        and (camera is None or r["cohort"]["camera"] == camera)
+    ]  # fmt: skip
+    import base64
+
+    probs = np.stack([np.frombuffer(base64.b64decode(r["probabilities"]["base64"]), "<f4") for r in rows])
+    labels = np.array([truth[r["prediction_id"]] for r in rows])
+    cls, cal = probability_states(labels, probs, classwise=True, samples=True)
+    return classification_metrics(cls), calibration_metrics(cal), len(rows)
+
+
+def api_value(client, model: str, metric: str, *, window: str, version: str, cohort: str = "", cls: str = "", start=None):
+    body = client.get(
+        f"/v1/models/{model}/metrics",
+        params={"window": window, "version": version, "cohort": cohort, "metric": metric, "class": cls,
+                "since": (NOW - timedelta(days=2)).isoformat(), "until": (NOW + timedelta(hours=1)).isoformat()},
+    ).json()  # fmt: skip
+    if start is None:
+        (point,) = body["latest"]
+    else:
+        (point,) = [p for p in body["series"] if p["window_start"] == start.isoformat().replace("+00:00", "Z")]
+    return point
+
+
+def scraped(client) -> dict[tuple, float]:
+    out = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_pipeline_matches_the_engine_and_updates_only_late_hours(make_api, model_name):
+    api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
+    records, truth = synth(model_name, 600, seed=1)
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(records))
+    first = {records[i]["prediction_id"] for i in order[:300]}
+    early = sorted(first)[:40]  # ground truth that arrives before its prediction
+    clock = lambda: NOW  # noqa: E731
+    with api.admin() as c:
+        c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": CLASSES})
+        assert c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in early]}).json()["accepted"] == 40
+        shuffled = [records[i] for i in rng.permutation(len(records))]
+        for k in range(0, len(shuffled), 150):
+            assert c.post("/v1/predictions", json={"records": shuffled[k : k + 150]}).json()["accepted"] == 150
+        rest = [gt(model_name, p, truth[p]) for p in sorted(first - set(early), key=lambda _: rng.random())]
+        assert c.post("/v1/ground-truth", json={"records": rest}).json()["accepted"] == len(rest)
+
+        (outcome,) = run_once(api.db.engine, api.settings, clock=clock, models=[model_name])
+        assert outcome.status == "ok" and outcome.detail.startswith("5 dirty hours recomputed")
+
+        # the whole model version over the latest day, and one camera of one hour
+        want, want_cal, n = expected(records, truth, first, version="v1")
+        got = api_value(c, model_name, "accuracy", window="1d", version="v1")
+        assert got["value"] == pytest.approx(want.accuracy, abs=1e-12) and got["sample_count"] == n
+        assert api_value(c, model_name, "ece", window="1d", version="v1")["value"] == pytest.approx(want_cal.ece, abs=1e-12)
+        dog = api_value(c, model_name, "recall", window="1d", version="v1", cls="dog")["value"]
+        assert dog == pytest.approx(want.per_class[1].recall, abs=1e-12)
+        want_h, _, n_h = expected(records, truth, first, hour=HOURS[2], version="v2", camera="cam-a")
+        got_h = api_value(c, model_name, "accuracy", window="1h", version="v2", cohort="camera:cam-a", start=HOURS[2])
+        assert got_h["value"] == pytest.approx(want_h.accuracy, abs=1e-12) and got_h["sample_count"] == n_h
+
+        metrics = scraped(c)
+        key = ("cvmon_accuracy_ratio", (("camera", ""), ("model", model_name), ("version", "v1"), ("window", "1d")))
+        assert metrics[key] == pytest.approx(want.accuracy, abs=1e-12)
+        cam = ("cvmon_accuracy_ratio", (("camera", "cam-a"), ("model", model_name), ("version", "v2"), ("window", "1h")))
+        want_now, _, _ = expected(records, truth, first, hour=HOURS[-1], version="v2", camera="cam-a")
+        assert metrics[cam] == pytest.approx(want_now.accuracy, abs=1e-12)
+        assert metrics[("cvmon_predictions_total", (("model", model_name), ("version", "v1")))] == 400
+
+        # late labels for two hours, and one changed label in a third hour
+        late_hours = {HOURS[0], HOURS[3]}
+        unlabelled = [r["prediction_id"] for r in records if r["prediction_id"] not in first]
+        late = [p for p in unlabelled if datetime.fromisoformat(next(r["timestamp"] for r in records if r["prediction_id"] == p)).replace(minute=0, second=0) in late_hours][:50]
+        relabel_pid = next(p for p in sorted(first) if datetime.fromisoformat(next(r["timestamp"] for r in records if r["prediction_id"] == p)).replace(minute=0, second=0) == HOURS[1])
+        truth[relabel_pid] = (truth[relabel_pid] + 1) % len(CLASSES)
+        computed_before = _computed_at(api.db.engine, model_name)
+        body = c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in late]
+                                                + [{**gt(model_name, relabel_pid, truth[relabel_pid]), "timestamp": (NOW + timedelta(minutes=1)).isoformat()}]}).json()  # fmt: skip
+        assert body["accepted"] == len(late) + 1
+        (outcome,) = run_once(api.db.engine, api.settings, clock=clock, models=[model_name])
+        assert outcome.detail.startswith("1 dirty hours recomputed, late labels merged into 2 hours")
+        computed_after = _computed_at(api.db.engine, model_name)
+        changed = {hour for hour in computed_after if computed_after[hour] != computed_before[hour]}
+        assert changed == late_hours | {HOURS[1]}
+
+        labelled = first | set(late)
+        want2, want2_cal, n2 = expected(records, truth, labelled, version="v1")
+        got2 = api_value(c, model_name, "accuracy", window="1d", version="v1")
+        assert got2["value"] == pytest.approx(want2.accuracy, abs=1e-12) and got2["sample_count"] == n2
+        assert api_value(c, model_name, "ece", window="1d", version="v1")["value"] == pytest.approx(want2_cal.ece, abs=1e-12)
+        want_h2, _, _ = expected(records, truth, labelled, hour=HOURS[3], version="v2", camera="cam-b")
+        got_h2 = api_value(c, model_name, "accuracy", window="1h", version="v2", cohort="camera:cam-b", start=HOURS[3])
+        assert got_h2["value"] == pytest.approx(want_h2.accuracy, abs=1e-12)
+
+        cm = c.get(f"/v1/models/{model_name}/confusion-matrix", params={"window": "1d", "version": "v1"}).json()
+        assert np.array_equal(np.array(cm["matrix"]), want2.confusion_matrix) and cm["classes"] == CLASSES
+
+
+def _computed_at(engine, model: str) -> dict[datetime, datetime]:
+    es = t.eval_states.c
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(es.hour_start, sa.func.max(es.computed_at)).where(es.model == model).group_by(es.hour_start)).all()
+    return dict(rows)
+
+
+def boxes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """x1, y1, x2, y2 with COCO's mix of small, medium and large sizes."""
+    xy = rng.uniform(0, 400, size=(n, 2))
+    wh = rng.choice([12.0, 50.0, 150.0], size=(n, 1)) * rng.uniform(0.6, 1.4, size=(n, 2))
+    return np.hstack([xy, xy + wh])
+
+
+def test_detection_map_matches_the_engine(make_api, model_name):
+    api = make_api(cohort_keys=(), clock=lambda: NOW)
+    rng = np.random.default_rng(3)
+    classes = ["car", "person", "bike"]
+    preds, gts = [], []
+    cols: dict[str, list] = {k: [] for k in ("gi", "gb", "gc", "di", "db", "dc", "ds")}
+    for i in range(120):
+        pid = f"img-{i}"
+        n_gt = int(rng.integers(0, 5))
+        gb = boxes(rng, n_gt)
+        gc = rng.integers(0, 3, n_gt)
+        keep = rng.random(n_gt) < 0.8
+        db = np.concatenate([gb[keep] + rng.normal(0, 3, size=(int(keep.sum()), 4)), boxes(rng, 2)])
+        db[:, 2:] = np.maximum(db[:, 2:], db[:, :2] + 1)
+        dc = np.concatenate([gc[keep], rng.integers(0, 3, 2)])
+        ds = rng.uniform(0.05, 1, size=len(db)).astype(np.float32)
+        ts = HOURS[i % 5] + timedelta(minutes=int(rng.integers(60)))
+        preds.append({"prediction_id": pid, "model": model_name, "model_version": "v1", "timestamp": ts.isoformat(),
+                      "boxes": db.astype(np.float32).tolist(), "box_classes": dc.tolist(), "box_scores": ds.tolist()})  # fmt: skip
+        gts.append({"prediction_id": pid, "model": model_name, "boxes": gb.astype(np.float32).tolist(), "box_classes": gc.tolist()})
+        key = image_key(pid)
+        for name, values in (("gb", gb.astype(np.float32)), ("db", db.astype(np.float32))):
+            cols[name].append(values.astype(np.float64))
+        cols["gi"].append(np.full(n_gt, key))
+        cols["gc"].append(gc)
+        cols["di"].append(np.full(len(db), key))
+        cols["dc"].append(dc)
+        cols["ds"].append(ds.astype(np.float64))
+    with api.admin() as c:
+        c.put(f"/v1/models/{model_name}", json={"task": "detection", "classes": classes, "operating_threshold": 0.4})
+        assert c.post("/v1/predictions", json={"records": preds}).json()["accepted"] == 120
+        body = c.post("/v1/ground-truth", json={"records": gts}).json()
+        assert body["accepted"] == 120, body
+        (outcome,) = run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name])
+        assert outcome.status == "ok", outcome.detail
+        state = detection_state(
+            gt_images=np.concatenate(cols["gi"]), gt_boxes=np.concatenate(cols["gb"]), gt_classes=np.concatenate(cols["gc"]),
+            dt_images=np.concatenate(cols["di"]), dt_boxes=np.concatenate(cols["db"]), dt_classes=np.concatenate(cols["dc"]),
+            dt_scores=np.concatenate(cols["ds"]), n_images=120,
+        )  # fmt: skip
+        want = detection_metrics(state, score_threshold=0.4)
+        assert api_value(c, model_name, "map", window="1d", version="v1")["value"] == pytest.approx(want.ap, abs=1e-12)
+        assert api_value(c, model_name, "map50", window="1d", version="v1")["value"] == pytest.approx(want.ap50, abs=1e-12)
+        person = api_value(c, model_name, "recall", window="1d", version="v1", cls="person")["value"]
+        assert person == pytest.approx(want.per_class[1].recall, abs=1e-12)
+        metrics = scraped(c)
+    key = ("cvmon_map_ratio", (("iou", "0.50"), ("model", model_name), ("version", "v1"), ("window", "1d")))
+    assert metrics[key] == pytest.approx(want.ap50, abs=1e-12)
