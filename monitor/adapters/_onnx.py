@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from monitor.adapters._outputs import Cohort, Outputs, _Warn, log_outputs
@@ -53,8 +54,10 @@ class OnnxAdapter:
         *,
         cohort: Cohort | Sequence[Cohort] | None = None,
         prediction_ids: Sequence[str] | None = None,
+        timestamp: float | datetime | None = None,
     ) -> list[Any]:
-        """``session.run(output_names, input_feed, run_options)``, timed and logged."""
+        """``session.run(output_names, input_feed, run_options)``, timed and logged.
+        ``timestamp`` (Unix seconds or an aware datetime) replaces "now", e.g. to replay recorded traffic."""
         wanted = list(output_names) if output_names else self._all
         fetch = wanted + [n for n in self.outputs.names() if n not in wanted]
         start = time.perf_counter()
@@ -62,5 +65,5 @@ class OnnxAdapter:
         latency_ms = (time.perf_counter() - start) * 1000.0
         named = dict(zip(fetch, results, strict=True))
         log_outputs(self.client, self.outputs, named, latency_ms=latency_ms, cohort=cohort,
-                    prediction_ids=prediction_ids, warn=self._warn)  # fmt: skip
+                    prediction_ids=prediction_ids, timestamp=timestamp, warn=self._warn)  # fmt: skip
         return results[: len(wanted)]

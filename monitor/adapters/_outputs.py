@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -76,11 +77,13 @@ def log_outputs(
     latency_ms: float,
     cohort: Cohort | Sequence[Cohort] | None,
     prediction_ids: Sequence[str] | None,
+    timestamp: float | datetime | None,
     warn: _Warn,
 ) -> list[str]:
-    """Log one prediction per row; returns their ids. Never raises: the inference must go on."""
+    """Log one prediction per row (at ``timestamp``, default now); returns their ids. Never raises:
+    the inference must go on."""
     try:
-        return _log(client, spec, named, latency_ms, cohort, prediction_ids)
+        return _log(client, spec, named, latency_ms, cohort, prediction_ids, timestamp)
     except (ValueError, KeyError, TypeError) as exc:
         warn(exc)
         return []
@@ -93,6 +96,7 @@ def _log(
     latency_ms: float,
     cohort: Cohort | Sequence[Cohort] | None,
     prediction_ids: Sequence[str] | None,
+    timestamp: float | datetime | None,
 ) -> list[str]:
     if spec.task == "classification":
         if spec.probabilities is not None:
@@ -122,8 +126,9 @@ def _log(
         pid = prediction_ids[i] if prediction_ids is not None else None
         e = emb[i] if emb is not None else None
         if spec.task == "classification":
-            ids.append(client.log_classification(probs[i], latency_ms=latency_ms, cohort=cohorts[i], embedding=e, prediction_id=pid))
+            ids.append(client.log_classification(probs[i], latency_ms=latency_ms, cohort=cohorts[i], embedding=e,
+                                                 prediction_id=pid, timestamp=timestamp))  # fmt: skip
         else:
             ids.append(client.log_detection(boxes[i], classes[i], scores[i], latency_ms=latency_ms, cohort=cohorts[i],
-                                            embedding=e, prediction_id=pid))  # fmt: skip
+                                            embedding=e, prediction_id=pid, timestamp=timestamp))  # fmt: skip
     return ids

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -77,6 +78,7 @@ class TorchAdapter:
         *args: Any,
         cohort: Cohort | Sequence[Cohort] | None = None,
         prediction_ids: Sequence[str] | None = None,
+        timestamp: float | datetime | None = None,
         **kwargs: Any,
     ) -> Any:
         device = self._cuda_device()
@@ -94,7 +96,7 @@ class TorchAdapter:
         else:
             named.update(_detections(out))
         log_outputs(self.client, self.outputs, named, latency_ms=latency_ms, cohort=cohort,
-                    prediction_ids=prediction_ids, warn=self._warn)  # fmt: skip
+                    prediction_ids=prediction_ids, timestamp=timestamp, warn=self._warn)  # fmt: skip
         return out
 
     def remove(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from monitor.adapters._outputs import Cohort, Outputs, _Warn, log_outputs
@@ -44,9 +45,11 @@ class TritonAdapter:
         *,
         cohort: Cohort | Sequence[Cohort] | None = None,
         prediction_ids: Sequence[str] | None = None,
+        timestamp: float | datetime | None = None,
         **kwargs: Any,
     ) -> Any:
-        """``triton.infer(model_name, inputs, model_version=..., outputs=..., **kwargs)``, timed and logged."""
+        """``triton.infer(model_name, inputs, model_version=..., outputs=..., **kwargs)``, timed and logged.
+        ``timestamp`` (Unix seconds or an aware datetime) replaces "now", e.g. to replay recorded traffic."""
         requested = None
         if outputs is not None:
             have = {o.name() for o in outputs}
@@ -57,5 +60,5 @@ class TritonAdapter:
         latency_ms = (time.perf_counter() - start) * 1000.0
         named = {name: result.as_numpy(name) for name in self.outputs.names()}
         log_outputs(self.client, self.outputs, named, latency_ms=latency_ms, cohort=cohort,
-                    prediction_ids=prediction_ids, warn=self._warn)  # fmt: skip
+                    prediction_ids=prediction_ids, timestamp=timestamp, warn=self._warn)  # fmt: skip
         return result

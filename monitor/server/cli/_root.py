@@ -18,6 +18,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "monitor.server.cli.eval",
     "monitor.server.cli.slo",
     "monitor.server.cli.grafana",
+    "monitor.server.cli.demo",
 )
 
 
