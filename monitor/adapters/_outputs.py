@@ -102,11 +102,13 @@ def _log(
         if spec.probabilities is not None:
             probs = np.asarray(named[spec.probabilities])
         else:
+            assert spec.logits is not None  # Outputs checks one of the two is set
             probs = softmax(np.asarray(named[spec.logits]))
         probs = probs.reshape(-1, probs.shape[-1])
         n = len(probs)
     else:
         # arrays (N, K, ...) for a padded batch, (K, ...) for one image, or lists of per-image arrays
+        assert spec.boxes is not None and spec.box_classes is not None and spec.box_scores is not None
         boxes, classes, scores = named[spec.boxes], named[spec.box_classes], named[spec.box_scores]
         if isinstance(boxes, np.ndarray) and boxes.ndim == 2:
             boxes, classes, scores = [boxes], [classes], [scores]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from monitor.sdk._records import (
     GROUND_TRUTH,
@@ -74,8 +74,8 @@ class TimedPrediction:
     """The record being built inside :meth:`Client.timed`; set its outputs in the block."""
 
     __slots__ = (
-        "prediction_id", "cohort", "request_id", "input_hash", "probabilities", "predicted_class",
-        "confidence", "embedding", "boxes", "box_classes", "box_scores", "latency_ms", "_start",
+        "_start", "box_classes", "box_scores", "boxes", "cohort", "confidence", "embedding", "input_hash",
+        "latency_ms", "predicted_class", "prediction_id", "probabilities", "request_id",
     )  # fmt: skip
 
     def __init__(self, prediction_id: str, cohort: Mapping[str, Any] | None, request_id: str | None) -> None:
@@ -486,7 +486,7 @@ class Client:
         return marker.done.is_set() and marker.ok
 
     def _drain_queue(self) -> list[tuple[str, dict[str, Any]]]:
-        items = []
+        items: list[tuple[str, dict[str, Any]]] = []
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -507,13 +507,13 @@ class Client:
 
         return await asyncio.to_thread(self.close, timeout)
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -87,9 +87,10 @@ def _classes(values: Any) -> np.ndarray | list[str]:
     if isinstance(values, (list, tuple)) and values and isinstance(values[0], str):
         return list(values)
     c = np.array(values)
-    if c.size and not np.issubdtype(c.dtype, np.integer):
-        if not np.issubdtype(c.dtype, np.floating) or not np.array_equal(c, np.round(c)):
-            raise WireError("box_classes must be class indices or class names", field="box_classes")
+    if c.size and not np.issubdtype(c.dtype, np.integer) and (
+        not np.issubdtype(c.dtype, np.floating) or not np.array_equal(c, np.round(c))
+    ):
+        raise WireError("box_classes must be class indices or class names", field="box_classes")
     return c.astype(np.int32).reshape(-1)
 
 

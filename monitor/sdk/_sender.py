@@ -75,7 +75,7 @@ class Options:
 class Counters:
     """Cumulative counts behind :meth:`Client.stats`."""
 
-    __slots__ = ("_lock", "sent", "retried", "spooled", "dropped", "rejected")
+    __slots__ = ("_lock", "dropped", "rejected", "retried", "sent", "spooled")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -292,7 +292,7 @@ class Sender(threading.Thread):
         except OSError as exc:
             self._warn("down", logging.WARNING, "cvmon at %s is unreachable (%s); retrying, spooling meanwhile", self._o.url, exc)
             return _RETRY
-        except Exception as exc:  # a custom transport's bug: keep the data, say so
+        except Exception as exc:  # noqa: BLE001 - a custom transport's bug: keep the data, say so
             self._warn("transport", logging.ERROR, "cvmon: the transport failed: %r", exc)
             return _RETRY
         status = answer.status
@@ -340,7 +340,7 @@ class Sender(threading.Thread):
 
     def _open_spool(self) -> None:
         try:
-            adopted, dropped = self._spool.open()
+            _, dropped = self._spool.open()
         except OSError as exc:
             self._spool_usable = False
             log.warning("cvmon: spool directory %s is unusable (%s); undeliverable records will be dropped", self._spool.root, exc)

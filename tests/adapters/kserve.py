@@ -9,7 +9,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class KServeServer:
         self.url = f"127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> KServeServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -98,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         path = self.path.split("?")[0]
         if path in ("/v2/health/ready", "/v2/health/live", f"/v2/models/{self.app.name}/ready"):
             self._send(200)
@@ -107,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, json.dumps({"error": f"unknown path {path}"}).encode())
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         match = _INFER.fullmatch(self.path.split("?")[0])
         if not match or match[1] != self.app.name:
@@ -116,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Inference-Header-Content-Length")
         try:
             out, header_length = self.app.infer(body, int(length) if length else None)
-        except Exception as exc:  # answered as KServe does: 400 with {"error"}
+        except Exception as exc:  # noqa: BLE001 - answered as KServe does: 400 with {"error"}
             self._send(400, json.dumps({"error": repr(exc)}).encode())
             return
         self._send(200, out, header_length)

@@ -21,8 +21,12 @@ def test_importing_the_adapters_loads_no_runtime():
     [
         pytest.param("onnxruntime", lambda m, mon: m.OnnxAdapter("x.onnx", mon, m.Outputs(probabilities="p")), "onnx", id="onnx"),
         pytest.param("torch", lambda m, mon: m.TorchAdapter(object(), mon), "torch", id="torch"),
-        pytest.param("tritonclient.http", lambda m, mon: m.TritonAdapter(object(), "x", mon, m.Outputs(probabilities="p")),
-                     "triton", id="triton"),  # fmt: skip
+        pytest.param(
+            "tritonclient.http",
+            lambda m, mon: m.TritonAdapter(object(), "x", mon, m.Outputs(probabilities="p")),
+            "triton",
+            id="triton",
+        ),
     ],
 )
 def test_a_missing_runtime_raises_with_the_install_command(monkeypatch, mon, runtime, make, extra):

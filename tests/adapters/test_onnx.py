@@ -85,7 +85,7 @@ def test_detector_outputs_map_to_boxes_classes_and_scores(mon, sent):
     session = detector_session()
     model = OnnxAdapter(session, mon, Outputs("detection", boxes="boxes", box_classes="classes", box_scores="scores"))
     x = np.array([[0, 0, 1, 3], [1, 2, 4, 3], [0, 0, 0, 0]], dtype=np.float32)
-    boxes, scores, classes = model.run(None, {"X": x}, prediction_ids=["frame-1"])
+    boxes, scores, _classes = model.run(None, {"X": x}, prediction_ids=["frame-1"])
     np.testing.assert_array_equal(boxes, x)
     assert mon.flush(10)
     rec = sent.records["frame-1"]
