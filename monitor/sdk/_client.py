@@ -482,6 +482,7 @@ class Client:
         if sender.is_alive():
             log.warning("cvmon: the sender did not finish within %.1fs; spooling what is left", timeout)
             sender.abandon(self._drain_queue)
+            self._queue.put(Stop(0.0))  # ends the thread if its request ever returns
         self._sender = None
         return marker.done.is_set() and marker.ok
 

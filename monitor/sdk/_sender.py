@@ -147,7 +147,8 @@ class Sender(threading.Thread):
         #: Interrupts backoff sleeps when the client is closing and out of time.
         self.stopping = threading.Event()
         self._open: list[tuple[str, dict[str, Any]]] = []
-        self._inflight: Batch | None = None
+        #: Encoded batches of the open batch not yet delivered or spooled (the first in flight).
+        self._outbox: list[Batch] = []
         self._failures = 0
         self._next_try = 0.0
         self._retry_after: float | None = None
@@ -221,18 +222,19 @@ class Sender(threading.Thread):
     def _ship_open(self, deadline: float) -> bool:
         """Send (or spool) the open batch; True when all of it reached the server."""
         items, self._open = self._open, []
+        self._outbox = list(self._encode(items))
         ok = True
-        for batch in self._encode(items):
+        while self._outbox:
+            batch = self._outbox[0]
             if self._spool.pending:
                 self._to_spool(batch)
                 ok = False
-                continue
-            rest = self._deliver(batch, deadline)
-            if rest:
+            elif rest := self._deliver(batch, deadline):
                 ok = False
                 self._failed()
                 for part in rest:
                     self._to_spool(part)
+            self._outbox.pop(0)
         return ok
 
     def _encode(self, items: list[tuple[str, dict[str, Any]]]) -> Iterator[Batch]:
@@ -261,11 +263,7 @@ class Sender(threading.Thread):
         """Send with retries until ``deadline``; returns what could not be delivered."""
         attempt = 0
         while True:
-            self._inflight = batch
-            try:
-                verdict = self._post(batch)
-            finally:
-                self._inflight = None
+            verdict = self._post(batch)
             if verdict == _DONE:
                 return []
             if verdict == _SPLIT:
@@ -402,11 +400,13 @@ class Sender(threading.Thread):
     # called from the closing thread when this one is stuck
 
     def abandon(self, drain: Callable[[], list[tuple[str, dict[str, Any]]]]) -> None:
-        """Spool the records this thread holds and those still queued, from the calling thread."""
-        batches = [b for b in (self._inflight,) if b is not None]
-        batches += self._encode(self._open + drain())
+        """Spool the records this thread holds and those still queued, from the calling thread,
+        then release the spool so that the next process adopts it. (Should the stuck request
+        still succeed, its records are stored once: the replay is a duplicate.)"""
+        batches = [*self._outbox, *self._encode(self._open + drain())]
         for batch in batches:
             self._to_spool(batch)
+        self._close()
 
 
 def _batch(kind: str, parts: list[bytes]) -> Batch:

@@ -210,3 +210,45 @@ def test_importing_the_sdk_loads_no_http_library_tracing_or_event_loop():
 
     loaded = imported_by("monitor.sdk")
     assert not {m.split(".")[0] for m in loaded} & {"httpx", "requests", "urllib3", "opentelemetry", "asyncio"}
+
+
+def test_logging_from_many_threads_delivers_every_record_once(tmp_path):
+    server = Recorder()
+    mon = make(server, tmp_path)
+    ids: list[list[str]] = [[] for _ in range(4)]
+
+    def work(mine: list[str]) -> None:
+        mine += [mon.log_classification(P) for _ in range(2_500)]
+
+    threads = [threading.Thread(target=work, args=(mine,)) for mine in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert mon.flush(30)
+    logged = [i for mine in ids for i in mine]
+    assert len(set(logged)) == 10_000
+    assert sorted(server.ids) == sorted(logged)
+    mon.close()
+
+
+def test_close_never_hangs_on_a_stuck_server_and_the_next_process_replays(tmp_path):
+    release = threading.Event()
+
+    def hanging(request: Request) -> Response:
+        release.wait(60)
+        return ok(len(request.records()))
+
+    mon = make(hanging, tmp_path, batch_size=10)
+    ids = [mon.log_classification(P) for _ in range(100)]
+    try:
+        assert not mon.close(timeout=0.5)  # returns although the sender is stuck in a request
+        assert mon.stats().spooled == 100  # the request in flight, the open batch and the queue
+    finally:
+        release.set()
+    server = Recorder()
+    successor = make(server, tmp_path)
+    successor.start()  # adopts the spool, replays it
+    assert successor.flush(30)
+    assert set(server.ids) == set(ids)
+    successor.close()
