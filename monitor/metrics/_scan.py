@@ -26,6 +26,8 @@ RANK_CAP: Final = 20
 @kernel
 def _scan_rows(  # noqa: PLR0913, PLR0912, PLR0915 - a kernel takes its outputs as arguments
     p: Any,
+    bits: Any,
+    one_bits: Any,
     labels: Any,
     edges: Any,
     rank_cap: int,
@@ -45,42 +47,53 @@ def _scan_rows(  # noqa: PLR0913, PLR0912, PLR0915 - a kernel takes its outputs 
     cw_hi: Any,
     cw_lo: Any,
 ) -> int:
-    """Scan rows of ``p``; return the index of the first row outside [0, 1] (or -1).
+    """Scan rows of ``p``; return the index of the first row with a value outside [0, 1] (or -1).
 
-    Per row: the top-label confidence and its class (the first maximum, like ``argmax``), the
-    rank of the true label (how many classes rank above it: higher probability, or equal
-    probability and a higher index, which is scikit-learn's order), its top-label bin, the
-    Brier term, and, when asked, every class probability's bin.
+    ``bits`` is ``p`` viewed as unsigned integers of its width and ``one_bits`` the pattern of
+    1.0. Per row: the top-label confidence and its class (the first maximum, like ``argmax``),
+    the rank of the true label (how many classes come before it: a higher probability, or an
+    equal one at a higher index, which is scikit-learn's order), the top-label bin, the Brier
+    term and, when asked, every class probability's bin.
     """
     n, c = p.shape
     n_bins = edges.shape[0] - 1
     c8 = c - c % 8
+    e1 = edges[1]
     for i in range(n):
         r = p[i]
+        b = bits[i]
         t = labels[i]
-        # --- validity and maximum
-        valid = True
-        for j in range(c):
-            v = r[j]
-            valid = valid & (v >= 0.0) & (v <= 1.0)
-        if not valid:
-            return i
-        m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = r[0]
-        for j in range(0, c8, 8):
-            m0 = max(m0, r[j])
-            m1 = max(m1, r[j + 1])
-            m2 = max(m2, r[j + 2])
-            m3 = max(m3, r[j + 3])
-            m4 = max(m4, r[j + 4])
-            m5 = max(m5, r[j + 5])
-            m6 = max(m6, r[j + 6])
-            m7 = max(m7, r[j + 7])
-        m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
-        for j in range(c8, c):
-            m = max(m, r[j])
-        a = 0
-        while r[a] != m:
-            a += 1
+        # Non-negative floats order like their bit patterns, and every pattern above that of 1.0
+        # is a value above 1, a negative value or NaN: one integer maximum (which vectorises,
+        # unlike a float one without fastmath) finds the top class and validates the row.
+        mb = b[0]
+        for j in range(1, c):
+            mb = max(mb, b[j])
+        if mb <= one_bits:
+            a = 0
+            while b[a] != mb:
+                a += 1
+            if want_rank:
+                bt = b[t]
+                g = np.int32(0)
+                for j in range(c):
+                    g += np.int32((b[j] > bt) | ((b[j] == bt) & (j > t)))
+                rank[i] = min(g, rank_cap)
+        else:  # an invalid row, or one holding -0.0 (its pattern has the sign bit): compare floats
+            for j in range(c):
+                if not (r[j] >= 0.0 and r[j] <= 1.0):
+                    return i
+            a = 0
+            for j in range(1, c):
+                if r[j] > r[a]:
+                    a = j
+            if want_rank:
+                pt = r[t]
+                g = np.int32(0)
+                for j in range(c):
+                    g += np.int32((r[j] > pt) | ((r[j] == pt) & (j > t)))
+                rank[i] = min(g, rank_cap)
+        m = r[a]
         conf[i] = m
         pred[i] = a
         # --- top-label bin (torchmetrics: [e_k, e_k+1); a confidence of exactly 1 has its own bin)
@@ -92,19 +105,10 @@ def _scan_rows(  # noqa: PLR0913, PLR0912, PLR0915 - a kernel takes its outputs 
             k += 1
         count[k] += 1
         hits[k] += np.int64(a == t)
-        scaled = x * 2147483648.0
-        whole = np.floor(scaled)
-        conf_hi[k] += np.int64(whole)
-        conf_lo[k] += np.int64(np.floor((scaled - whole) * 4294967296.0))
-        pt = r[t]
-        # --- rank of the true label
-        if want_rank:
-            g = 0
-            for j in range(c):
-                g += np.int64(r[j] > pt)
-            for j in range(t + 1, c):
-                g += np.int64(r[j] == pt)
-            rank[i] = min(g, rank_cap)
+        # floor(x * 2**63) is exact (scaling by a power of two) and fits an unsigned 64-bit word
+        q = np.uint64(x * 9.223372036854775808e18)
+        conf_hi[k] += np.int64(q >> np.uint64(32))
+        conf_lo[k] += np.int64(q & np.uint64(0xFFFFFFFF))
         # --- Brier: sum_j (p_j - [j == t])^2 = sum_j p_j^2 + 1 - 2 p_t
         if want_brier:
             s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
@@ -129,26 +133,33 @@ def _scan_rows(  # noqa: PLR0913, PLR0912, PLR0915 - a kernel takes its outputs 
             for j in range(c8, c):
                 xj = np.float64(r[j])
                 s += xj * xj
-            b = max(s + (1.0 - 2.0 * np.float64(pt)), 0.0) * 2147483648.0
-            whole = np.floor(b)
-            brier[0] += np.int64(whole)
-            brier[1] += np.int64(np.floor((b - whole) * 4294967296.0))
+            # in [0, 2]: scaled by 2**62, not 2**63, to fit the word; the unit is restored below
+            q = np.uint64(max(s + (1.0 - 2.0 * np.float64(r[t])), 0.0) * 4.611686018427387904e18)
+            brier[0] += np.int64(q >> np.uint64(32))
+            brier[1] += np.int64(q & np.uint64(0xFFFFFFFF))
         # --- classwise bins: every probability p_ij in the bins of class j
         if want_classwise:
             for j in range(c):
                 xj = np.float64(r[j])
-                k = min(int(xj * n_bins), n_bins)
-                while k > 0 and xj < edges[k]:
-                    k -= 1
-                while k < n_bins and xj >= edges[k + 1]:
-                    k += 1
+                if xj < e1:  # most probabilities of a many-class model: skip the search
+                    k = 0
+                else:
+                    k = min(int(xj * n_bins), n_bins)
+                    while k > 0 and xj < edges[k]:
+                        k -= 1
+                    while k < n_bins and xj >= edges[k + 1]:
+                        k += 1
+                q = np.uint64(xj * 9.223372036854775808e18)
                 cw_count[j, k] += 1
-                scaled = xj * 2147483648.0
-                whole = np.floor(scaled)
-                cw_hi[j, k] += np.int64(whole)
-                cw_lo[j, k] += np.int64(np.floor((scaled - whole) * 4294967296.0))
-                if j == t:
-                    cw_hits[j, k] += 1
+                cw_hi[j, k] += np.int64(q >> np.uint64(32))
+                cw_lo[j, k] += np.int64(q & np.uint64(0xFFFFFFFF))
+            xt = np.float64(r[t])
+            k = min(int(xt * n_bins), n_bins)
+            while k > 0 and xt < edges[k]:
+                k -= 1
+            while k < n_bins and xt >= edges[k + 1]:
+                k += 1
+            cw_hits[t, k] += 1
     return -1
 
 
@@ -230,6 +241,8 @@ def scan_probabilities(
         raise ValueError(f"n_bins must be at least 1, got {n_bins}")
     y = check_labels(labels, n, c)
     p = np.ascontiguousarray(p)
+    bits = p.view(np.uint32 if p.dtype == np.float32 else np.uint64)
+    one_bits = bits.dtype.type(np.ones(1, dtype=p.dtype).view(bits.dtype)[0])
     edges = torch_edges(n_bins, p.dtype)
     slots = n_bins + 1
     conf = np.empty(n, dtype=p.dtype)
@@ -251,7 +264,7 @@ def scan_probabilities(
         cw_hi = np.zeros(cw_shape, dtype=np.int64)
         cw_lo = np.zeros(cw_shape, dtype=np.int64)
         bad = _scan_rows(
-            p[start:stop], y[start:stop], edges, RANK_CAP, rank, brier, classwise,
+            p[start:stop], bits[start:stop], one_bits, y[start:stop], edges, RANK_CAP, rank, brier, classwise,
             conf[start:stop], pred[start:stop], true_rank[start:stop],
             count, hits, conf_hi, conf_lo, brier_limbs, cw_count, cw_hits, cw_hi, cw_lo,
         )  # fmt: skip
@@ -261,7 +274,7 @@ def scan_probabilities(
                 f"probabilities row {row} has a value outside [0, 1] or NaN; pass softmax outputs, not logits"
             )
         conf_sum = conf_sum + fixed_from_limbs(conf_hi, conf_lo)
-        brier_sum += int(fixed_from_limbs(brier_limbs[:1], brier_limbs[1:])[0])
+        brier_sum += 2 * int(fixed_from_limbs(brier_limbs[:1], brier_limbs[1:])[0])  # 2**-62 -> 2**-63 units
         if classwise:
             cw_sum = cw_sum + fixed_from_limbs(cw_hi, cw_lo)
     return RowScan(

@@ -119,3 +119,15 @@ def test_bad_input_is_refused_with_a_reason(labels, probs, message):
 def test_states_of_different_class_counts_do_not_merge():
     with pytest.raises(ValueError, match="classes"):
         ClassificationState.merge(ClassificationState.empty(3), ClassificationState.empty(4))
+
+
+def test_negative_zero_is_a_valid_probability():
+    from monitor.metrics import probability_states
+
+    labels, probs = _case(seed=11, n=300, c=6)
+    probs[::3, 2] = 0.0
+    flipped = probs.copy()
+    flipped[::3, 2] = -0.0
+    a = probability_states(labels, probs, classwise=True)
+    b = probability_states(labels, flipped, classwise=True)
+    assert [s.to_bytes() for s in a] == [s.to_bytes() for s in b]
