@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import ThreadServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-HOURS = 4
+#: Enough simulated hours that whole hours fall before the drift and after it.
+HOURS = 8
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def demo_run(tmp_path_factory):
     port = free_port()
     started = datetime.now(UTC)
     done = subprocess.run(
-        [sys.executable, "-m", "monitor.server.cli", "demo", "--port", str(port), "--duration", "12", "--rate", "200",
+        [sys.executable, "-m", "monitor.server.cli", "demo", "--port", str(port), "--duration", "15", "--rate", "300",
          "--simulated-hours", str(HOURS), "--no-keep-serving"],
         check=False, cwd=work, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -55,10 +56,11 @@ def test_the_demo_explains_where_to_look(demo_run):
 
 def test_the_drifted_camera_loses_accuracy_in_the_metrics_and_the_others_do_not(demo_run, accuracy):
     _, started, _ = demo_run
-    sim_start = started - timedelta(hours=HOURS)
-    # cam-3 degrades between 50% and 60% of the run; compare the hours wholly before and after.
-    before = [row for hour, row in accuracy.items() if hour + timedelta(hours=1) <= sim_start + 0.5 * timedelta(hours=HOURS)]
-    after = [row for hour, row in accuracy.items() if hour >= sim_start + 0.6 * timedelta(hours=HOURS)]
+    # The simulated clock runs from (stream start - HOURS) to the stream start, a few seconds
+    # after `started`. cam-3 degrades between 50% and 60% of it: compare whole hours before/after.
+    sim_start, span, hour = started - timedelta(hours=HOURS), timedelta(hours=HOURS), timedelta(hours=1)
+    before = [row for h, row in accuracy.items() if h >= sim_start and h + hour <= sim_start + 0.5 * span]
+    after = [row for h, row in accuracy.items() if h >= sim_start + 0.6 * span + timedelta(minutes=1) and h + hour <= started]
     assert before and after, accuracy
     for row in before:
         assert row["cam-3"] > 0.8, row
