@@ -16,6 +16,8 @@
         threshold: 0.2                # latency (seconds), ece / drift (upper bound), map (lower
                                       # bound); required for those, refused for the others
         detector: psi                 # drift only, optional: which detector's score is bounded
+        min_samples: 30               # ece / drift / map only, optional: labelled samples an
+                                      # evaluation hour needs to count as an event (default 30)
         cohort: {camera: cam-3}       # optional
         alerting:                     # optional, overrides slo_alerting for this SLO
           min_events: 20
@@ -64,9 +66,13 @@ _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Labels the SLO counters and rules already use; a cohort key may not shadow them.
 _RESERVED_LABELS: Final = frozenset({"slo", "model", "version", "window", "severity", "class"})
 _MIN_SLO_WINDOW_S: Final = 3600
+#: Labelled samples (images for map, current samples for drift) an evaluation hour needs before it
+#: counts as an event of a time-slice SLO: an ECE on 5 labels is noise, not a bad hour.
+DEFAULT_MIN_SAMPLES: Final = 30
 
 _SLO_KEYS: Final = (
-    "name", "model", "sli", "objective", "window", "class", "threshold", "detector", "cohort", "alerting",
+    "name", "model", "sli", "objective", "window", "class", "threshold", "detector", "min_samples", "cohort",
+    "alerting",
 )  # fmt: skip
 _ALERTING_KEYS: Final = ("min_events", "alerts")
 _ALERT_KEYS: Final = ("severity", "long_window", "short_window", "budget_fraction", "burn_rate", "min_events")
@@ -89,6 +95,8 @@ class SLO:
     cohort: tuple[tuple[str, str], ...] = ()
     #: Line of the SLO in its cvmon.yaml, for later messages (None when built in code).
     line: int | None = None
+    #: Time slices only: labelled samples an evaluation hour needs to count as an event.
+    min_samples: int = DEFAULT_MIN_SAMPLES
 
     @property
     def window(self) -> str:
@@ -419,6 +427,14 @@ class _Reader:
                 raise self.error(keys["detector"][0], f"detector applies only to drift, not {sli}")
             detector = self.text(keys["detector"][1], "detector")
 
+        min_samples = DEFAULT_MIN_SAMPLES
+        if "min_samples" in keys:
+            if sli not in TIME_SLICE_SLIS:
+                raise self.error(keys["min_samples"][0], f"min_samples applies only to ece, drift and map, not {sli}")
+            min_samples = self.count(keys["min_samples"][1], "min_samples")
+            if min_samples < 1:
+                raise self.error(keys["min_samples"][1], "min_samples must be at least 1")
+
         cohort: tuple[tuple[str, str], ...] = ()
         if "cohort" in keys:
             cohort = self._cohort(keys["cohort"][1])
@@ -439,6 +455,7 @@ class _Reader:
             detector=detector,
             cohort=cohort,
             line=_line(node),
+            min_samples=min_samples,
         )
 
     def _threshold(self, node: Any, sli: str) -> float:

@@ -322,3 +322,83 @@ job_runs = Table(
     Column("failures", BigInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("job", "model"),
 )
+
+
+# --------------------------------------------------------------------------------------------
+# SLOs (monitor.server.slo)
+
+SloName = String(100)
+
+#: SLO events counted per minute of the time they became known (stored, labelled, evaluated).
+#: Every API replica adds to the same rows, so the exported counters are the sums of these rows
+#: and never go back. The ``slo`` job folds rows older than the SLO's alert windows into hourly
+#: rows and rows older than its window into one row at 1970-01-01 (the running total), which
+#: keeps the table, and a scrape, small without changing any sum.
+slo_events = Table(
+    "slo_events",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("slo", SloName, nullable=False),
+    Column("version", Version, nullable=False),
+    Column("minute", UTCDateTime, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("bad", BigInteger, nullable=False),
+    PrimaryKeyConstraint("model", "slo", "version", "minute"),
+)
+
+#: Evaluation hours already counted as an event of a time-slice SLO (ece, drift, map): counted
+#: once, never changed afterwards, so the counters stay monotonic.
+slo_slices = Table(
+    "slo_slices",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("slo", SloName, nullable=False),
+    Column("version", Version, nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("sample_count", BigInteger, nullable=False),
+    Column("bad", SmallInteger, nullable=False),
+    Column("counted_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "slo", "version", "window_start"),
+)
+
+#: Maintenance silences of the built-in notifier (``cvmon silence add``); ``slo`` null: every SLO.
+silences = Table(
+    "silences",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("silence_id", String(16), nullable=False),
+    Column("slo", SloName, nullable=True),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "silence_id"),
+)
+
+#: The built-in notifier's incidents: one row per notification group (model, SLO, version,
+#: severity), for deduplication and the resolved notification. ``version`` is empty when alerts
+#: are evaluated over the sum of versions.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("slo", SloName, nullable=False),
+    Column("version", Version, nullable=False),
+    Column("severity", String(8), nullable=False),
+    # firing | resolved
+    Column("state", String(8), nullable=False),
+    Column("fingerprint", String(16), nullable=False),
+    Column("first_fired", UTCDateTime, nullable=False),
+    # when the firing notification of this incident was delivered (null: not yet)
+    Column("last_sent", UTCDateTime, nullable=True),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    # when the resolved notification was delivered (null: not yet, or nothing to resolve)
+    Column("resolved_sent", UTCDateTime, nullable=True),
+    # the alerts (long and short window in seconds) that fired during the incident
+    Column("alerts", JSONType, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "slo", "version", "severity"),
+)
