@@ -27,6 +27,7 @@ with ``scale_by_half=False``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,6 +38,7 @@ from ._classification import ClassificationState, state_from_scan
 from ._codec import (
     FIXED_BITS,
     MAX_ROWS_PER_CALL,
+    add_arrays,
     fixed_from_limbs,
     fixed_from_words,
     fixed_mean,
@@ -107,26 +109,26 @@ class CalibrationState:
         for s in states[1:]:
             if not np.array_equal(s.edges, first.edges):
                 raise ValueError("cannot merge calibration states with different bin edges")
-        brier = None if any(s.brier_sum is None for s in states) else sum(s.brier_sum for s in states)  # type: ignore[misc]
+        briers = [s.brier_sum for s in states]
+        brier = None if any(b is None for b in briers) else sum(b for b in briers if b is not None)
         cw_count = cw_hits = cw_sum = None
-        if all(s.classwise_count is not None for s in states):
-            shapes = {s.classwise_count.shape for s in states}  # type: ignore[union-attr]
-            if len(shapes) != 1:
+        counts = [s.classwise_count for s in states if s.classwise_count is not None]
+        hits = [s.classwise_hits for s in states if s.classwise_hits is not None]
+        sums = [s.classwise_sum for s in states if s.classwise_sum is not None]
+        if len(counts) == len(states):
+            if len({c.shape for c in counts}) != 1:
                 raise ValueError("cannot merge classwise tables of different class counts")
-            cw_count = readonly(np.sum([s.classwise_count for s in states], axis=0, dtype=np.int64))
-            cw_hits = readonly(np.sum([s.classwise_hits for s in states], axis=0, dtype=np.int64))
-            cw_sum = _sum_objects([s.classwise_sum for s in states])  # type: ignore[misc]
+            cw_count, cw_hits, cw_sum = add_arrays(counts), add_arrays(hits), add_arrays(sums)
         conf = correct = None
-        if all(s.confidences is not None for s in states):
-            conf, correct = _sorted_samples(
-                np.concatenate([s.confidences for s in states]),  # type: ignore[misc]
-                np.concatenate([s.correct_sorted for s in states]),  # type: ignore[misc]
-            )
+        confs = [s.confidences for s in states if s.confidences is not None]
+        rights = [s.correct_sorted for s in states if s.correct_sorted is not None]
+        if len(confs) == len(states):
+            conf, correct = _sorted_samples(np.concatenate(confs), np.concatenate(rights))
         return cls(
             edges=first.edges,
-            count=readonly(np.sum([s.count for s in states], axis=0, dtype=np.int64)),
-            correct=readonly(np.sum([s.correct for s in states], axis=0, dtype=np.int64)),
-            confidence_sum=_sum_objects([s.confidence_sum for s in states]),
+            count=add_arrays([s.count for s in states]),
+            correct=add_arrays([s.correct for s in states]),
+            confidence_sum=add_arrays([s.confidence_sum for s in states]),
             brier_sum=brier,
             classwise_count=cw_count,
             classwise_hits=cw_hits,
@@ -143,13 +145,17 @@ class CalibrationState:
             "correct": self.correct,
             "confidence_sum": fixed_to_words(self.confidence_sum),
         }
-        if self.classwise_count is not None:
+        if (
+            self.classwise_count is not None
+            and self.classwise_hits is not None
+            and self.classwise_sum is not None
+        ):
             arrays["classwise_count"] = self.classwise_count
-            arrays["classwise_hits"] = self.classwise_hits  # type: ignore[assignment]
-            arrays["classwise_sum"] = fixed_to_words(self.classwise_sum)  # type: ignore[arg-type]
-        if self.confidences is not None:
+            arrays["classwise_hits"] = self.classwise_hits
+            arrays["classwise_sum"] = fixed_to_words(self.classwise_sum)
+        if self.confidences is not None and self.correct_sorted is not None:
             arrays["confidences"] = self.confidences
-            arrays["correct_sorted"] = self.correct_sorted  # type: ignore[assignment]
+            arrays["correct_sorted"] = self.correct_sorted
         meta = {"brier_sum": None if self.brier_sum is None else str(self.brier_sum)}
         return pack(_KIND, meta, arrays)
 
@@ -215,7 +221,9 @@ def calibration_state(
     binned: the costliest part), ``samples`` keeps the sorted (confidence, correct) pairs that
     adaptive ECE needs (9 bytes a sample for float64 input, 5 for float32).
     """
-    scan = scan_probabilities(labels, probabilities, n_bins=n_bins, rank=False, brier=brier, classwise=classwise)
+    scan = scan_probabilities(
+        labels, probabilities, n_bins=n_bins, rank=False, brier=brier, classwise=classwise
+    )
     return _state_from_scan(scan, labels, samples)
 
 
@@ -232,7 +240,9 @@ def calibration_state_from_confidences(
         conf = conf.astype(np.float64)
     hit = np.asarray(correct)
     if conf.ndim != 1 or hit.shape != conf.shape:
-        raise ValueError(f"confidences and correct must be 1-D of one length, got {conf.shape} and {hit.shape}")
+        raise ValueError(
+            f"confidences and correct must be 1-D of one length, got {conf.shape} and {hit.shape}"
+        )
     if hit.dtype != np.bool_:
         if hit.size and not np.isin(hit, (0, 1)).all():
             raise ValueError("correct must be boolean (or 0/1)")
@@ -270,7 +280,9 @@ def probability_states(
     samples: bool = True,
 ) -> tuple[ClassificationState, CalibrationState]:
     """Both states of a window from one pass over the probabilities (what ``cvmon eval`` uses)."""
-    scan = scan_probabilities(labels, probabilities, n_bins=n_bins, rank=True, brier=True, classwise=classwise)
+    scan = scan_probabilities(
+        labels, probabilities, n_bins=n_bins, rank=True, brier=True, classwise=classwise
+    )
     num_classes = int(np.shape(probabilities)[1])
     return state_from_scan(scan, labels, num_classes), _state_from_scan(scan, labels, samples)
 
@@ -341,7 +353,7 @@ def _adaptive_ece(state: CalibrationState, n_bins: int) -> float | None:
     starts[-1] = n  # the last bin is closed on the right
     total = 0.0
     conf64 = conf.astype(np.float64)
-    for lo, hi in zip(starts[:-1], starts[1:]):
+    for lo, hi in itertools.pairwise(starts):
         cnt = int(hi - lo)
         if cnt == 0:
             continue
@@ -399,10 +411,3 @@ def _fixed_bin_sums(values: NDArray[np.float64], slot: NDArray[np.intp], slots: 
         lo_sums = lo_cum[bounds[1:]] - lo_cum[bounds[:-1]]
         sums = sums + fixed_from_limbs(hi_sums, lo_sums)
     return sums
-
-
-def _sum_objects(arrays: list[NDArray[Any]]) -> NDArray[Any]:
-    total = arrays[0].copy()
-    for a in arrays[1:]:
-        total = total + a
-    return readonly(total)

@@ -22,7 +22,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._codec import pack, readonly, unpack
+from ._codec import add_arrays, pack, readonly, unpack
 from ._scan import RANK_CAP, RowScan, check_labels, scan_probabilities
 
 _KIND: Final = "classification"
@@ -79,8 +79,8 @@ class ClassificationState:
         cells, counts = _sum_cells(
             np.concatenate([s.cells for s in states]), np.concatenate([s.cell_counts for s in states])
         )
-        ranks = np.sum([s.rank_counts for s in states], axis=0, dtype=np.int64)
-        return cls(num_classes, readonly(cells), readonly(counts), readonly(ranks))
+        ranks = add_arrays([s.rank_counts for s in states])
+        return cls(num_classes, readonly(cells), readonly(counts), ranks)
 
     def confusion_matrix(self) -> NDArray[np.int64]:
         """Dense ``C × C`` counts, rows true class, columns predicted class."""
@@ -175,6 +175,7 @@ def classification_state(
         return state_from_scan(scan, labels, int(p_shape[1]))
     if num_classes is None:
         raise ValueError("num_classes is required with predictions")
+    assert predictions is not None
     y = check_labels(labels, None, num_classes)
     pred = check_labels(predictions, y.size, num_classes, "predictions")
     cells, counts = _sum_cells(y * num_classes + pred, np.ones(y.size, dtype=np.int64))
@@ -191,7 +192,9 @@ def state_from_scan(scan: RowScan, labels: ArrayLike, num_classes: int) -> Class
     return ClassificationState(num_classes, readonly(cells), readonly(counts), readonly(ranks))
 
 
-def classification_metrics(state: ClassificationState, *, top_k: Iterable[int] = (1, 5)) -> ClassificationMetrics:
+def classification_metrics(
+    state: ClassificationState, *, top_k: Iterable[int] = (1, 5)
+) -> ClassificationMetrics:
     """Accuracy, top-k accuracy, per-class and averaged precision / recall / F1, confusion matrix."""
     c = state.num_classes
     true_idx, pred_idx = np.divmod(state.cells, c)
@@ -256,7 +259,9 @@ def _average(per_class: tuple[ClassMetrics, ...], weights: NDArray[np.int64] | N
     )
 
 
-def _sum_cells(keys: NDArray[np.int64], counts: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def _sum_cells(
+    keys: NDArray[np.int64], counts: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Sum ``counts`` per distinct key; keys come back sorted."""
     if keys.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)

@@ -48,8 +48,14 @@ class CocoInput:
         ids = self.image_ids[start:stop]
         if ids.size == 0:
             return DetectionState.empty()
-        g = slice(int(np.searchsorted(self.gt_images, ids[0], "left")), int(np.searchsorted(self.gt_images, ids[-1], "right")))
-        d = slice(int(np.searchsorted(self.dt_images, ids[0], "left")), int(np.searchsorted(self.dt_images, ids[-1], "right")))
+        g = slice(
+            int(np.searchsorted(self.gt_images, ids[0], "left")),
+            int(np.searchsorted(self.gt_images, ids[-1], "right")),
+        )
+        d = slice(
+            int(np.searchsorted(self.dt_images, ids[0], "left")),
+            int(np.searchsorted(self.dt_images, ids[-1], "right")),
+        )
         return detection_state(
             gt_images=self.gt_images[g], gt_boxes=self.gt_boxes[g], gt_classes=self.gt_classes[g],
             gt_crowd=self.gt_crowd[g], gt_areas=self.gt_areas[g],
@@ -64,14 +70,18 @@ class CocoInput:
 
 
 def coco_input(ground_truth: Mapping[str, Any], detections: Sequence[Mapping[str, Any]]) -> CocoInput:
-    """Columns of a parsed COCO ground-truth dict and results list; ``ValueError`` if malformed."""
+    """Columns of a parsed COCO ground-truth dict and results list.
+
+    Raises ``TypeError`` when the json has the wrong shape and ``ValueError`` when its content
+    is malformed, with a message that names what is wrong.
+    """
     if not isinstance(ground_truth, Mapping):
-        raise ValueError("ground truth must be a JSON object with images, annotations and categories")
+        raise TypeError("ground truth must be a JSON object with images, annotations and categories")
     if not isinstance(detections, Sequence) or isinstance(detections, (str, bytes)):
-        raise ValueError("detections must be a JSON list of results")
+        raise TypeError("detections must be a JSON list of results")
     for key in ("images", "annotations", "categories"):
         if not isinstance(ground_truth.get(key), list):
-            raise ValueError(f"ground truth has no {key!r} list")
+            raise TypeError(f"ground truth has no {key!r} list")
     try:
         image_ids = np.unique(np.array([img["id"] for img in ground_truth["images"]], dtype=np.int64))
         categories = {int(c["id"]): str(c.get("name", c["id"])) for c in ground_truth["categories"]}
@@ -86,7 +96,9 @@ def coco_input(ground_truth: Mapping[str, Any], detections: Sequence[Mapping[str
         gt_boxes = _bboxes(anns)
         gt_crowd = np.fromiter((bool(a.get("iscrowd", 0)) for a in anns), dtype=bool, count=len(anns))
         gt_areas = np.fromiter(
-            (a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns), dtype=np.float64, count=len(anns)
+            (a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns),
+            dtype=np.float64,
+            count=len(anns),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"a ground-truth annotation is malformed: {exc!r}") from None
@@ -98,7 +110,9 @@ def coco_input(ground_truth: Mapping[str, Any], detections: Sequence[Mapping[str
         dt_boxes = _bboxes(detections)
         dt_scores = np.fromiter((d["score"] for d in detections), dtype=np.float64, count=len(detections))
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"a detection is malformed (needs image_id, category_id, bbox, score): {exc!r}") from None
+        raise ValueError(
+            f"a detection is malformed (needs image_id, category_id, bbox, score): {exc!r}"
+        ) from None
     unknown = ~np.isin(dt_images, image_ids)
     if unknown.any():
         ids = ", ".join(str(i) for i in np.unique(dt_images[unknown])[:5])

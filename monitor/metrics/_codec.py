@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -65,7 +65,9 @@ def unpack(data: bytes, kind: str) -> tuple[dict[str, Any], dict[str, NDArray[An
     if magic != MAGIC:
         raise ValueError("not a cvmon metrics state: bad magic bytes")
     if version != FORMAT_VERSION:
-        raise ValueError(f"metrics state format {version} is not supported (this cvmon reads {FORMAT_VERSION})")
+        raise ValueError(
+            f"metrics state format {version} is not supported (this cvmon reads {FORMAT_VERSION})"
+        )
     start = _PREFIX.size + head_len
     try:
         header = json.loads(bytes(view[_PREFIX.size : start]).decode("utf-8"))
@@ -122,6 +124,14 @@ def fixed_from_words(words: NDArray[np.uint64]) -> NDArray[Any]:
 def fixed_mean(total: int, count: int) -> float:
     """``total / 2**FIXED_BITS / count``, correctly rounded (Python int division is exact)."""
     return total / (count << FIXED_BITS)
+
+
+def add_arrays(arrays: Sequence[NDArray[Any]]) -> NDArray[Any]:
+    """Elementwise sum of same-shaped arrays (int64 counts or exact object sums), read-only."""
+    total = arrays[0].copy()
+    for a in arrays[1:]:
+        total = total + a
+    return readonly(total)
 
 
 def readonly(array: NDArray[Any]) -> NDArray[Any]:

@@ -128,7 +128,11 @@ class DetectionState:
             [self.tp.astype("<u8").view(np.uint8).reshape(n, 8)[:, :_FLAG_BYTES],
              self.ignored.astype("<u8").view(np.uint8).reshape(n, 8)[:, :_FLAG_BYTES]], axis=1,
         )  # fmt: skip
-        meta = {"n_images": self.n_images, "iou_thresholds": N_IOU, "area_ranges": [list(r) for r in AREA_RANGES]}
+        meta = {
+            "n_images": self.n_images,
+            "iou_thresholds": N_IOU,
+            "area_ranges": [list(r) for r in AREA_RANGES],
+        }
         return pack(
             _KIND,
             meta,
@@ -243,7 +247,9 @@ SUMMARY_NAMES: Final = (
 )  # fmt: skip
 
 
-def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, dece_bins: int = 10) -> DetectionMetrics:
+def detection_metrics(
+    state: DetectionState, *, score_threshold: float = 0.5, dece_bins: int = 10
+) -> DetectionMetrics:
     """pycocotools' ``accumulate`` + ``summarize`` on a state, plus the operating point and D-ECE.
 
     Operating point: detections with score ≥ ``score_threshold`` are matched greedily by score at
@@ -332,7 +338,7 @@ def _accumulate(state: DetectionState) -> tuple[NDArray[np.float64], NDArray[np.
 
 
 @kernel
-def _accumulate_classes(  # noqa: PLR0913 - a kernel takes its outputs as arguments
+def _accumulate_classes(
     starts: Any,
     ends: Any,
     rank: Any,
@@ -385,8 +391,7 @@ def _accumulate_classes(  # noqa: PLR0913 - a kernel takes its outputs as argume
                         pr[i] = tps / (fps + tps + eps)
                     recall[a, m, t, k] = rc[nd - 1] if nd else 0.0
                     for i in range(nd - 1, 0, -1):
-                        if pr[i] > pr[i - 1]:
-                            pr[i - 1] = pr[i]
+                        pr[i - 1] = max(pr[i - 1], pr[i])
                     i = 0
                     for r in range(rec_thrs.shape[0]):
                         while i < nd and rc[i] < rec_thrs[r]:
@@ -400,7 +405,9 @@ def _mean_defined(values: NDArray[np.float64]) -> float | None:
     return float(np.mean(defined)) if defined.size else None
 
 
-def _dece(scores: NDArray[np.float64], matched: NDArray[np.bool_], n_bins: int) -> tuple[float | None, tuple[ReliabilityBin, ...]]:
+def _dece(
+    scores: NDArray[np.float64], matched: NDArray[np.bool_], n_bins: int
+) -> tuple[float | None, tuple[ReliabilityBin, ...]]:
     if n_bins < 1:
         raise ValueError(f"dece_bins must be at least 1, got {n_bins}")
     edges = np.linspace(0.0, 1.0, n_bins + 1)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._detection import AREA_RANGES, IOU_THRESHOLDS, N_AREA, N_IOU, DetectionState, build_state
+from ._detection import AREA_RANGES, IOU_THRESHOLDS, N_AREA, DetectionState, build_state
 from ._jit import kernel
 
 _AREA_LO = np.array([r[0] for r in AREA_RANGES])
@@ -38,7 +38,7 @@ _MATCH_THRESHOLDS = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
 
 
 @kernel
-def _match_groups(  # noqa: PLR0913, PLR0912 - a kernel takes its outputs as arguments
+def _match_groups(
     group_dt: Any,
     group_gt: Any,
     dt_box: Any,
@@ -179,8 +179,16 @@ def detection_state(
     g_img = _column(gt_images, "gt_images", np.int64)
     g_cls = _column(gt_classes, "gt_classes", np.int64, g_img.size)
     g_box = _boxes(gt_boxes, "gt_boxes", g_img.size, box_format)
-    g_crowd = np.zeros(g_img.size, dtype=bool) if gt_crowd is None else _column(gt_crowd, "gt_crowd", np.int64, g_img.size) != 0
-    g_area = g_box[:, 2] * g_box[:, 3] if gt_areas is None else _column(gt_areas, "gt_areas", np.float64, g_img.size)
+    g_crowd = (
+        np.zeros(g_img.size, dtype=bool)
+        if gt_crowd is None
+        else _column(gt_crowd, "gt_crowd", np.int64, g_img.size) != 0
+    )
+    g_area = (
+        g_box[:, 2] * g_box[:, 3]
+        if gt_areas is None
+        else _column(gt_areas, "gt_areas", np.float64, g_img.size)
+    )
     d_img = _column(dt_images, "dt_images", np.int64)
     d_cls = _column(dt_classes, "dt_classes", np.int64, d_img.size)
     d_box = _boxes(dt_boxes, "dt_boxes", d_img.size, box_format)
@@ -201,7 +209,11 @@ def detection_state(
     group_keys, group_start, group_size = np.unique(d_key_sorted, return_index=True, return_counts=True)
     group_dt = np.stack([group_start, group_start + group_size], axis=1).astype(np.int64)
     group_gt = np.stack(
-        [np.searchsorted(g_key_sorted, group_keys, "left"), np.searchsorted(g_key_sorted, group_keys, "right")], axis=1
+        [
+            np.searchsorted(g_key_sorted, group_keys, "left"),
+            np.searchsorted(g_key_sorted, group_keys, "right"),
+        ],
+        axis=1,
     ).astype(np.int64)
     tp = np.zeros(d_img.size, dtype=np.int64)
     ignored = np.zeros(d_img.size, dtype=np.int64)

@@ -24,7 +24,7 @@ RANK_CAP: Final = 20
 
 
 @kernel
-def _scan_rows(  # noqa: PLR0913, PLR0912, PLR0915 - a kernel takes its outputs as arguments
+def _scan_rows(
     p: Any,
     bits: Any,
     one_bits: Any,
@@ -200,14 +200,19 @@ class RowScan:
     classwise_sum: NDArray[Any] | None
 
 
-def check_labels(labels: ArrayLike, n: int | None, num_classes: int | None, what: str = "labels") -> NDArray[np.int64]:
+def check_labels(
+    labels: ArrayLike, n: int | None, num_classes: int | None, what: str = "labels"
+) -> NDArray[np.int64]:
     """Labels as int64, checked against the row count and the class count."""
     arr = np.asarray(labels)
     if arr.ndim != 1:
         raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.issubdtype(arr.dtype, np.floating) or not np.array_equal(arr, np.round(arr)):
-            raise ValueError(f"{what} must be integer class indices, got dtype {arr.dtype}")
+    if (
+        arr.size
+        and not np.issubdtype(arr.dtype, np.integer)
+        and (not np.issubdtype(arr.dtype, np.floating) or not np.array_equal(arr, np.round(arr)))
+    ):
+        raise ValueError(f"{what} must be integer class indices, got dtype {arr.dtype}")
     out = arr.astype(np.int64, copy=False)
     if n is not None and out.size != n:
         raise ValueError(f"{what} has {out.size} values but there are {n} rows")

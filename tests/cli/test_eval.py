@@ -42,7 +42,10 @@ def test_coco_json_has_the_twelve_names_and_per_class_ap(run, coco_files):
         entry = out["per_class"][str(cat)]
         assert (entry["ap"] is None) == (ap is None)
         if ap is not None:
-            assert (entry["ap"], entry["ap50"]) == (pytest.approx(ap, abs=1e-9), pytest.approx(ap50, abs=1e-9))
+            assert (entry["ap"], entry["ap50"]) == (
+                pytest.approx(ap, abs=1e-9),
+                pytest.approx(ap50, abs=1e-9),
+            )
 
 
 def test_coco_table_for_people(run, coco_files):
@@ -108,7 +111,14 @@ def test_classification_json_keys_and_values(run, npz_file):
 
 def test_classification_table(run, npz_file):
     out = run("classification", "--npz", str(npz_file[0])).stdout
-    for needle in ("accuracy", "top-5 accuracy", "ECE (15 bins, L1)", "Brier score", "reliability diagram", "confusion matrix"):
+    for needle in (
+        "accuracy",
+        "top-5 accuracy",
+        "ECE (15 bins, L1)",
+        "Brier score",
+        "reliability diagram",
+        "confusion matrix",
+    ):
         assert needle in out
 
 
@@ -116,9 +126,21 @@ def test_classification_table(run, npz_file):
     ("arrays", "message"),
     [
         pytest.param({"labels": np.zeros(3, int)}, "has no probabilities", id="missing-array"),
-        pytest.param({"labels": np.zeros(2, int), "probabilities": np.full((3, 2), 0.5)}, "one entry per row", id="length"),
-        pytest.param({"labels": np.array([0, 5]), "probabilities": np.full((2, 2), 0.5)}, "labels[1] = 5", id="label-range"),
-        pytest.param({"labels": np.array([0, 1]), "probabilities": np.array([[2.0, -1.0], [0.5, 0.5]])}, "row 0", id="logits"),
+        pytest.param(
+            {"labels": np.zeros(2, int), "probabilities": np.full((3, 2), 0.5)},
+            "one entry per row",
+            id="length",
+        ),
+        pytest.param(
+            {"labels": np.array([0, 5]), "probabilities": np.full((2, 2), 0.5)},
+            "labels[1] = 5",
+            id="label-range",
+        ),
+        pytest.param(
+            {"labels": np.array([0, 1]), "probabilities": np.array([[2.0, -1.0], [0.5, 0.5]])},
+            "row 0",
+            id="logits",
+        ),
     ],
 )
 def test_classification_bad_files_give_one_line_errors(run, tmp_path, arrays, message):
@@ -142,7 +164,9 @@ def test_progress_bar_on_large_inputs(run, tmp_path, monkeypatch):
     chunked = run("classification", "--npz", str(tmp_path / "p.npz"), "--json")
     assert "scanning rows" in chunked.stderr
     monkeypatch.setattr(eval_module, "_ROWS_PER_CHUNK", 10**6)
-    assert json.loads(run("classification", "--npz", str(tmp_path / "p.npz"), "--json").stdout) == json.loads(chunked.stdout)
+    assert json.loads(run("classification", "--npz", str(tmp_path / "p.npz"), "--json").stdout) == json.loads(
+        chunked.stdout
+    )
 
 
 def test_help_explains(run):

@@ -83,7 +83,11 @@ def torchmetrics_ece(labels: np.ndarray, probs: np.ndarray, n_bins: int, norm: s
         # torch.bucketize warns that torchmetrics hands it non-contiguous boundaries
         warnings.filterwarnings("ignore", message=".*contiguous.*", category=UserWarning)
         value = multiclass_calibration_error(
-            torch.from_numpy(probs), torch.from_numpy(labels), num_classes=probs.shape[1], n_bins=n_bins, norm=norm
+            torch.from_numpy(probs),
+            torch.from_numpy(labels),
+            num_classes=probs.shape[1],
+            n_bins=n_bins,
+            norm=norm,
         )
     return float(value)
 
@@ -97,7 +101,9 @@ def torchmetrics_classwise_ece(labels: np.ndarray, probs: np.ndarray, n_bins: in
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*contiguous.*", category=UserWarning)
         for j in range(probs.shape[1]):
-            values.append(float(binary_calibration_error(t_probs[:, j], (t_labels == j).long(), n_bins=n_bins)))
+            values.append(
+                float(binary_calibration_error(t_probs[:, j], (t_labels == j).long(), n_bins=n_bins))
+            )
     return float(np.mean(values))
 
 

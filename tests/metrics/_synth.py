@@ -55,8 +55,11 @@ def coco_like(seed: int, options: CocoOptions | None = None) -> tuple[dict[str, 
     rng = np.random.default_rng(seed)
     # sparse, unordered ids as in real files
     image_ids = rng.choice(np.arange(1, 20 * o.n_images + 10), size=o.n_images, replace=False)
-    all_cat_ids = rng.choice(np.arange(1, 2 * (o.n_classes + o.dt_only_classes + o.unused_classes) + 5),
-                             size=o.n_classes + o.dt_only_classes + o.unused_classes, replace=False)
+    all_cat_ids = rng.choice(
+        np.arange(1, 2 * (o.n_classes + o.dt_only_classes + o.unused_classes) + 5),
+        size=o.n_classes + o.dt_only_classes + o.unused_classes,
+        replace=False,
+    )
     cat_ids = all_cat_ids[: o.n_classes]
     dt_only = all_cat_ids[o.n_classes : o.n_classes + o.dt_only_classes]
     unused = all_cat_ids[o.n_classes + o.dt_only_classes :]

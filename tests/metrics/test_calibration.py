@@ -140,7 +140,9 @@ def test_merged_parts_equal_the_whole_exactly(dtype, parts):
     rng.shuffle(states)
     merged = CalibrationState.merge(*states)
     assert merged.to_bytes() == whole.to_bytes()
-    halves = CalibrationState.merge(CalibrationState.merge(*states[::2]), CalibrationState.merge(*states[1::2]))
+    halves = CalibrationState.merge(
+        CalibrationState.merge(*states[::2]), CalibrationState.merge(*states[1::2])
+    )
     assert halves.to_bytes() == whole.to_bytes()
     assert calibration_metrics(merged) == calibration_metrics(whole)  # float for float, no tolerance
 
@@ -153,7 +155,11 @@ def test_bytes_round_trip_and_versions():
     assert calibration_metrics(back) == calibration_metrics(state)
     lean = calibration_state(labels, probs, brier=False, samples=False)
     lean_metrics = calibration_metrics(CalibrationState.from_bytes(lean.to_bytes()))
-    assert lean_metrics.adaptive_ece is None and lean_metrics.brier is None and lean_metrics.classwise_ece is None
+    assert (
+        lean_metrics.adaptive_ece is None
+        and lean_metrics.brier is None
+        and lean_metrics.classwise_ece is None
+    )
     assert lean_metrics.ece == calibration_metrics(state).ece
     with pytest.raises(ValueError, match="calibration"):
         CalibrationState.from_bytes(classification_state(labels, probs).to_bytes())

@@ -23,14 +23,14 @@ def _case(seed: int, n: int, c: int, *, missing: int = 0, ties: bool = False, dt
 
 
 CASES = [
-    pytest.param(dict(seed=1, n=500, c=5), id="5-classes"),
-    pytest.param(dict(seed=2, n=2000, c=30), id="30-classes"),
-    pytest.param(dict(seed=3, n=300, c=12, missing=4), id="absent-labels"),
-    pytest.param(dict(seed=4, n=400, c=8, ties=True), id="tied-probabilities"),
-    pytest.param(dict(seed=5, n=3, c=6), id="three-samples"),
-    pytest.param(dict(seed=6, n=1, c=4), id="one-sample"),
-    pytest.param(dict(seed=7, n=1000, c=3, dtype=np.float64), id="float64"),
-    pytest.param(dict(seed=8, n=250, c=25, missing=10, ties=True), id="absent-and-tied"),
+    pytest.param({"seed": 1, "n": 500, "c": 5}, id="5-classes"),
+    pytest.param({"seed": 2, "n": 2000, "c": 30}, id="30-classes"),
+    pytest.param({"seed": 3, "n": 300, "c": 12, "missing": 4}, id="absent-labels"),
+    pytest.param({"seed": 4, "n": 400, "c": 8, "ties": True}, id="tied-probabilities"),
+    pytest.param({"seed": 5, "n": 3, "c": 6}, id="three-samples"),
+    pytest.param({"seed": 6, "n": 1, "c": 4}, id="one-sample"),
+    pytest.param({"seed": 7, "n": 1000, "c": 3, "dtype": np.float64}, id="float64"),
+    pytest.param({"seed": 8, "n": 250, "c": 25, "missing": 10, "ties": True}, id="absent-and-tied"),
 ]
 
 
@@ -40,7 +40,12 @@ def _nan_or(value):
 
 @pytest.mark.parametrize("case", CASES)
 def test_classification_equals_scikit_learn(case):
-    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+        top_k_accuracy_score,
+    )
 
     labels, probs = _case(**case)
     c = probs.shape[1]
@@ -51,11 +56,17 @@ def test_classification_equals_scikit_learn(case):
     assert (m.confusion_matrix == confusion_matrix(labels, pred, labels=np.arange(c))).all()
     p, r, f, s = precision_recall_fscore_support(labels, pred, labels=np.arange(c), zero_division=np.nan)
     for i, cm in enumerate(m.per_class):
-        np.testing.assert_equal([_nan_or(cm.precision), _nan_or(cm.recall), _nan_or(cm.f1)], [p[i], r[i], f[i]])
+        np.testing.assert_equal(
+            [_nan_or(cm.precision), _nan_or(cm.recall), _nan_or(cm.f1)], [p[i], r[i], f[i]]
+        )
         assert cm.support == s[i]
     for average, ours in (("macro", m.macro), ("weighted", m.weighted)):
-        theirs = precision_recall_fscore_support(labels, pred, labels=np.arange(c), average=average, zero_division=np.nan)
-        np.testing.assert_allclose([_nan_or(ours.precision), _nan_or(ours.recall), _nan_or(ours.f1)], theirs[:3], rtol=0, atol=1e-12)
+        theirs = precision_recall_fscore_support(
+            labels, pred, labels=np.arange(c), average=average, zero_division=np.nan
+        )
+        np.testing.assert_allclose(
+            [_nan_or(ours.precision), _nan_or(ours.recall), _nan_or(ours.f1)], theirs[:3], rtol=0, atol=1e-12
+        )
     for k in (1, 3, 5):
         if k < c:
             assert m.top_k_accuracy[k] == top_k_accuracy_score(labels, probs, k=k, labels=np.arange(c))
@@ -72,7 +83,9 @@ def test_predicted_classes_only_have_no_top_k():
     assert a.top_k_accuracy == {1: None, 5: None}
     assert (a.accuracy, a.per_class, a.macro, a.weighted) == (b.accuracy, b.per_class, b.macro, b.weighted)
     # a window that mixes both cannot give a top-k for all its samples
-    assert classification_metrics(ClassificationState.merge(from_classes, from_probs)).top_k_accuracy[5] is None
+    assert (
+        classification_metrics(ClassificationState.merge(from_classes, from_probs)).top_k_accuracy[5] is None
+    )
 
 
 def test_undefined_values_are_none_never_zero():
@@ -94,7 +107,12 @@ def test_merged_parts_equal_the_whole(parts):
     rng.shuffle(states)
     merged = ClassificationState.merge(*states)
     assert merged.to_bytes() == whole.to_bytes()
-    assert ClassificationState.merge(ClassificationState.merge(*states[:1]), ClassificationState.merge(*states[1:])).to_bytes() == whole.to_bytes()
+    assert (
+        ClassificationState.merge(
+            ClassificationState.merge(*states[:1]), ClassificationState.merge(*states[1:])
+        ).to_bytes()
+        == whole.to_bytes()
+    )
     back = ClassificationState.from_bytes(whole.to_bytes())
     assert back.to_bytes() == whole.to_bytes()
     assert repr(classification_metrics(back)) == repr(classification_metrics(whole))

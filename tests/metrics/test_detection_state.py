@@ -101,10 +101,10 @@ def test_xyxy_and_xywh_inputs_agree(data):
     def xyxy(b):
         return np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], axis=1)
 
-    common = dict(
-        gt_images=data.gt_images, gt_classes=data.gt_classes, gt_crowd=data.gt_crowd, gt_areas=data.gt_areas,
-        dt_images=data.dt_images, dt_classes=data.dt_classes, dt_scores=data.dt_scores,
-    )  # fmt: skip
+    common = {
+        "gt_images": data.gt_images, "gt_classes": data.gt_classes, "gt_crowd": data.gt_crowd, "gt_areas": data.gt_areas,
+        "dt_images": data.dt_images, "dt_classes": data.dt_classes, "dt_scores": data.dt_scores,
+    }  # fmt: skip
     a = detection_state(gt_boxes=data.gt_boxes, dt_boxes=data.dt_boxes, box_format="xywh", **common)
     b = detection_state(gt_boxes=xyxy(data.gt_boxes), dt_boxes=xyxy(data.dt_boxes), **common)
     # the widths differ in the last bit after a round trip through x2 = x + w, so compare numbers
@@ -186,10 +186,12 @@ def test_tied_scores_across_images_break_by_image_key_then_rank():
     # equal scores in two images: the order (image 1 first) decides the precision curve
     gts = np.array([GT_A, GT_A], dtype=float)
     dets = np.array([D_NONE, D_A80], dtype=float)
+
     def run(dt_images):
         s = detection_state(gt_images=[1, 2], gt_boxes=gts, gt_classes=[1, 1],
                             dt_images=dt_images, dt_boxes=dets, dt_scores=[0.5, 0.5], dt_classes=[1, 1])  # fmt: skip
         return detection_metrics(s).ap50
+
     # false positive first (image 1), then the hit: precision 1/2 at recall 1/2 -> AP50 = 0.5 * 51/101
     assert run([1, 2]) == pytest.approx(0.5 * 51 / 101)
     # hit first: precision 1 at recall 1/2
@@ -220,8 +222,8 @@ def test_classes_and_images_without_boxes():
     ],
 )
 def test_bad_input_is_refused_with_a_reason(change, message):
-    args = dict(gt_images=[1], gt_boxes=[[0, 0, 10, 10]], gt_classes=[1],
-                dt_images=[1], dt_boxes=[[0, 0, 10, 10]], dt_scores=[0.5], dt_classes=[1])  # fmt: skip
+    args = {"gt_images": [1], "gt_boxes": [[0, 0, 10, 10]], "gt_classes": [1],
+                "dt_images": [1], "dt_boxes": [[0, 0, 10, 10]], "dt_scores": [0.5], "dt_classes": [1]}  # fmt: skip
     args.update(change)
     with pytest.raises(ValueError, match=message):
         detection_state(**args)

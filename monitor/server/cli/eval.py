@@ -53,13 +53,33 @@ def eval_group() -> None:
 
 
 @eval_group.command("coco")
-@click.option("--gt", "gt_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="COCO ground truth json (images, annotations, categories).")
-@click.option("--dt", "dt_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="COCO results json: a list of {image_id, category_id, bbox [x,y,w,h], score}.")
-@click.option("--score-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-              help="Operating threshold for per-class precision / recall and D-ECE.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (the 12 COCO numbers by name, per_class) instead of tables.")
+@click.option(
+    "--gt",
+    "gt_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="COCO ground truth json (images, annotations, categories).",
+)
+@click.option(
+    "--dt",
+    "dt_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="COCO results json: a list of {image_id, category_id, bbox [x,y,w,h], score}.",
+)
+@click.option(
+    "--score-threshold",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Operating threshold for per-class precision / recall and D-ECE.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON (the 12 COCO numbers by name, per_class) instead of tables.",
+)
 def coco_cmd(gt_path: Path, dt_path: Path, score_threshold: float, as_json: bool) -> None:  # fmt: skip
     """Evaluate COCO bbox results against ground truth, exactly as pycocotools' COCOeval.
 
@@ -72,7 +92,7 @@ def coco_cmd(gt_path: Path, dt_path: Path, score_threshold: float, as_json: bool
     dt = _read_json(dt_path, "detections")
     try:
         data = coco_input(gt, dt)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise click.ClickException(f"{gt_path.name} / {dt_path.name}: {exc}") from None
     n_images = int(data.image_ids.size)
     states = []
@@ -89,10 +109,20 @@ def coco_cmd(gt_path: Path, dt_path: Path, score_threshold: float, as_json: bool
 
 
 @eval_group.command("classification")
-@click.option("--npz", "npz_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="A .npz with 'labels' (int, N) and 'probabilities' (float, N x C).")
-@click.option("--bins", default=15, show_default=True, type=click.IntRange(1, 1000),
-              help="Equal-width bins for ECE, MCE and classwise ECE (and equal-mass bins for adaptive ECE).")
+@click.option(
+    "--npz",
+    "npz_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A .npz with 'labels' (int, N) and 'probabilities' (float, N x C).",
+)
+@click.option(
+    "--bins",
+    default=15,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Equal-width bins for ECE, MCE and classwise ECE (and equal-mass bins for adaptive ECE).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def classification_cmd(npz_path: Path, bins: int, as_json: bool) -> None:  # fmt: skip
     """Evaluate classifier probabilities against labels.
@@ -119,7 +149,9 @@ def classification_cmd(npz_path: Path, bins: int, as_json: bool) -> None:  # fmt
         for start in range(0, max(n, 1), _ROWS_PER_CHUNK):
             stop = min(start + _ROWS_PER_CHUNK, n)
             try:
-                cls_state, cal_state = probability_states(labels[start:stop], np.asarray(probs[start:stop]), n_bins=bins)
+                cls_state, cal_state = probability_states(
+                    labels[start:stop], np.asarray(probs[start:stop]), n_bins=bins
+                )
             except ValueError as exc:
                 raise click.ClickException(f"{npz_path.name}: {_shift_row(str(exc), start)}") from None
             cls_states.append(cls_state)
@@ -175,7 +207,9 @@ def _read_npz(path: Path) -> tuple[Any, Any]:
     with archive:
         missing = {"labels", "probabilities"} - set(archive.files)
         if missing:
-            raise click.ClickException(f"{path} has no {', '.join(sorted(missing))} (it has: {', '.join(archive.files)})")
+            raise click.ClickException(
+                f"{path} has no {', '.join(sorted(missing))} (it has: {', '.join(archive.files)})"
+            )
         try:
             labels, probs = archive["labels"], archive["probabilities"]
         except ValueError as exc:
@@ -183,7 +217,9 @@ def _read_npz(path: Path) -> tuple[Any, Any]:
     if probs.ndim != 2:
         raise click.ClickException(f"{path}: probabilities must be N x C, got shape {probs.shape}")
     if labels.ndim != 1 or labels.shape[0] != probs.shape[0]:
-        raise click.ClickException(f"{path}: labels must have one entry per row ({probs.shape[0]}), got shape {labels.shape}")
+        raise click.ClickException(
+            f"{path}: labels must have one entry per row ({probs.shape[0]}), got shape {labels.shape}"
+        )
     return labels, probs
 
 
@@ -245,12 +281,16 @@ def _print_coco(m: DetectionMetrics, categories: Mapping[int, str]) -> None:
     t = m.score_threshold
     click.echo(f"\nat score >= {t:g} (IoU 0.5): precision {_fmt(m.precision, 0).strip()}, "
                f"recall {_fmt(m.recall, 0).strip()}, D-ECE {_fmt(m.dece, 0).strip()}\n")  # fmt: skip
-    click.echo(f"{'id':>6}  {'category':<24} {'AP':>7} {'AP50':>7} {'AP75':>7} {'GT':>7} {'prec':>7} {'recall':>7}")
+    click.echo(
+        f"{'id':>6}  {'category':<24} {'AP':>7} {'AP50':>7} {'AP75':>7} {'GT':>7} {'prec':>7} {'recall':>7}"
+    )
     for cid in sorted(set(categories) | set(m.per_class)):
         c = m.per_class.get(cid)
         name = categories.get(cid, str(cid))[:24]
         if c is None:
-            click.echo(f"{cid:>6}  {name:<24} {_fmt(None)} {_fmt(None)} {_fmt(None)} {0:>7} {_fmt(None)} {_fmt(None)}")
+            click.echo(
+                f"{cid:>6}  {name:<24} {_fmt(None)} {_fmt(None)} {_fmt(None)} {0:>7} {_fmt(None)} {_fmt(None)}"
+            )
             continue
         click.echo(f"{cid:>6}  {name:<24} {_fmt(c.ap)} {_fmt(c.ap50)} {_fmt(c.ap75)} {c.ground_truth:>7} "
                    f"{_fmt(c.precision)} {_fmt(c.recall)}")  # fmt: skip
@@ -262,13 +302,24 @@ def _classification_json(cls: ClassificationMetrics, cal: CalibrationMetrics) ->
         "accuracy": _num(cls.accuracy),
         "top5_accuracy": _num(cls.top_k_accuracy[5]),
         "per_class": {
-            str(i): {"precision": _num(c.precision), "recall": _num(c.recall), "f1": _num(c.f1), "support": c.support}
+            str(i): {
+                "precision": _num(c.precision),
+                "recall": _num(c.recall),
+                "f1": _num(c.f1),
+                "support": c.support,
+            }
             for i, c in enumerate(cls.per_class)
         },
-        "macro": {"precision": _num(cls.macro.precision), "recall": _num(cls.macro.recall), "f1": _num(cls.macro.f1)},
+        "macro": {
+            "precision": _num(cls.macro.precision),
+            "recall": _num(cls.macro.recall),
+            "f1": _num(cls.macro.f1),
+        },
         "weighted": {
-            "precision": _num(cls.weighted.precision), "recall": _num(cls.weighted.recall), "f1": _num(cls.weighted.f1),
-        },  # fmt: skip
+            "precision": _num(cls.weighted.precision),
+            "recall": _num(cls.weighted.recall),
+            "f1": _num(cls.weighted.f1),
+        },
         "confusion_matrix": cls.confusion_matrix.tolist(),
         "ece": _num(cal.ece),
         "adaptive_ece": _num(cal.adaptive_ece),
@@ -276,7 +327,13 @@ def _classification_json(cls: ClassificationMetrics, cal: CalibrationMetrics) ->
         "classwise_ece": _num(cal.classwise_ece),
         "brier": _num(cal.brier),
         "reliability": [
-            {"lower": b.lower, "upper": b.upper, "count": b.count, "confidence": _num(b.confidence), "accuracy": _num(b.accuracy)}
+            {
+                "lower": b.lower,
+                "upper": b.upper,
+                "count": b.count,
+                "confidence": _num(b.confidence),
+                "accuracy": _num(b.accuracy),
+            }
             for b in cal.reliability
         ],
     }
