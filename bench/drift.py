@@ -230,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timing repeats (best is reported)")
     parser.add_argument("--trials", type=int, default=None, help="no-shift trials (default 200, --quick 50)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=["timing", "rates", "estimate"], help="run one section")
     args = parser.parse_args(argv)
     trials = args.trials or (50 if args.quick else 200)
     power_trials = 20 if args.quick else 50
@@ -237,9 +238,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Evidently's own deprecation warnings are not ours to report here.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     print(f"# cvmon drift benchmark (numpy {np.__version__})")
-    run_timing(n, dim, args.repeat, args.seed)
-    run_rates(trials, power_trials, args.quick)
-    run_estimate()
+    if args.only in (None, "timing"):
+        run_timing(n, dim, args.repeat, args.seed)
+    if args.only in (None, "rates"):
+        run_rates(trials, power_trials, args.quick)
+    if args.only in (None, "estimate"):
+        run_estimate()
 
 
 if __name__ == "__main__":

@@ -156,17 +156,21 @@ def _cross_fitted_scores(
     # Centring and the intercept column use only pooled, label-free quantities, so every label
     # vector sees the same design: the permutation test stays exact.
     design = np.hstack([x - x.mean(axis=0), np.ones((n, 1))])
-    folds = rng.permutation(n) % n_folds
-    grams = [design[folds == k].T @ design[folds == k] for k in range(n_folds)]
-    total = sum(grams[1:], grams[0])
-    penalty = ridge * float(np.trace(total[:d, :d])) / max(d, 1) / n
+    folds = [np.flatnonzero(rng.permutation(n) % n_folds == k) for k in range(n_folds)]
+    # Per-fold Gram matrices in float32 (they dominate the cost); any label-free rounding is the
+    # same for every label vector, so the permutation test stays exact. X'y per fold once, too:
+    # each training set's products are the total minus its held-out fold.
+    design32 = design.astype(np.float32)
+    grams = [(design32[f].T @ design32[f]).astype(np.float64) for f in folds]
+    products = [design[f].T @ labels[f] for f in folds]
+    total_gram = sum(grams[1:], grams[0])
+    total_product = sum(products[1:], products[0])
+    penalty = ridge * float(np.trace(total_gram[:d, :d])) / max(d, 1) / n
     scores = np.empty_like(labels)
-    for k in range(n_folds):
-        held_out = folds == k
-        train = ~held_out
-        gram = total - grams[k]
-        gram[np.arange(d), np.arange(d)] += penalty * np.count_nonzero(train)  # the intercept is not penalised
-        coef = np.linalg.solve(gram, design[train].T @ labels[train])
+    for k, held_out in enumerate(folds):
+        gram = total_gram - grams[k]
+        gram[np.arange(d), np.arange(d)] += penalty * (n - len(held_out))  # the intercept is not penalised
+        coef = np.linalg.solve(gram, total_product - products[k])
         scores[held_out] = design[held_out] @ coef
     return scores
 
