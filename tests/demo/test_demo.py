@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import ThreadServer, free_port
 
+pytestmark = pytest.mark.slow  # a 15-second demo run plus training and evaluation
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Enough simulated hours that whole hours fall before the drift and after it.
 HOURS = 8
