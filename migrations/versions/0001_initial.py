@@ -96,7 +96,7 @@ def upgrade() -> None:
         sa.Column("prediction_id", sa.String(128), nullable=False),
         sa.Column("prediction_ts", UTCDateTime(), nullable=False),
         *_ground_truth_values(),
-        sa.PrimaryKeyConstraint("model", "prediction_id", "prediction_ts", name="pk_ground_truth"),
+        sa.PrimaryKeyConstraint("model", "prediction_ts", "prediction_id", name="pk_ground_truth"),
         postgresql_partition_by="RANGE (prediction_ts)",
     )
     op.create_table(

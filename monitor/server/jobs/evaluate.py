@@ -32,6 +32,7 @@ from monitor.metrics._quantiles import QuantileSketch
 from monitor.server.jobs.states import Point, SliceKey, SliceState, merge_slices, slice_points, slice_states
 from monitor.server.settings import Settings, parse_window
 from monitor.server.store import tables as t
+from monitor.server.store.bulk import bulk_insert
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.reads import read_hour, read_keys
 from monitor.server.store.registry import model_specs
@@ -197,14 +198,11 @@ def _insert_states(conn: Connection, model: str, hour: datetime, states: dict[Sl
     if not states:
         return
     now = datetime.now(UTC)
-    conn.execute(
-        sa.insert(t.eval_states),
-        [
-            {"model": model, "hour_start": hour, "version": k.version, "cohort_key": k.cohort_key,
-             "cohort_value": k.cohort_value, "computed_at": now, **s.blobs()}
-            for k, s in states.items()
-        ],
-    )  # fmt: skip
+    bulk_insert(conn, t.eval_states, [
+        {"model": model, "hour_start": hour, "version": k.version, "cohort_key": k.cohort_key,
+         "cohort_value": k.cohort_value, "computed_at": now, **s.blobs()}
+        for k, s in states.items()
+    ])  # fmt: skip
 
 
 def _delete_increments(conn: Connection, model: str, keys: Sequence[tuple[datetime, str]]) -> None:
@@ -265,14 +263,12 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
             rows = _window_rows(spec, span, states, config, confusion=False, computed_at=computed_at)
             mp = t.metric_points.c
             conn.execute(sa.delete(t.metric_points).where(mp.model == spec.name, mp.window == span.name, mp.window_start == span.start))
-            if rows:
-                conn.execute(sa.insert(t.metric_points), rows)
+            bulk_insert(conn, t.metric_points, rows)
         for span in latest:
             rows = _window_rows(spec, span, states, config, confusion=True, computed_at=computed_at)
             ml = t.metric_latest.c
             conn.execute(sa.delete(t.metric_latest).where(ml.model == spec.name, ml.window == span.name))
-            if rows:
-                conn.execute(sa.insert(t.metric_latest), rows)
+            bulk_insert(conn, t.metric_latest, rows)
     return len(spans)
 
 

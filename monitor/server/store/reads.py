@@ -51,91 +51,84 @@ class Rows:
         return len(self.prediction_id)
 
 
-def _query(task: str) -> sa.Select[Any]:
-    p, g = t.predictions.c, t.ground_truth.c
-    columns: list[Any] = [p.prediction_id, p.model_version, p.cohort, p.ts, p.status, p.latency_ms, g.labelled_at]
-    if task == "classification":
-        columns += [p.predicted_class, p.confidence, p.probabilities, g.label]
-    else:
-        columns += [p.boxes, p.box_classes, p.box_scores, g.boxes.label("gt_boxes"), g.box_classes.label("gt_classes"), g.iscrowd]
-    return sa.select(*columns)
+_PREDICTION_COLUMNS = {
+    "classification": ("predicted_class", "confidence", "probabilities"),
+    "detection": ("boxes", "box_classes", "box_scores"),
+}
+_LABEL_COLUMNS = {"classification": ("label",), "detection": ("boxes", "box_classes", "iscrowd")}
 
 
-def _join(lo: datetime, hi: datetime) -> Any:
-    p, g = t.predictions, t.ground_truth
-    # the time bounds on both sides let PostgreSQL prune both tables to the same day partition
-    return p.outerjoin(
-        g,
-        sa.and_(
-            g.c.model == p.c.model, g.c.prediction_id == p.c.prediction_id, g.c.prediction_ts == p.c.ts,
-            g.c.prediction_ts >= lo, g.c.prediction_ts < hi,
-        ),
-    )  # fmt: skip
+def _predictions(task: str) -> sa.Select[Any]:
+    p = t.predictions.c
+    return sa.select(p.prediction_id, p.model_version, p.cohort, p.ts, p.status, p.latency_ms,
+                     *(p[c] for c in _PREDICTION_COLUMNS[task]))  # fmt: skip
+
+
+def _labels(task: str) -> sa.Select[Any]:
+    g = t.ground_truth.c
+    return sa.select(g.prediction_id, g.labelled_at, *(g[c] for c in _LABEL_COLUMNS[task]))
 
 
 def read_hour(conn: Connection, model: str, task: str, hour_start: datetime) -> Rows:
-    """Every prediction of ``model`` in ``[hour_start, hour_start + 1h)`` with its ground truth."""
+    """Every prediction of ``model`` in ``[hour_start, hour_start + 1h)`` with its ground truth.
+
+    Two index range scans joined here by prediction id, rather than a SQL join: the join's plan
+    depends on table statistics, which freshly filled partitions lack, and one bad plan rescans
+    the hour's labels for every prediction.
+    """
     end = hour_start + _HOUR
-    p = t.predictions.c
-    query = _query(task).select_from(_join(hour_start, end)).where(p.model == model, p.ts >= hour_start, p.ts < end)
-    return _rows(conn.execute(query).all(), task)
+    p, g = t.predictions.c, t.ground_truth.c
+    preds = conn.execute(_predictions(task).where(p.model == model, p.ts >= hour_start, p.ts < end)).all()
+    labels = conn.execute(_labels(task).where(g.model == model, g.prediction_ts >= hour_start, g.prediction_ts < end)).all()
+    return _rows(preds, {r.prediction_id: r for r in labels}, task)
 
 
 def read_keys(conn: Connection, model: str, task: str, keys: Sequence[tuple[datetime, str]]) -> Rows:
     """The predictions ``(ts, prediction_id)`` of ``model`` with their ground truth."""
     if not keys:
-        return _rows([], task)
-    lo = min(k[0] for k in keys)
-    hi = max(k[0] for k in keys) + timedelta(microseconds=1)
-    p = t.predictions.c
-    wanted = {pid for _, pid in keys}
-    query = _query(task).select_from(_join(lo, hi)).where(p.model == model, p.ts >= lo, p.ts < hi)
-    if conn.dialect.name == "postgresql":
-        query = query.where(p.prediction_id == sa.any_(sa.bindparam("ids", sorted(wanted), type_=sa.ARRAY(sa.Text))))
-    else:
-        query = query.where(p.prediction_id.in_(sorted(wanted)))
-    exact = set(keys)
-    rows = [r for r in conn.execute(query).all() if (r.ts, r.prediction_id) in exact]
-    return _rows(rows, task)
+        return _rows([], {}, task)
+    p, g = t.predictions.c, t.ground_truth.c
+    pairs = [(pid, ts) for ts, pid in keys]
+    preds = conn.execute(_predictions(task).where(p.model == model, sa.tuple_(p.prediction_id, p.ts).in_(pairs))).all()
+    labels = conn.execute(_labels(task).where(g.model == model, sa.tuple_(g.prediction_ts, g.prediction_id).in_(list(keys)))).all()
+    return _rows(preds, {r.prediction_id: r for r in labels}, task)
 
 
 def _seconds(values: Sequence[datetime | None]) -> NDArray[np.float64]:
     return np.array([np.nan if v is None else v.timestamp() for v in values], dtype=np.float64)
 
 
-def _rows(rows: Sequence[Any], task: str) -> Rows:
-    n = len(rows)
-    cols = list(zip(*rows, strict=True)) if n else [[] for _ in range(13)]
-    pid, version, cohort, ts, status, latency, labelled_at = cols[:7]
-    labelled = np.array([v is not None for v in labelled_at], dtype=bool)
+def _rows(preds: Sequence[Any], labels: dict[str, Any], task: str) -> Rows:
+    n = len(preds)
+    got = [labels.get(r.prediction_id) for r in preds]
     empty: list[bytes | None] = [None] * n
     common = {
-        "prediction_id": list(pid),
-        "version": list(version),
-        "cohort": list(cohort),
-        "ts": _seconds(ts),
-        "status": np.array(status, dtype=np.int8),
-        "latency_ms": np.array([np.nan if v is None else v for v in latency], dtype=np.float64),
-        "labelled": labelled,
-        "labelled_at": _seconds(labelled_at),
+        "prediction_id": [r.prediction_id for r in preds],
+        "version": [r.model_version for r in preds],
+        "cohort": [r.cohort for r in preds],
+        "ts": _seconds([r.ts for r in preds]),
+        "status": np.array([r.status for r in preds], dtype=np.int8),
+        "latency_ms": np.array([np.nan if r.latency_ms is None else r.latency_ms for r in preds], dtype=np.float64),
+        "labelled": np.array([g is not None for g in got], dtype=bool),
+        "labelled_at": _seconds([None if g is None else g.labelled_at for g in got]),
     }
     if task == "classification":
-        predicted, confidence, probabilities, label = cols[7:11]
         return Rows(
             **common,
-            predicted_class=np.array([-1 if v is None else v for v in predicted], dtype=np.int64),
-            confidence=np.array([np.nan if v is None else v for v in confidence], dtype=np.float64),
-            probabilities=list(probabilities),
-            label=np.array([-1 if v is None else v for v in label], dtype=np.int64),
+            predicted_class=np.array([-1 if r.predicted_class is None else r.predicted_class for r in preds], dtype=np.int64),
+            confidence=np.array([np.nan if r.confidence is None else r.confidence for r in preds], dtype=np.float64),
+            probabilities=[r.probabilities for r in preds],
+            label=np.array([-1 if g is None or g.label is None else g.label for g in got], dtype=np.int64),
             boxes=empty, box_classes=empty, box_scores=empty, gt_boxes=empty, gt_classes=empty, gt_crowd=empty,
         )  # fmt: skip
-    boxes, box_classes, box_scores, gt_boxes, gt_classes, gt_crowd = cols[7:13]
     return Rows(
         **common,
         predicted_class=np.full(n, -1, dtype=np.int64),
         confidence=np.full(n, np.nan),
         probabilities=empty,
         label=np.full(n, -1, dtype=np.int64),
-        boxes=list(boxes), box_classes=list(box_classes), box_scores=list(box_scores),
-        gt_boxes=list(gt_boxes), gt_classes=list(gt_classes), gt_crowd=list(gt_crowd),
+        boxes=[r.boxes for r in preds], box_classes=[r.box_classes for r in preds], box_scores=[r.box_scores for r in preds],
+        gt_boxes=[None if g is None else g.boxes for g in got],
+        gt_classes=[None if g is None else g.box_classes for g in got],
+        gt_crowd=[None if g is None else g.iscrowd for g in got],
     )  # fmt: skip

@@ -186,7 +186,8 @@ ground_truth = Table(
     Column("prediction_id", PredictionId, nullable=False),
     Column("prediction_ts", UTCDateTime, nullable=False),
     *(Column(name, type_, nullable=nullable) for name, type_, nullable in _GROUND_TRUTH_VALUES),
-    PrimaryKeyConstraint("model", "prediction_id", "prediction_ts"),
+    # prediction time before id: the evaluation reads an hour of labels as one index range
+    PrimaryKeyConstraint("model", "prediction_ts", "prediction_id"),
     postgresql_partition_by="RANGE (prediction_ts)",
 )
 

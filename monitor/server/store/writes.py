@@ -300,9 +300,13 @@ def _write_model_ground_truth(conn: Connection, model: str, group: list[GroundTr
     preds = {r.prediction_id: r for r in conn.execute(
         sa.select(p.prediction_id, p.ts, p.model_version).where(p.model == model, _in(p.prediction_id, ids, pg))
     )}  # fmt: skip
-    stored_gt = {r.prediction_id: r for r in conn.execute(
-        sa.select(gt.prediction_id, *(gt[c] for c in _GT_VALUES)).where(gt.model == model, _in(gt.prediction_id, ids, pg))
-    )}  # fmt: skip
+    stored_gt: dict[str, Any] = {}
+    if preds:  # labels of known predictions, looked up by their full key (prediction time first)
+        keys = [(r.ts, pid) for pid, r in preds.items()]
+        stored_gt = {r.prediction_id: r for r in conn.execute(
+            sa.select(gt.prediction_id, *(gt[c] for c in _GT_VALUES))
+            .where(gt.model == model, sa.tuple_(gt.prediction_ts, gt.prediction_id).in_(keys))
+        )}  # fmt: skip
     stored_pending = {r.prediction_id: r for r in conn.execute(
         sa.select(pend.prediction_id, *(pend[c] for c in _GT_VALUES)).where(pend.model == model, _in(pend.prediction_id, ids, pg))
     )}  # fmt: skip
@@ -367,7 +371,7 @@ def _in(column: Any, values: list[str], pg: bool) -> Any:
 
 
 def upsert_ground_truth(conn: Connection, rows: list[dict[str, Any]], *, pg: bool) -> None:
-    _upsert_newest(conn, t.ground_truth, ["model", "prediction_id", "prediction_ts"], rows, pg=pg)
+    _upsert_newest(conn, t.ground_truth, ["model", "prediction_ts", "prediction_id"], rows, pg=pg)
 
 
 def _upsert_newest(conn: Connection, table: sa.Table, keys: list[str], rows: list[dict[str, Any]], *, pg: bool) -> None:

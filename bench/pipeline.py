@@ -1,0 +1,206 @@
+"""Evaluation pipeline cost: first full evaluation, incremental run after 1% late labels, and a
+/metrics scrape.
+
+Data (seeded, PostgreSQL): a classification model with N predictions (10 classes, two versions,
+four cameras) and a detection model with M images (COCO-like: 80 classes, ~7 boxes per image,
+up to 20 detections), spread over 7 days, 60% labelled. Then:
+
+  1. full: `cvmon jobs run-once` work for both models from nothing (every hour dirty);
+  2. incremental: 1% more of the predictions get their first label (late labels spread over
+     the whole week), then the same run again;
+  3. scrape: 20 models x 50 classes evaluated, then GET /metrics over HTTP (p50 / max of 20).
+
+    python bench/pipeline.py [--predictions 1000000] [--images 100000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from monitor.server.jobs import run_once  # noqa: E402
+from monitor.server.settings import Settings  # noqa: E402
+from monitor.server.store import migrate  # noqa: E402
+from monitor.server.store.engine import make_engine, write_transaction  # noqa: E402
+from monitor.server.store.partitions import PartitionManager  # noqa: E402
+from monitor.server.store.registry import register_model  # noqa: E402
+from monitor.server.store.writes import write_ground_truth, write_predictions  # noqa: E402
+from monitor.wire import GroundTruth, Prediction  # noqa: E402
+
+NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
+WEEK = 7 * 24 * 3600
+BATCH = 5000
+
+
+def classification(model: str, n: int, n_classes: int, seed: int) -> tuple[list[Prediction], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(n_classes, size=n)
+    logits = rng.normal(size=(n, n_classes)).astype(np.float32)
+    logits[np.arange(n), labels] += 2.5
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    stamps = NOW.timestamp() - rng.uniform(0, WEEK, size=n)
+    latency = rng.gamma(2.0, 6.0, size=n)
+    preds = []
+    for i in range(n):
+        p = probs[i]
+        top = int(p.argmax())
+        preds.append(Prediction(
+            prediction_id=f"{model}-{i}", model=model, model_version="v2" if i % 4 == 0 else "v1",
+            ts=datetime.fromtimestamp(stamps[i], UTC), ts_defaulted=False, status=0, latency_ms=float(latency[i]),
+            cohort={"camera": f"cam-{i % 4}"}, predicted_class=top, confidence=float(p[top]), probabilities=p,
+        ))  # fmt: skip
+    return preds, labels
+
+
+def detection(model: str, n: int, seed: int) -> tuple[list[Prediction], list[tuple[np.ndarray, np.ndarray]]]:
+    rng = np.random.default_rng(seed)
+    stamps = NOW.timestamp() - rng.uniform(0, WEEK, size=n)
+    preds, truth = [], []
+    for i in range(n):
+        k = int(rng.poisson(7))
+        xy = rng.uniform(0, 600, size=(k, 2))
+        wh = rng.choice([16.0, 60.0, 180.0], size=(k, 1)) * rng.uniform(0.5, 1.5, size=(k, 2))
+        gt = np.hstack([xy, xy + wh]).astype(np.float32)
+        gc = rng.integers(80, size=k).astype(np.int32)
+        hit = rng.random(k) < 0.75
+        extra = int(rng.integers(0, 14))
+        exy = rng.uniform(0, 600, size=(extra, 2))
+        dt = np.vstack([gt[hit] + rng.normal(0, 4, size=(int(hit.sum()), 4)), np.hstack([exy, exy + 40])]).astype(np.float32)
+        dt[:, 2:] = np.maximum(dt[:, 2:], dt[:, :2] + 1)
+        dc = np.concatenate([gc[hit], rng.integers(80, size=extra)]).astype(np.int32)
+        ds = rng.uniform(0.05, 1.0, size=len(dt)).astype(np.float32)
+        preds.append(Prediction(
+            prediction_id=f"{model}-{i}", model=model, model_version="v1", ts=datetime.fromtimestamp(stamps[i], UTC),
+            ts_defaulted=False, status=0, latency_ms=float(rng.gamma(2.0, 15.0)), cohort={"camera": f"cam-{i % 4}"},
+            boxes=dt, box_classes=dc, box_scores=ds,
+        ))  # fmt: skip
+        truth.append((gt, gc))
+    return preds, truth
+
+
+def labels_for(model: str, ids: np.ndarray, labels: np.ndarray | None, truth: list | None, now: datetime) -> list[GroundTruth]:
+    out = []
+    for i in ids:
+        if labels is not None:
+            out.append(GroundTruth(prediction_id=f"{model}-{i}", model=model, labelled_at=now, label=int(labels[i])))
+        else:
+            boxes, classes = truth[i]  # type: ignore[index]
+            out.append(GroundTruth(prediction_id=f"{model}-{i}", model=model, labelled_at=now, boxes=boxes, box_classes=classes))
+    return out
+
+
+def write(engine, partitions, preds: list[Prediction], gts: list[GroundTruth]) -> None:  # type: ignore[no-untyped-def]
+    for k in range(0, len(preds), BATCH):
+        write_predictions(engine, preds[k : k + BATCH], now=NOW, partitions=partitions)
+    for k in range(0, len(gts), BATCH):
+        write_ground_truth(engine, gts[k : k + BATCH], now=NOW)
+
+
+def timed_run(engine, settings: Settings, models: list[str]) -> float:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    outcomes = run_once(engine, settings, clock=lambda: NOW, models=models)
+    seconds = time.perf_counter() - t0
+    for o in outcomes:
+        if o.status != "ok":
+            raise SystemExit(f"{o.job} failed for {o.model}: {o.detail}")
+        print(f"    {o.model:<16} {o.seconds:7.1f}s  {o.detail}")
+    return seconds
+
+
+def scrape(engine, settings: Settings, n_models: int, n_classes: int, per_model: int) -> list[float]:  # type: ignore[no-untyped-def]
+    import httpx
+
+    from monitor.server.app import create_app
+    from tests.conftest import ThreadServer
+
+    partitions = PartitionManager(engine)
+    names = []
+    for m in range(n_models):
+        name = f"scrape-{m:02d}"
+        with write_transaction(engine) as conn:
+            register_model(conn, name, "classification", [f"c{c}" for c in range(n_classes)], 0.5, now=NOW)
+        preds, labels = classification(name, per_model, n_classes, seed=100 + m)
+        write(engine, partitions, preds, labels_for(name, np.arange(per_model), labels, None, NOW))
+        names.append(name)
+    run_once(engine, settings, clock=lambda: NOW, models=names)
+    times = []
+    with ThreadServer(create_app(settings.with_(auth_disabled=True), engine=engine, clock=lambda: NOW)) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            body = client.get("/metrics").text
+            for _ in range(20):
+                t0 = time.perf_counter()
+                client.get("/metrics").raise_for_status()
+                times.append(time.perf_counter() - t0)
+    print(f"    /metrics: {len(body.splitlines()):,} lines, {len(body) / 1e6:.1f} MB")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--predictions", type=int, default=1_000_000)
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="100 000 predictions, 10 000 images, 5 scrape models")
+    parser.add_argument("--database-url", default=os.environ.get("CVMON_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    args = parser.parse_args()
+    n_pred, n_img, n_models = (100_000, 10_000, 5) if args.quick else (args.predictions, args.images, 20)
+
+    admin = args.database_url
+    name = f"cvmon_bench_pipeline_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin.replace("postgresql://", "postgresql+psycopg://", 1)).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        settings = Settings(database_url=url, cohort_keys=("camera",), scheduler=False)
+        partitions = PartitionManager(engine)
+        partitions.ensure_days((NOW - timedelta(days=d)).date() for d in range(9))
+        with write_transaction(engine) as conn:
+            register_model(conn, "bench-cls", "classification", [f"c{c}" for c in range(10)], 0.5, now=NOW)
+            register_model(conn, "bench-det", "detection", [f"d{c}" for c in range(80)], 0.5, now=NOW)
+        print(f"loading {n_pred:,} classification predictions and {n_img:,} detection images over 7 days, 60% labelled ...")
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(0)
+        cls_preds, cls_labels = classification("bench-cls", n_pred, 10, seed=1)
+        det_preds, det_truth = detection("bench-det", n_img, seed=2)
+        cls_order, det_order = rng.permutation(n_pred), rng.permutation(n_img)
+        cls_first, det_first = cls_order[: int(0.6 * n_pred)], det_order[: int(0.6 * n_img)]
+        write(engine, partitions, cls_preds, labels_for("bench-cls", cls_first, cls_labels, None, NOW))
+        write(engine, partitions, det_preds, labels_for("bench-det", det_first, None, det_truth, NOW))
+        print(f"    loaded in {time.perf_counter() - t0:.0f}s")
+
+        print("1. first full evaluation")
+        full = timed_run(engine, settings, ["bench-cls", "bench-det"])
+        late_cls = cls_order[int(0.6 * n_pred) : int(0.61 * n_pred)]
+        late_det = det_order[int(0.6 * n_img) : int(0.61 * n_img)]
+        later = NOW + timedelta(minutes=5)
+        write_ground_truth(engine, labels_for("bench-cls", late_cls, cls_labels, None, later), now=later)
+        write_ground_truth(engine, labels_for("bench-det", late_det, None, det_truth, later), now=later)
+        print(f"2. incremental run after 1% late labels ({len(late_cls):,} + {len(late_det):,}, spread over the week)")
+        incremental = timed_run(engine, settings, ["bench-cls", "bench-det"])
+        print(f"3. scrape with {n_models} models x 50 classes")
+        scrapes = scrape(engine, settings, n_models, 50, 2000)
+        print()
+        print(f"{'full evaluation':<36} {full:8.1f} s")
+        print(f"{'incremental after 1% late labels':<36} {incremental:8.1f} s   ({incremental / full:.1%} of full)")
+        print(f"{'GET /metrics (p50 / max of 20)':<36} {1e3 * statistics.median(scrapes):8.1f} ms / {1e3 * max(scrapes):.1f} ms")
+        engine.dispose()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
