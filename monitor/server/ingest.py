@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from monitor.errors import LimitExceeded, WireError
 from monitor.server.settings import Settings
+from monitor.server.slo.spec import SLO
 from monitor.server.store.partitions import PartitionManager
 from monitor.server.store.registry import model_specs
 from monitor.server.store.writes import write_ground_truth, write_predictions
@@ -101,6 +102,7 @@ def ingest_predictions(
     partitions: PartitionManager,
     policy: CohortPolicy,
     limits: Limits = DEFAULT_LIMITS,
+    slos: Sequence[SLO] = (),
 ) -> IngestResult:
     with engine.connect() as conn:
         specs = model_specs(conn, record_models(records))
@@ -108,7 +110,7 @@ def ingest_predictions(
     if policy.active:
         for p in good:
             p.cohort = policy.apply(p.cohort)
-    written = write_predictions(engine, good, now=now, partitions=partitions)
+    written = write_predictions(engine, good, now=now, partitions=partitions, slos=slos)
     return IngestResult(written.accepted, written.duplicates, rejected)
 
 
@@ -118,9 +120,10 @@ def ingest_ground_truth(
     *,
     now: datetime,
     limits: Limits = DEFAULT_LIMITS,
+    slos: Sequence[SLO] = (),
 ) -> IngestResult:
     with engine.connect() as conn:
         specs = model_specs(conn, record_models(records))
     good, rejected = _parse_all(records, parse_ground_truth, specs, now, limits)
-    written = write_ground_truth(engine, good, now=now)
+    written = write_ground_truth(engine, good, now=now, slos=slos)
     return IngestResult(written.accepted, written.duplicates, rejected)

@@ -19,6 +19,10 @@ CVMON_SCHEDULER                  scheduler                    run the scheduled 
 CVMON_WINDOWS                    windows                      evaluation windows (1h,1d,7d)
 CVMON_EVALUATE_INTERVAL_SECONDS  evaluate_interval_seconds    how often the model jobs run (60)
 CVMON_MAX_COHORT_VALUES          max_cohort_values            values per cohort key evaluated apart (50)
+-                                slos, slo_alerting           the SLOs (docs/slo.md), validated at load
+CVMON_NOTIFIER_PAGE_URL          notifier.page.url            built-in notifier: page receiver webhook
+CVMON_NOTIFIER_TICKET_URL        notifier.ticket.url          built-in notifier: ticket receiver webhook
+-                                notifier                     the rest of the notifier (docs/slo.md)
 ==============================  ==========================  ========================================
 
 Lists in the environment are comma-separated.
@@ -30,9 +34,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from monitor.server.slo.receivers import NotifierConfig
+    from monitor.server.slo.spec import SLO
 
 DEFAULT_DATABASE_URL = "sqlite:///./cvmon.db"
 _TRUE = {"1", "true", "yes", "on"}
@@ -62,6 +70,10 @@ class Settings:
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
     #: The raw text of cvmon.yaml, for parsers that report line numbers (SLO specs).
     config_text: str | None = field(default=None, repr=False)
+    #: The validated ``slos:`` of cvmon.yaml (tests pass SLO objects directly).
+    slos: tuple[SLO, ...] = field(default=(), repr=False)
+    #: The built-in notifier's receivers and policy; None: no notifications.
+    notifier: NotifierConfig | None = field(default=None, repr=False)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -88,6 +100,10 @@ class Settings:
         elif path_text:
             raise ConfigError(f"CVMON_CONFIG points at {path_text}, which does not exist")
         values.update(_from_env(env))
+        if any(env.get(name) for name in _NOTIFIER_ENV):
+            from monitor.server.slo.receivers import with_env
+
+            values["notifier"] = with_env(values.get("notifier"), env)
         values.update(overrides)
         settings = cls(**values)
         settings.validate()
@@ -107,6 +123,28 @@ class Settings:
             raise ConfigError("evaluate_interval_seconds must be at least 1")
         if not (self.sqlalchemy_url.startswith("sqlite") or self.sqlalchemy_url.startswith("postgresql")):
             raise ConfigError(f"database_url must be sqlite:///PATH or postgresql://...; got {self.database_url!r}")
+        self._validate_slos()
+
+    def _validate_slos(self) -> None:
+        """Time-slice SLOs count evaluation hours: they need the 1h window and an evaluated slice."""
+        for slo in self.slos:
+            if not slo.time_slice:
+                continue
+            line = slo.line if self.config_path else None
+            if "1h" not in self.windows:
+                raise ConfigError(
+                    f"SLO {slo.name!r} ({slo.sli}) counts 1h evaluation windows: add 1h to windows "
+                    f"(now {', '.join(self.windows)})",
+                    source=self.config_path,
+                    line=line,
+                )
+            if len(slo.cohort) > 1 or any(key not in self.cohort_keys for key, _ in slo.cohort):
+                raise ConfigError(
+                    f"SLO {slo.name!r} ({slo.sli}) reads the evaluation slice of its cohort, so its cohort "
+                    f"must be one key of cohort_keys ({', '.join(self.cohort_keys) or 'none'})",
+                    source=self.config_path,
+                    line=line,
+                )
 
 
 _WINDOW_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
@@ -120,7 +158,10 @@ def parse_window(text: str) -> int:
     return int(text[:-1]) * unit
 
 
-_SIMPLE_KEYS = {f.name for f in fields(Settings)} - {"extra", "config_path", "config_text", "pii_drop", "pii_hash", "pii_hash_key"}
+#: Fields that are not plain values (parsed by their own readers, never from one variable).
+_STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier"}
+_SIMPLE_KEYS = {f.name for f in fields(Settings)} - _STRUCTURED - {"pii_drop", "pii_hash", "pii_hash_key"}
+_NOTIFIER_ENV = ("CVMON_NOTIFIER_PAGE_URL", "CVMON_NOTIFIER_TICKET_URL")
 
 
 def _from_yaml(path: Path) -> dict[str, Any]:
@@ -149,6 +190,13 @@ def _from_yaml(path: Path) -> dict[str, Any]:
         else:
             extra[key] = value
     values["extra"] = extra
+    if "slos" in data or "slo_alerting" in data or "notifier" in data:
+        # parsed again from the text, as nodes, so every error points at its line
+        from monitor.server.slo.receivers import load_notifier
+        from monitor.server.slo.spec import load_slos
+
+        values["slos"] = load_slos(text, source=str(path))
+        values["notifier"] = load_notifier(text, source=str(path))
     return values
 
 
@@ -156,7 +204,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f in fields(Settings):
         name = "CVMON_" + f.name.upper()
-        if name in env and f.name not in {"extra", "config_path", "config_text"}:
+        if name in env and f.name not in _STRUCTURED:
             values[f.name] = _coerce(f.name, env[name], name)
     return values
 

@@ -76,6 +76,7 @@ async def post_predictions(request: Request, response: Response, state: StateDep
         now=state.clock(),
         partitions=state.partitions,
         policy=state.cohort_policy,
+        slos=state.settings.slos,
     )
     state.service_metrics.count_ingest("prediction", result.accepted, result.duplicates, len(result.rejected))
     return _answer(result, response)
@@ -93,7 +94,7 @@ async def post_ground_truth(request: Request, response: Response, state: StateDe
     (it waits and is joined when the prediction arrives), again later (the newest `timestamp` wins;
     an identical or older revision is a duplicate) or weeks late; it is never dropped."""
     records = await _records(request, state, principal)
-    result = await run_in_threadpool(ingest_ground_truth, state.engine, records, now=state.clock())
+    result = await run_in_threadpool(ingest_ground_truth, state.engine, records, now=state.clock(), slos=state.settings.slos)
     state.service_metrics.count_ingest("ground_truth", result.accepted, result.duplicates, len(result.rejected))
     return _answer(result, response)
 

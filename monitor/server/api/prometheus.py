@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from monitor.server.api.deps import ReadAuth, StateDep
 from monitor.server.exporters.collectors import StoredMetricsCollector
+from monitor.server.exporters.slo import SloCollector
 
 router = APIRouter(tags=["metrics"])
 
@@ -24,6 +25,8 @@ async def metrics(state: StateDep, principal: ReadAuth) -> Response:
     Values are read from the database: a scrape never computes a metric."""
     stored = CollectorRegistry()
     stored.register(StoredMetricsCollector(state.engine, state.settings.cohort_keys, principal.allows_model))
+    if state.settings.slos:
+        stored.register(SloCollector(state.engine, state.settings.slos, state.clock, principal.allows_model))
 
     def render() -> bytes:
         return generate_latest(state.service_metrics.scrape_registry()) + generate_latest(stored)

@@ -17,6 +17,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "monitor.server.cli.jobs",
     "monitor.server.cli.eval",
     "monitor.server.cli.slo",
+    "monitor.server.cli.silence",
     "monitor.server.cli.grafana",
     "monitor.server.cli.demo",
 )

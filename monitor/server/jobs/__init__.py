@@ -2,6 +2,8 @@
 
 ==========  ===========================================================================
 evaluate    hour states, late labels, metric history and the latest windows (per model)
+slo         time-slice SLO events (ece, drift, map), folding old SLO counts (models with SLOs)
+notify      the built-in burn-rate notifier (models with SLOs, when a receiver is configured)
 ==========  ===========================================================================
 
 Housekeeping (not per model): daily partitions ahead, ground truth that waited for a
@@ -20,6 +22,7 @@ from sqlalchemy import Engine
 from monitor.server.jobs.evaluate import evaluate
 from monitor.server.jobs.runner import Job, Outcome, run_job
 from monitor.server.settings import Settings
+from monitor.server.slo import jobs as slo_jobs
 from monitor.server.store.partitions import PartitionManager
 from monitor.server.store.registry import model_names
 from monitor.server.store.writes import adopt_waiting_ground_truth
@@ -27,7 +30,9 @@ from monitor.server.store.writes import adopt_waiting_ground_truth
 log = logging.getLogger("cvmon.jobs")
 
 #: Jobs run for every model on every tick, in this order.
-MODEL_JOBS: dict[str, Job] = {"evaluate": evaluate}
+MODEL_JOBS: dict[str, Job] = {"evaluate": evaluate, "slo": slo_jobs.slo, "notify": slo_jobs.notify}
+#: Jobs that run only for some models: a model without SLOs has no events to count or notify.
+_ONLY_FOR: dict[str, Callable[[Settings, str], bool]] = {"slo": slo_jobs.has_slos, "notify": slo_jobs.has_slos}
 
 
 def run_once(
@@ -46,6 +51,8 @@ def run_once(
     outcomes = []
     for model in names:
         for name, job in selected.items():
+            if name in _ONLY_FOR and not _ONLY_FOR[name](settings, model):
+                continue
             outcome = run_job(engine, name, job, model, settings=settings, clock=clock)
             outcomes.append(outcome)
             if on_done is not None:
@@ -56,7 +63,7 @@ def run_once(
 def maintenance(engine: Engine, settings: Settings, *, clock: Callable[[], datetime]) -> None:
     """Partitions for the coming days; ground truth left waiting by a concurrent prediction write."""
     PartitionManager(engine).ensure_ahead(clock(), settings.partition_days_ahead)
-    adopted = adopt_waiting_ground_truth(engine, now=clock())
+    adopted = adopt_waiting_ground_truth(engine, now=clock(), slos=settings.slos)
     if adopted:
         log.info("joined %d waiting ground-truth records to their predictions", adopted)
 

@@ -430,7 +430,9 @@ class _Reader:
         min_samples = DEFAULT_MIN_SAMPLES
         if "min_samples" in keys:
             if sli not in TIME_SLICE_SLIS:
-                raise self.error(keys["min_samples"][0], f"min_samples applies only to ece, drift and map, not {sli}")
+                raise self.error(
+                    keys["min_samples"][0], f"min_samples applies only to ece, drift and map, not {sli}"
+                )
             min_samples = self.count(keys["min_samples"][1], "min_samples")
             if min_samples < 1:
                 raise self.error(keys["min_samples"][1], "min_samples must be at least 1")

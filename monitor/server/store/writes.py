@@ -31,6 +31,8 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from monitor.server.slo import events as slo_events
+from monitor.server.slo.spec import SLO
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.partitions import PartitionManager
@@ -95,9 +97,12 @@ def embedding_row(p: Prediction) -> tuple[Any, ...]:
 
 
 def write_predictions(
-    engine: Engine, preds: Sequence[Prediction], *, now: datetime, partitions: PartitionManager
+    engine: Engine, preds: Sequence[Prediction], *, now: datetime, partitions: PartitionManager, slos: Sequence[SLO] = ()
 ) -> WriteResult:
-    """Store a validated batch; returns how many rows were new and how many were duplicates."""
+    """Store a validated batch; returns how many rows were new and how many were duplicates.
+
+    ``slos``: the configured SLOs, whose events the new rows are counted as in this transaction.
+    """
     unique: dict[tuple[str, str], Prediction] = {}
     for p in preds:
         unique.setdefault((p.model, p.prediction_id), p)
@@ -111,7 +116,11 @@ def write_predictions(
         new = [p for key, p in unique.items() if key not in existing]
         if new:
             new = _insert_predictions(conn, new, now, pg=pg)
-            _after_predictions(conn, new, now, pg=pg)
+            adopted = _after_predictions(conn, new, now, pg=pg)
+            # SLO events: the new predictions, and the labels that were waiting for them
+            slo_events.count_predictions(conn, slos, new, now, pg=pg)
+            for model, keys in adopted.items():
+                slo_events.count_labels(conn, slos, model, keys, now, pg=pg)
     return WriteResult(len(new), len(preds) - len(new))
 
 
@@ -203,8 +212,11 @@ def _insert_on_conflict(conn: Connection, new: list[Prediction], now: datetime) 
     return inserted
 
 
-def _after_predictions(conn: Connection, new: list[Prediction], now: datetime, *, pg: bool) -> None:
-    """Counters, dirty hours, and ground truth that was waiting for these predictions."""
+def _after_predictions(
+    conn: Connection, new: list[Prediction], now: datetime, *, pg: bool
+) -> dict[str, list[tuple[datetime, str]]]:
+    """Counters, dirty hours, and ground truth that was waiting for these predictions (returned:
+    model -> (ts, prediction_id) of the predictions that got their first label)."""
     counts: dict[tuple[str, str], list[Any]] = {}
     for p in new:
         c = counts.get((p.model, p.model_version))
@@ -224,7 +236,7 @@ def _after_predictions(conn: Connection, new: list[Prediction], now: datetime, *
         pg=pg,
     )
     mark_dirty(conn, {(p.model, hour_floor(p.ts)) for p in new}, now, pg=pg)
-    _adopt_pending(conn, new, pg=pg)
+    return _adopt_pending(conn, new, pg=pg)
 
 
 def _insert(pg: bool, table: sa.Table) -> Any:
@@ -279,8 +291,9 @@ def _same_label(stored: Any, values: dict[str, Any]) -> bool:
     return all(getattr(stored, k) == values[k] for k in ("label", "boxes", "box_classes", "iscrowd"))
 
 
-def write_ground_truth(engine: Engine, gts: Sequence[GroundTruth], *, now: datetime) -> WriteResult:
-    """Store ground-truth revisions; the newest ``labelled_at`` per prediction wins."""
+def write_ground_truth(engine: Engine, gts: Sequence[GroundTruth], *, now: datetime, slos: Sequence[SLO] = ()) -> WriteResult:
+    """Store ground-truth revisions; the newest ``labelled_at`` per prediction wins. First labels
+    are counted as events of the quality SLOs among ``slos`` in the same transaction."""
     pg = engine.dialect.name == "postgresql"
     # Within one batch, apply revisions oldest first so the newest wins here too.
     ordered = sorted(gts, key=lambda g: g.labelled_at)
@@ -290,11 +303,13 @@ def write_ground_truth(engine: Engine, gts: Sequence[GroundTruth], *, now: datet
         for g in ordered:
             by_model[g.model].append(g)
         for model, group in by_model.items():
-            accepted += _write_model_ground_truth(conn, model, group, now, pg=pg)
+            accepted += _write_model_ground_truth(conn, model, group, now, pg=pg, slos=slos)
     return WriteResult(accepted, len(gts) - accepted)
 
 
-def _write_model_ground_truth(conn: Connection, model: str, group: list[GroundTruth], now: datetime, *, pg: bool) -> int:
+def _write_model_ground_truth(
+    conn: Connection, model: str, group: list[GroundTruth], now: datetime, *, pg: bool, slos: Sequence[SLO] = ()
+) -> int:
     ids = sorted({g.prediction_id for g in group})
     p, gt, pend = t.predictions.c, t.ground_truth.c, t.ground_truth_pending.c
     preds = {r.prediction_id: r for r in conn.execute(
@@ -332,6 +347,7 @@ def _write_model_ground_truth(conn: Connection, model: str, group: list[GroundTr
         first = [preds[pid] for pid in matched if pid not in stored_gt]
         log_increments(conn, model, [(r.ts, r.prediction_id) for r in first], now, pg=pg)
         _count_labelled(conn, model, [r.model_version for r in first])
+        slo_events.count_labels(conn, slos, model, [(r.ts, r.prediction_id) for r in first], now, pg=pg)
         adopted = [pid for pid in matched if pid in stored_pending]
         if adopted:
             conn.execute(sa.delete(t.ground_truth_pending).where(pend.model == model, _in(pend.prediction_id, adopted, pg)))
@@ -385,8 +401,9 @@ def _upsert_newest(conn: Connection, table: sa.Table, keys: list[str], rows: lis
     conn.execute(stmt, sorted(rows, key=lambda r: r["prediction_id"]))
 
 
-def _adopt_pending(conn: Connection, new: list[Prediction], *, pg: bool) -> None:
-    """Move ground truth that arrived before these predictions into ``ground_truth``.
+def _adopt_pending(conn: Connection, new: list[Prediction], *, pg: bool) -> dict[str, list[tuple[datetime, str]]]:
+    """Move ground truth that arrived before these predictions into ``ground_truth``; returns
+    model -> (ts, prediction_id) of the predictions that got it.
 
     Runs in the transaction that stores the predictions, which marks their hours dirty, so the
     labels need no increment of their own.
@@ -394,9 +411,13 @@ def _adopt_pending(conn: Connection, new: list[Prediction], *, pg: bool) -> None
     by_model: dict[str, dict[str, Prediction]] = defaultdict(dict)
     for p in new:
         by_model[p.model][p.prediction_id] = p
+    adopted: dict[str, list[tuple[datetime, str]]] = {}
     for model, preds in by_model.items():
         keys = {pid: (p.ts, p.model_version) for pid, p in preds.items()}
-        _move_pending(conn, model, keys, pg=pg)
+        moved = _move_pending(conn, model, keys, pg=pg)
+        if moved:
+            adopted[model] = [(keys[pid][0], pid) for pid in moved]
+    return adopted
 
 
 def _move_pending(conn: Connection, model: str, keys: dict[str, tuple[datetime, str]], *, pg: bool) -> list[str]:
@@ -412,7 +433,7 @@ def _move_pending(conn: Connection, model: str, keys: dict[str, tuple[datetime, 
     return [row["prediction_id"] for row in waiting]
 
 
-def adopt_waiting_ground_truth(engine: Engine, *, now: datetime) -> int:
+def adopt_waiting_ground_truth(engine: Engine, *, now: datetime, slos: Sequence[SLO] = ()) -> int:
     """Join waiting ground truth whose prediction has arrived since (housekeeping).
 
     The ingest paths join the two whichever arrives second; this closes the one gap, a label and
@@ -433,5 +454,6 @@ def adopt_waiting_ground_truth(engine: Engine, *, now: datetime) -> int:
             ids = _move_pending(conn, model, keys, pg=pg)
             # their hours may have been evaluated already: merge the labels in as increments
             log_increments(conn, model, [(keys[pid][0], pid) for pid in ids], now, pg=pg)
+            slo_events.count_labels(conn, slos, model, [(keys[pid][0], pid) for pid in ids], now, pg=pg)
             moved += len(ids)
     return moved

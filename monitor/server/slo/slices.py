@@ -1,0 +1,176 @@
+"""Time-slice SLIs (ece, drift, map): one event per SLO, model version and evaluation hour.
+
+The evaluate job writes the metrics of every aligned 1h window to ``metric_points``. Once an hour
+has ended (and is not waiting to be recomputed), and its slice holds at least the SLO's
+``min_samples`` labelled samples, it becomes one event of each time-slice SLO of the model: bad
+when its ECE is above the threshold, its mAP@[.5:.95] below it, or its drift score above it.
+
+Each (SLO, version, hour) is counted once: ``slo_slices`` remembers it, and the event goes into
+``slo_events`` at the minute it is counted, in the same transaction. It is never changed
+afterwards, even when late labels move the hour's value, so the counters stay monotonic. An hour
+becomes countable later when late labels bring it to ``min_samples``, but only within
+:data:`LOOKBACK` of its end: a new SLO does not count a month of past hours in one minute, which
+would look like a burst to every short alert window.
+
+Which slice: the whole version, or, for an SLO with a one-key cohort, that cohort value's slice
+(the key must be one of the settings' ``cohort_keys``; SLOs with several cohort keys have no
+evaluation slice and count nothing, which settings validation refuses).
+
+Drift: the drift job stores its scores as ``metric_points`` rows with ``metric = 'drift_score'``
+over 1h windows, the detector in the ``class`` column (``'<detector>'``, or
+``'<detector>\\x1f<feature>'`` for per-feature scores). The hour's score is the largest of the
+rows of the SLO's ``detector`` (of every detector when the SLO names none); the sample count is
+the smallest. Without such rows a drift SLO counts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from monitor.server.slo.events import Tally, add_events, minute_floor
+from monitor.server.slo.spec import SLO
+from monitor.server.store import tables as t
+from monitor.server.store.engine import write_transaction
+
+log = logging.getLogger("cvmon.slo")
+
+#: The evaluation window a time slice is.
+SLICE_WINDOW: Final = "1h"
+SLICE: Final = timedelta(hours=1)
+#: Hours that ended longer ago than this are never counted (see the module docstring).
+LOOKBACK: Final = timedelta(days=1)
+#: The stored metric each time-slice SLI reads.
+SLICE_METRICS: Final = {"ece": "ece", "map": "map", "drift": "drift_score"}
+#: Separates detector and feature in the ``class`` column of drift rows.
+FEATURE_SEPARATOR: Final = "\x1f"
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """One evaluation hour of one SLO and version, ready to count."""
+
+    slo: SLO
+    version: str
+    window_start: datetime
+    value: float
+    sample_count: int
+
+    @property
+    def bad(self) -> bool:
+        """Whether the hour breaks the SLO's bound (mAP is a lower bound, the others upper)."""
+        assert self.slo.threshold is not None
+        if self.slo.sli == "map":
+            return self.value < self.slo.threshold
+        return self.value > self.slo.threshold
+
+
+def slice_of(slo: SLO, rows: list[Any]) -> tuple[float, int] | None:
+    """The value and sample count of ``slo`` in one hour's ``metric_points`` rows of one version
+    and slice, or None when the hour has no value for it."""
+    metric = SLICE_METRICS[slo.sli]
+    if slo.sli != "drift":
+        for row in rows:
+            if row.metric == metric and row.cls == "":
+                return float(row.value), int(row.sample_count)
+        return None
+    scores = [
+        r
+        for r in rows
+        if r.metric == metric
+        and (slo.detector is None or r.cls.split(FEATURE_SEPARATOR, 1)[0] == slo.detector)
+    ]
+    if not scores:
+        return None
+    return max(float(r.value) for r in scores), min(int(r.sample_count) for r in scores)
+
+
+def _slice_filter(slo: SLO) -> tuple[str, str] | None:
+    """(cohort_key, cohort_value) of the evaluation slice an SLO reads; None: it has none."""
+    if not slo.cohort:
+        return ("", "")
+    if len(slo.cohort) == 1:
+        return slo.cohort[0]
+    return None
+
+
+def due_slices(engine: Engine, model: str, slos: list[SLO], now: datetime) -> list[Slice]:
+    """The hours of ``model`` that are complete, evaluated, big enough and not yet counted."""
+    slos = [s for s in slos if s.model == model and s.time_slice and _slice_filter(s) is not None]
+    if not slos:
+        return []
+    mp = t.metric_points.c
+    earliest = now - LOOKBACK - SLICE
+    with engine.connect() as conn:
+        points = conn.execute(
+            sa.select(mp.version, mp.window_start, mp.cohort_key, mp.cohort_value, mp.metric, mp["class"].label("cls"),
+                      mp.value, mp.sample_count)
+            .where(mp.model == model, mp.window == SLICE_WINDOW, mp.window_start >= earliest, mp.window_end <= now,
+                   mp.metric.in_(sorted({SLICE_METRICS[s.sli] for s in slos})), mp.value.is_not(None))
+        ).all()  # fmt: skip
+        # an hour waiting to be recomputed has stale metrics: count it once it is fresh
+        dirty = set(
+            conn.execute(
+                sa.select(t.dirty_hours.c.hour_start).where(t.dirty_hours.c.model == model)
+            ).scalars()
+        )
+        ss = t.slo_slices.c
+        counted = set(
+            conn.execute(
+                sa.select(ss.slo, ss.version, ss.window_start).where(
+                    ss.model == model, ss.window_start >= earliest
+                )
+            ).all()
+        )
+    hours: dict[tuple[str, datetime, str, str], list[Any]] = {}
+    for row in points:
+        hours.setdefault((row.version, row.window_start, row.cohort_key, row.cohort_value), []).append(row)
+    due = []
+    for (version, start, cohort_key, cohort_value), rows in sorted(hours.items()):
+        if start in dirty:
+            continue
+        for slo in slos:
+            if _slice_filter(slo) != (cohort_key, cohort_value) or (slo.name, version, start) in counted:
+                continue
+            found = slice_of(slo, rows)
+            if found is not None and found[1] >= slo.min_samples:
+                due.append(Slice(slo, version, start, found[0], found[1]))
+    return due
+
+
+def count_time_slices(engine: Engine, model: str, slos: list[SLO], now: datetime) -> int:
+    """Count the due hours of ``model``'s time-slice SLOs (idempotent); returns how many."""
+    due = due_slices(engine, model, slos, now)
+    if not due:
+        return 0
+    pg = engine.dialect.name == "postgresql"
+    ss = t.slo_slices
+    stmt = (pg_insert if pg else sqlite_insert)(ss).on_conflict_do_nothing()
+    tally: Tally = {}
+    with write_transaction(engine) as conn:
+        for s in due:
+            inserted = conn.execute(
+                stmt,
+                {"model": model, "slo": s.slo.name, "version": s.version, "window_start": s.window_start,
+                 "value": s.value, "sample_count": s.sample_count, "bad": int(s.bad), "counted_at": now},
+            ).rowcount  # fmt: skip
+            if inserted != 1:
+                continue  # counted meanwhile (another process): never twice
+            counts = tally.setdefault((model, s.slo.name, s.version), [0, 0])
+            counts[0] += 1
+            counts[1] += s.bad
+            if s.bad:
+                log.info(
+                    "SLO %s: hour %s of %s %s is bad (%s %.4g, threshold %g, %d samples)",
+                    s.slo.name, s.window_start.isoformat(), model, s.version, s.slo.sli, s.value,
+                    s.slo.threshold, s.sample_count,
+                )  # fmt: skip
+        add_events(conn, tally, minute_floor(now), pg=pg)
+    return sum(n for n, _ in tally.values())
