@@ -70,7 +70,15 @@ def _scan_rows(
         for j in range(1, c):
             mb = max(mb, b[j])
         if mb <= one_bits:
+            # the first maximum: test 16 at a time (one vector compare), then find it in the block
             a = 0
+            while a + 16 <= c:
+                hit = False
+                for lane in range(16):
+                    hit |= b[a + lane] == mb
+                if hit:
+                    break
+                a += 16
             while b[a] != mb:
                 a += 1
             if want_rank:
