@@ -156,7 +156,8 @@ def _cross_fitted_scores(
     # Centring and the intercept column use only pooled, label-free quantities, so every label
     # vector sees the same design: the permutation test stays exact.
     design = np.hstack([x - x.mean(axis=0), np.ones((n, 1))])
-    folds = [np.flatnonzero(rng.permutation(n) % n_folds == k) for k in range(n_folds)]
+    assignment = rng.permutation(n) % n_folds
+    folds = [np.flatnonzero(assignment == k) for k in range(n_folds)]
     # Per-fold Gram matrices in float32 (they dominate the cost); any label-free rounding is the
     # same for every label vector, so the permutation test stays exact. X'y per fold once, too:
     # each training set's products are the total minus its held-out fold.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MAX_FALSE_ALARM_RATE, NULL_TRIALS, PairSampler, flag_rate
+from drift_trials import MAX_FALSE_ALARM_RATE, NULL_TRIALS, PairSampler, flag_rate
 
 from detectors import KSDrift, WassersteinDrift, box_areas, boxes_per_image
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from conftest import Digits
+from drift_trials import Digits
 
 import drift_digits
 from detectors import AccuracyEstimate, LabelFreeAccuracy, LabelFreeDetectionPrecision, NotFittedError, SummaryError

@@ -182,3 +182,22 @@ def test_pca_ks_reports_scipy_p_values_per_component() -> None:
     assert isinstance(p_values, list) and len(p_values) == 3
     assert result.p_value == pytest.approx(min(1.0, 3 * min(p_values)))
     assert result.is_drift
+
+
+def test_cross_fitted_scores_match_sklearn_ridge_per_fold() -> None:
+    from sklearn.linear_model import Ridge
+
+    from detectors.classifier import _cross_fitted_scores
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((90, 4)) * [1.0, 2.0, 0.5, 1.0]
+    labels = (rng.random((90, 3)) < 0.5).astype(float)
+    scores = _cross_fitted_scores(x, labels, 3, 1.0, np.random.default_rng(5))
+    assignment = np.random.default_rng(5).permutation(90) % 3
+    centred = x - x.mean(axis=0)
+    penalty = np.trace(centred.T @ centred) / 4 / 90  # ridge = 1, relative to the mean feature variance
+    for k in range(3):
+        train, test = assignment != k, assignment == k
+        # An unpenalised intercept makes the centring irrelevant: sklearn's Ridge is the oracle.
+        model = Ridge(alpha=penalty * train.sum()).fit(x[train], labels[train])
+        np.testing.assert_allclose(scores[test], model.predict(x[test]), rtol=1e-4, atol=1e-5)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from conftest import MAX_FALSE_ALARM_RATE, NULL_TRIALS, Digits, PairSampler, disjoint_pair, flag_rate
+from drift_trials import MAX_FALSE_ALARM_RATE, NULL_TRIALS, Digits, PairSampler, disjoint_pair, flag_rate
 
 import drift_digits
 from detectors import (
