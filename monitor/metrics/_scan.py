@@ -2,10 +2,11 @@
 
 A row of a 10⁶ × 1 000 float32 array is 4 kB and sits in L1 while the kernel reads it a few
 times; the array itself is read from memory once. That single pass (instead of numpy's separate
-``max``, ``argmax``, comparisons and square sums, each streaming 4 GB) is why the kernel is
-hand-written. The maximum uses eight independent lanes so it vectorises without ``fastmath``,
-and the square sum of the Brier score keeps eight fixed lanes so its rounding does not depend on
-the CPU's vector width.
+``max``, ``argmax``, range checks, comparisons and square sums, each streaming 4 GB) is why the
+kernel is hand-written. Its loops are shaped for LLVM's vectoriser without ``fastmath``: the
+maximum is taken over the bit patterns (an integer maximum vectorises, a float one does not
+without licence to ignore NaN), searches test fixed blocks of 16, and the square sum of the Brier
+score keeps eight fixed lanes so its rounding does not depend on the CPU's vector width.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def _scan_rows(
     n_bins = edges.shape[0] - 1
     c8 = c - c % 8
     e1 = edges[1]
+    low_count = np.zeros(c if want_classwise else 0, dtype=np.int64)
+    low_hi = np.zeros_like(low_count)
+    low_lo = np.zeros_like(low_count)
     for i in range(n):
         r = p[i]
         b = bits[i]
@@ -147,20 +151,41 @@ def _scan_rows(
             brier[1] += np.int64(q & np.uint64(0xFFFFFFFF))
         # --- classwise bins: every probability p_ij in the bins of class j
         if want_classwise:
+            # Most probabilities of a many-class model fall in the first bin: count those with
+            # branch-free (vectorised) updates of per-class totals, then visit the rest, found
+            # 16 at a time, one by one.
             for j in range(c):
                 xj = np.float64(r[j])
-                if xj < e1:  # most probabilities of a many-class model: skip the search
-                    k = 0
-                else:
-                    k = min(int(xj * n_bins), n_bins)
-                    while k > 0 and xj < edges[k]:
-                        k -= 1
-                    while k < n_bins and xj >= edges[k + 1]:
-                        k += 1
+                first = np.int64(xj < e1)
                 q = np.uint64(xj * 9.223372036854775808e18)
-                cw_count[j, k] += 1
-                cw_hi[j, k] += np.int64(q >> np.uint64(32))
-                cw_lo[j, k] += np.int64(q & np.uint64(0xFFFFFFFF))
+                low_count[j] += first
+                low_hi[j] += np.int64(q >> np.uint64(32)) * first
+                low_lo[j] += np.int64(q & np.uint64(0xFFFFFFFF)) * first
+            j0 = 0
+            while j0 < c:
+                if j0 + 16 <= c:  # a fixed-length test vectorises; a variable one does not
+                    above = False
+                    for lane in range(16):
+                        above |= np.float64(r[j0 + lane]) >= e1
+                    j1 = j0 + 16
+                else:
+                    above = True
+                    j1 = c
+                if above:
+                    for j in range(j0, j1):
+                        xj = np.float64(r[j])
+                        if xj < e1:
+                            continue
+                        k = min(int(xj * n_bins), n_bins)
+                        while k > 1 and xj < edges[k]:
+                            k -= 1
+                        while k < n_bins and xj >= edges[k + 1]:
+                            k += 1
+                        q = np.uint64(xj * 9.223372036854775808e18)
+                        cw_count[j, k] += 1
+                        cw_hi[j, k] += np.int64(q >> np.uint64(32))
+                        cw_lo[j, k] += np.int64(q & np.uint64(0xFFFFFFFF))
+                j0 = j1
             xt = np.float64(r[t])
             k = min(int(xt * n_bins), n_bins)
             while k > 0 and xt < edges[k]:
@@ -168,6 +193,10 @@ def _scan_rows(
             while k < n_bins and xt >= edges[k + 1]:
                 k += 1
             cw_hits[t, k] += 1
+    for j in range(low_count.shape[0]):
+        cw_count[j, 0] += low_count[j]
+        cw_hi[j, 0] += low_hi[j]
+        cw_lo[j, 0] += low_lo[j]
     return -1
 
 
