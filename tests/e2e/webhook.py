@@ -62,3 +62,13 @@ class WebhookReceiver:
     def bodies(self, status: str | None = None) -> list[dict[str, Any]]:
         """The payloads received, optionally only those of one status (firing / resolved)."""
         return [r.body for r in self.received if status is None or r.body["status"] == status]
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: a receiver that is down (connection refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"

@@ -152,7 +152,8 @@ def count_time_slices(engine: Engine, model: str, slos: list[SLO], now: datetime
         return 0
     pg = engine.dialect.name == "postgresql"
     ss = t.slo_slices
-    stmt = (pg_insert if pg else sqlite_insert)(ss).on_conflict_do_nothing()
+    # RETURNING says whether this transaction inserted the row (rowcount is not reliable here)
+    stmt = (pg_insert if pg else sqlite_insert)(ss).on_conflict_do_nothing().returning(ss.c.slo)
     tally: Tally = {}
     with write_transaction(engine) as conn:
         for s in due:
@@ -160,8 +161,8 @@ def count_time_slices(engine: Engine, model: str, slos: list[SLO], now: datetime
                 stmt,
                 {"model": model, "slo": s.slo.name, "version": s.version, "window_start": s.window_start,
                  "value": s.value, "sample_count": s.sample_count, "bad": int(s.bad), "counted_at": now},
-            ).rowcount  # fmt: skip
-            if inserted != 1:
+            ).first()  # fmt: skip
+            if inserted is None:
                 continue  # counted meanwhile (another process): never twice
             counts = tally.setdefault((model, s.slo.name, s.version), [0, 0])
             counts[0] += 1

@@ -1,0 +1,161 @@
+"""The ``slo`` job on PostgreSQL and SQLite: time-slice events from evaluated hours, counted once,
+and folding old per-minute counts without changing any sum the exporter or notifier reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from monitor.server.jobs import run_once
+from monitor.server.settings import Settings
+from monitor.server.slo.counts import EPOCH, compact, read_counts
+from monitor.server.slo.jobs import slo as slo_job
+from monitor.server.slo.spec import load_slos
+from monitor.server.store import tables as t
+from monitor.server.store.engine import write_transaction
+from monitor.server.store.registry import register_model
+from tests.slo.test_slo_events import counts
+
+H = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # the hour in progress
+NOW = H + timedelta(minutes=10)
+HOUR = timedelta(hours=1)
+TICKETS = "alerting: {alerts: [{severity: ticket, long_window: 1d, short_window: 2h, budget_fraction: 0.1}]}"
+
+
+def settings_for(model: str) -> Settings:
+    text = f"""
+slos:
+  - {{name: ece, model: {model}, sli: ece, objective: 0.95, window: 30d, threshold: 0.05, {TICKETS}}}
+  - {{name: ece-cam3, model: {model}, sli: ece, objective: 0.95, window: 30d, threshold: 0.05,
+      cohort: {{camera: cam-3}}, {TICKETS}}}
+  - {{name: map, model: {model}, sli: map, objective: 0.95, window: 30d, threshold: 0.45, min_samples: 20, {TICKETS}}}
+  - {{name: drift, model: {model}, sli: drift, objective: 0.95, window: 30d, threshold: 0.2, detector: psi, {TICKETS}}}
+"""
+    return Settings(slos=load_slos(text), cohort_keys=("camera",))
+
+
+def point(
+    model: str, hour: datetime, metric: str, value: float, n: int, *, cls: str = "", cohort: str = ""
+) -> dict[str, Any]:
+    key, _, value_ = cohort.partition("=")
+    return {
+        "model": model, "window": "1h", "window_start": hour, "window_end": hour + HOUR, "version": "v1",
+        "cohort_key": key, "cohort_value": value_, "metric": metric, "class": cls, "value": value,
+        "sample_count": n, "label_coverage": 1.0, "computed_at": hour,
+    }  # fmt: skip
+
+
+def test_time_slices_count_each_complete_hour_once(db, model_name):
+    settings = settings_for(model_name)
+    m = model_name
+    rows = [
+        point(m, H - 3 * HOUR, "ece", 0.03, 100),  # good
+        point(m, H - 2 * HOUR, "ece", 0.09, 100),  # bad
+        point(m, H - 1 * HOUR, "ece", 0.20, 10),  # too few labels (yet)
+        point(m, H, "ece", 0.50, 100),  # the hour in progress: not yet
+        point(m, H - 30 * HOUR, "ece", 0.01, 100),  # older than a day: never
+        point(m, H - 4 * HOUR, "ece", 0.01, 100),  # waits for recomputation (dirty)
+        point(m, H - 3 * HOUR, "ece", 0.08, 40, cohort="camera=cam-3"),  # bad, in the cam-3 slice
+        point(m, H - 2 * HOUR, "ece", 0.01, 40, cohort="camera=cam-1"),  # another camera
+        point(m, H - 3 * HOUR, "map", 0.50, 20),  # good (a lower bound)
+        point(m, H - 2 * HOUR, "map", 0.40, 20),  # bad
+        point(m, H - 3 * HOUR, "drift_score", 0.10, 200, cls="psi\x1fconfidence"),
+        point(
+            m, H - 3 * HOUR, "drift_score", 0.30, 200, cls="psi\x1fembedding"
+        ),  # the largest psi score: bad
+        point(m, H - 2 * HOUR, "drift_score", 0.90, 200, cls="ks"),  # another detector: not this SLO's
+    ]
+    with write_transaction(db.engine) as conn:
+        register_model(conn, m, "classification", ["cat", "dog"], 0.5, now=NOW)
+        conn.execute(sa.insert(t.metric_points), rows)
+        conn.execute(sa.insert(t.dirty_hours).values(model=m, hour_start=H - 4 * HOUR, marked_at=NOW))
+
+    detail = slo_job(db.engine, m, settings=settings, clock=lambda: NOW)
+    assert detail.startswith("6 time slices counted")
+    want = {("ece", "v1"): (2, 1), ("ece-cam3", "v1"): (1, 1), ("map", "v1"): (2, 1), ("drift", "v1"): (1, 1)}
+    assert counts(db.engine, m) == want
+    # counted at the minute of the run, once
+    assert slo_job(db.engine, m, settings=settings, clock=lambda: NOW + timedelta(minutes=1)).startswith(
+        "0 time"
+    )
+    assert counts(db.engine, m) == want
+    with db.engine.connect() as conn:
+        assert set(
+            conn.execute(sa.select(t.slo_events.c.minute).where(t.slo_events.c.model == m)).scalars()
+        ) == {NOW}
+
+    # late labels bring the last hour to 40 samples; the dirty hour is recomputed: both count now
+    mp = t.metric_points.c
+    with write_transaction(db.engine) as conn:
+        conn.execute(
+            sa.update(t.metric_points)
+            .where(mp.model == m, mp.window_start == H - HOUR)
+            .values(sample_count=40)
+        )
+        conn.execute(sa.delete(t.dirty_hours).where(t.dirty_hours.c.model == m))
+    slo_job(db.engine, m, settings=settings, clock=lambda: NOW + timedelta(minutes=2))
+    assert counts(db.engine, m)[("ece", "v1")] == (4, 2)
+
+
+def test_folding_keeps_every_sum(db, model_name):
+    (slo,) = load_slos(
+        f"slos:\n  - {{name: lat, model: {model_name}, sli: latency, objective: 0.99, window: 30d, threshold: 0.1}}\n"
+    )
+    now = datetime(2026, 11, 20, 10, 15, 30, tzinfo=UTC)
+    minute = now.replace(second=0)
+
+    def row(at: datetime, events: int, bad: int, version: str = "v1") -> dict[str, Any]:
+        return {
+            "model": model_name,
+            "slo": "lat",
+            "version": version,
+            "minute": at,
+            "events": events,
+            "bad": bad,
+        }
+
+    rows = [
+        row(minute, 5, 1), row(minute - timedelta(minutes=4), 3, 0), row(minute - timedelta(minutes=5), 7, 7),
+        row(minute - timedelta(hours=2), 10, 1),
+        # older than the longest alert window (3d) plus an hour: fold into hours
+        *(row(minute - timedelta(days=4, minutes=k), 2, k % 2) for k in range(0, 50, 7)),
+        row(minute - timedelta(days=4), 1, 1, version="v2"),
+        # older than the SLO window plus a day: fold into the running total
+        *(row(minute - timedelta(days=40, minutes=k), 4, 1) for k in range(5)),
+    ]  # fmt: skip
+    with write_transaction(db.engine) as conn:
+        conn.execute(sa.insert(t.slo_events), rows)
+    with db.engine.connect() as conn:
+        before = read_counts(conn, [slo], now)["lat"]
+    assert before.window(300).events == 8  # the 5m window: this minute and the 4 before it
+    assert before.window(3600).events == 15
+
+    pg = db.is_pg
+    with write_transaction(db.engine) as conn:
+        removed = compact(conn, slo, now, pg=pg)
+    assert removed == 10  # 9 minutes into 3 hour rows (v1: 2, v2: 1), 5 old minutes into 1 total row
+    with db.engine.connect() as conn:
+        after = read_counts(conn, [slo], now)["lat"]
+        minutes = list(
+            conn.execute(sa.select(t.slo_events.c.minute).where(t.slo_events.c.model == model_name)).scalars()
+        )
+    assert after == before
+    assert EPOCH in minutes and all(m.minute == 0 for m in minutes if m < now - timedelta(days=3))
+    with write_transaction(db.engine) as conn:
+        assert compact(conn, slo, now, pg=pg) == 0
+
+
+def test_slo_jobs_run_only_for_models_with_slos(db, model_name):
+    other = model_name + "-other"
+    with write_transaction(db.engine) as conn:
+        for name in (model_name, other):
+            register_model(conn, name, "classification", ["cat", "dog"], 0.5, now=NOW)
+    settings = settings_for(model_name)
+    outcomes = run_once(db.engine, settings, clock=lambda: NOW, models=[model_name, other])
+    assert [(o.model, o.job) for o in outcomes] == [
+        (model_name, "evaluate"), (model_name, "slo"), (model_name, "notify"), (other, "evaluate"),
+    ]  # fmt: skip
+    assert all(o.status == "ok" for o in outcomes)
+    assert outcomes[2].detail == "notifier not configured"
