@@ -35,7 +35,6 @@ from ._classification import (
 )
 from ._coco import CocoInput, coco_input
 from ._detection import (
-    AREA_NAMES,
     AREA_RANGES,
     IOU_THRESHOLDS,
     MAX_DETS,
@@ -49,7 +48,6 @@ from ._detection import (
 from ._matching import detection_state
 
 __all__ = [
-    "AREA_NAMES",
     "AREA_RANGES",
     "IOU_THRESHOLDS",
     "MAX_DETS",

@@ -162,7 +162,7 @@ class CalibrationState:
     @classmethod
     def from_bytes(cls, data: bytes) -> CalibrationState:
         """Read a state written by :meth:`to_bytes`."""
-        meta, a = unpack(data, _KIND)
+        meta, a = unpack(data, _KIND, required=("edges", "count", "correct", "confidence_sum"))
         brier = meta.get("brier_sum")
         has_cw = "classwise_count" in a
         has_samples = "confidences" in a

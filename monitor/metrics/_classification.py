@@ -100,7 +100,7 @@ class ClassificationState:
     @classmethod
     def from_bytes(cls, data: bytes) -> ClassificationState:
         """Read a state written by :meth:`to_bytes`."""
-        meta, arrays = unpack(data, _KIND)
+        meta, arrays = unpack(data, _KIND, required=("cells", "cell_counts", "rank_counts"))
         if meta.get("rank_cap") != RANK_CAP:
             raise ValueError(f"state counts ranks up to {meta.get('rank_cap')}, this cvmon up to {RANK_CAP}")
         return cls(int(meta["num_classes"]), arrays["cells"], arrays["cell_counts"], arrays["rank_counts"])

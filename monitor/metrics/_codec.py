@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -56,8 +56,14 @@ def pack(kind: str, meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]])
     return b"".join([_PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)), head, *buffers])
 
 
-def unpack(data: bytes, kind: str) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
-    """Read what :func:`pack` wrote; raises ``ValueError`` on anything else."""
+def unpack(
+    data: bytes, kind: str, required: Iterable[str] = ()
+) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+    """Read what :func:`pack` wrote; raises ``ValueError`` on anything else.
+
+    ``required`` names arrays the caller needs; a state without one of them is refused here
+    rather than failing later with a ``KeyError``.
+    """
     view = memoryview(data)
     if len(view) < _PREFIX.size:
         raise ValueError("not a cvmon metrics state: too short")
@@ -73,13 +79,22 @@ def unpack(data: bytes, kind: str) -> tuple[dict[str, Any], dict[str, NDArray[An
         header = json.loads(bytes(view[_PREFIX.size : start]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ValueError("metrics state header is corrupt") from None
-    if header.get("kind") != kind:
-        raise ValueError(f"expected a {kind} state, got {header.get('kind')!r}")
+    if not isinstance(header, dict) or header.get("kind") != kind:
+        got = header.get("kind") if isinstance(header, dict) else None
+        raise ValueError(f"expected a {kind} state, got {got!r}")
     arrays: dict[str, NDArray[Any]] = {}
     offset = start
-    for name, dtype, shape in header["arrays"]:
-        if dtype not in _ALLOWED_DTYPES:
-            raise ValueError(f"metrics state array {name!r} has unsupported dtype {dtype}")
+    specs = header.get("arrays")
+    if not isinstance(specs, list) or not isinstance(header.get("meta"), dict):
+        raise ValueError("metrics state header is corrupt")  # noqa: TRY004 - bad bytes are a bad value
+    for spec in specs:
+        try:
+            name, dtype, shape = spec
+            shape = [int(d) for d in shape]
+        except (TypeError, ValueError):
+            raise ValueError("metrics state header is corrupt") from None
+        if dtype not in _ALLOWED_DTYPES or min(shape, default=0) < 0:
+            raise ValueError(f"metrics state array {name!r} has unsupported dtype or shape")
         dt = np.dtype(dtype)
         count = int(np.prod(shape, dtype=np.int64))
         end = offset + count * dt.itemsize
@@ -89,6 +104,9 @@ def unpack(data: bytes, kind: str) -> tuple[dict[str, Any], dict[str, NDArray[An
         offset = end
     if offset != len(view):
         raise ValueError("metrics state has trailing bytes")
+    missing = sorted(set(required) - set(arrays))
+    if missing:
+        raise ValueError(f"{kind} state lacks {', '.join(missing)}")
     return header["meta"], arrays
 
 

@@ -39,7 +39,6 @@ IOU_THRESHOLDS: Final = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)
 RECALL_THRESHOLDS: Final = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 #: Area ranges all, small, medium, large (pixels²; closed at both ends, as in pycocotools).
 AREA_RANGES: Final = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
-AREA_NAMES: Final = ("all", "small", "medium", "large")
 MAX_DETS: Final = (1, 10, 100)
 N_IOU: Final = len(IOU_THRESHOLDS)
 N_AREA: Final = len(AREA_RANGES)
@@ -146,7 +145,9 @@ class DetectionState:
     @classmethod
     def from_bytes(cls, data: bytes) -> DetectionState:
         """Read a state written by :meth:`to_bytes`."""
-        meta, a = unpack(data, _KIND)
+        meta, a = unpack(
+            data, _KIND, required=("classes", "gt_counts", "class_index", "score", "image", "rank", "flags")
+        )
         if meta.get("iou_thresholds") != N_IOU or meta.get("area_ranges") != [list(r) for r in AREA_RANGES]:
             raise ValueError("detection state was matched with other IoU thresholds or area ranges")
         n = a["score"].size

@@ -235,3 +235,11 @@ def test_state_arrays_are_read_only(data):
         state.score[0] = 1.0
     with pytest.raises(dataclasses.FrozenInstanceError):
         state.n_images = 1  # type: ignore[misc]
+
+
+def test_a_state_missing_an_array_is_refused():
+    from monitor.metrics._codec import pack
+
+    blob = pack("detection", {"n_images": 0}, {"classes": np.zeros(0, np.int64)})
+    with pytest.raises(ValueError, match="lacks"):
+        DetectionState.from_bytes(blob)
