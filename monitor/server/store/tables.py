@@ -403,3 +403,59 @@ notifications = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("model", "slo", "version", "severity"),
 )
+
+
+# --------------------------------------------------------------------------------------------
+# drift (monitor.server.jobs.drift) and weekly reports (monitor.server.reports)
+
+#: Which data a model version's drift reference is fitted on. ``kind``: ``first`` (the first
+#: ``size`` predictions after the version appeared: the default), ``range`` (predictions in
+#: [start, end), optionally of ``source_version``), set through PUT /v1/models/{model}/reference.
+#: ``version`` "" pins one reference for every version of the model.
+drift_reference_specs = Table(
+    "drift_reference_specs",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("version", Version, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("source_version", Version, nullable=True),
+    Column("range_start", UTCDateTime, nullable=True),
+    Column("range_end", UTCDateTime, nullable=True),
+    Column("size", Integer, nullable=True),
+    Column("set_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "version"),
+)
+
+#: A fitted detector (``detectors.to_bytes``) per model version, detector and feature: the
+#: compact reference summary, fitted once and reused by every drift run.
+drift_references = Table(
+    "drift_references",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("version", Version, nullable=False),
+    Column("detector", String(32), nullable=False),
+    Column("feature", String(64), nullable=False),
+    Column("summary", LargeBinary, nullable=False),
+    Column("n_reference", BigInteger, nullable=False),
+    Column("reference_start", UTCDateTime, nullable=False),
+    Column("reference_end", UTCDateTime, nullable=False),
+    Column("fitted_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "version", "detector", "feature"),
+)
+
+#: Weekly HTML reports, kept for ``reports.retention_weeks``.
+reports = Table(
+    "reports",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("report_id", String(32), nullable=False),
+    # ISO week, e.g. 2026-W47
+    Column("week", String(10), nullable=False),
+    Column("period_start", UTCDateTime, nullable=False),
+    Column("period_end", UTCDateTime, nullable=False),
+    Column("generated_at", UTCDateTime, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("html", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("model", "report_id"),
+    Index("ix_reports_model_period_start", "model", "period_start"),
+)
