@@ -6,8 +6,11 @@
     ├── WireError               a record or array that does not follow the wire format
     │   └── LimitExceeded       a body, array or field over its configured limit
     ├── ConfigError             bad settings or a bad cvmon.yaml (carries the line when known)
+    ├── RegistryConflict        a model update that would reinterpret stored data
     ├── SchemaOutOfDate         the database is not at the latest migration
-    └── MissingExtra            an optional extra is needed for this feature
+    ├── MissingExtra            an optional extra is needed for this feature
+    ├── detectors.NotFittedError   a drift detector scored before ``fit``
+    └── detectors.SummaryError     a stored reference summary that cannot be read
 
 Errors carry the context a person needs to act: the field, the index, the command that fixes it.
 """
@@ -41,6 +44,10 @@ class ConfigError(CvmonError, ValueError):
         super().__init__(where + message)
         self.source = source
         self.line = line
+
+
+class RegistryConflict(CvmonError, ValueError):
+    """A model registration that would reinterpret stored data (e.g. reordering classes)."""
 
 
 class SchemaOutOfDate(CvmonError, RuntimeError):

@@ -10,7 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
 from monitor.server.api.schemas import Counts, ModelList, ModelOut, ModelRegistration, Problem, VersionOut
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.registry import ModelInfo, RegistryConflict, model_info, model_names, register_model
+from monitor.errors import RegistryConflict
+from monitor.server.store.registry import ModelInfo, model_info, model_names, register_model
 
 router = APIRouter(prefix="/v1", tags=["models"])
 

@@ -64,7 +64,8 @@ def show(model: str) -> None:
 def register(model: str, task: str, classes: str, operating_threshold: float) -> None:
     """Register MODEL or update it. Classes may be appended later, never reordered or removed."""
     from monitor.server.store.engine import write_transaction
-    from monitor.server.store.registry import RegistryConflict, register_model
+    from monitor.errors import RegistryConflict
+    from monitor.server.store.registry import register_model
 
     if classes.startswith("@"):
         names = [line.strip() for line in Path(classes[1:]).read_text().splitlines() if line.strip()]

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from monitor.errors import RegistryConflict
 from monitor.server.store import tables as t
 from monitor.wire import ModelSpec
 
@@ -33,10 +34,6 @@ class ModelInfo:
     ground_truth: int
     labelled: int
     versions: tuple[VersionInfo, ...]
-
-
-class RegistryConflict(ValueError):
-    """A registration that would reinterpret stored data (e.g. reordering classes)."""
 
 
 def _spec(row: Any) -> ModelSpec:
