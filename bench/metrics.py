@@ -39,22 +39,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.metrics._synth import CocoOptions, coco_like
+from tests.metrics._synth import CocoOptions, coco_like  # noqa: E402 - needs the repository root on sys.path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="small sizes (500 images, 20 000 x 200 probabilities)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes (500 images, 20 000 x 200 probabilities)")
     parser.add_argument("--images", type=int, help="COCO images (default 5000)")
     parser.add_argument("--rows", type=int, help="classification rows (default 1 000 000)")
     parser.add_argument("--classes", type=int, help="classification classes (default 1 000)")
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="timed runs per tool; the best counts (default 3)"
-    )
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per tool; the best counts (default 3)")
     parser.add_argument("--skip", action="append", default=[], choices=["pycocotools", "coco", "classification", "warmup"],
                         help="leave a part out (repeatable)")  # fmt: skip
     args = parser.parse_args()
@@ -63,9 +57,7 @@ def main() -> None:
     classes = args.classes or (200 if args.quick else 1000)
     warnings.simplefilter("ignore")  # the oracles' deprecation chatter is not what we measure
 
-    print(
-        f"monitor.metrics benchmark: python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs"
-    )
+    print(f"monitor.metrics benchmark: python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs")
     if "warmup" not in args.skip:
         warmup()
     if "coco" not in args.skip:
@@ -142,9 +134,7 @@ def warmup() -> None:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         runs = []
         for _ in range(2):
-            out = subprocess.run(
-                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-            )
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
             runs.append(json.loads(out.stdout))
     row("cold: compile (empty cache), incl. numba import", runs[0]["first"])
     row("cached: load from the disk cache, incl. import", runs[1]["first"])
@@ -170,9 +160,7 @@ def coco(images: int, repeat: int, *, with_pycocotools: bool) -> None:
             from monitor.server.cli.eval import _IMAGES_PER_CHUNK, _read_json
 
             data = coco_input(_read_json(gt_path, "ground truth"), _read_json(dt_path, "detections"))
-            state = DetectionState.merge(
-                *(data.detection_state(a, b) for a, b in data.chunks(_IMAGES_PER_CHUNK))
-            )
+            state = DetectionState.merge(*(data.detection_state(a, b) for a, b in data.chunks(_IMAGES_PER_CHUNK)))
             m = detection_metrics(state)
             return [-1.0 if v is None else v for v in m.summary().values()]
 
@@ -234,9 +222,7 @@ def softmax_rows(seed: int, n: int, c: int, chunk: int = 50_000) -> tuple[np.nda
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         x = rng.standard_normal((stop - start, c), dtype=np.float32)
-        x[np.arange(stop - start), labels[start:stop]] += rng.gamma(2.0, 1.5, size=stop - start).astype(
-            np.float32
-        )
+        x[np.arange(stop - start), labels[start:stop]] += rng.gamma(2.0, 1.5, size=stop - start).astype(np.float32)
         x *= np.float32(1.8)
         x -= x.max(axis=1, keepdims=True)
         np.exp(x, out=x)
@@ -268,9 +254,7 @@ def classification(n: int, c: int, repeat: int) -> None:
 
     def torch_ece() -> float:
         return float(
-            multiclass_calibration_error(
-                torch.from_numpy(probs), torch.from_numpy(labels), num_classes=c, n_bins=15
-            )
+            multiclass_calibration_error(torch.from_numpy(probs), torch.from_numpy(labels), num_classes=c, n_bins=15)
         )
 
     def netcal_ece() -> float:
@@ -290,9 +274,7 @@ def classification(n: int, c: int, repeat: int) -> None:
     )
     row("netcal ECE", t_netcal, t_ours, f"|diff| {abs(e_ours - e_netcal):.1e}")
     peak = peak_memory(ours_ece)
-    print(
-        f"  cvmon peak memory (tracemalloc): {peak / 2**20:.0f} MiB beside the {probs.nbytes / 2**30:.1f} GiB input"
-    )
+    print(f"  cvmon peak memory (tracemalloc): {peak / 2**20:.0f} MiB beside the {probs.nbytes / 2**30:.1f} GiB input")
 
     from sklearn.metrics import (
         accuracy_score,

@@ -192,9 +192,7 @@ def state_from_scan(scan: RowScan, labels: ArrayLike, num_classes: int) -> Class
     return ClassificationState(num_classes, readonly(cells), readonly(counts), readonly(ranks))
 
 
-def classification_metrics(
-    state: ClassificationState, *, top_k: Iterable[int] = (1, 5)
-) -> ClassificationMetrics:
+def classification_metrics(state: ClassificationState, *, top_k: Iterable[int] = (1, 5)) -> ClassificationMetrics:
     """Accuracy, top-k accuracy, per-class and averaged precision / recall / F1, confusion matrix."""
     c = state.num_classes
     true_idx, pred_idx = np.divmod(state.cells, c)
@@ -215,7 +213,7 @@ def classification_metrics(
             support=int(s),
             predicted=int(p),
         )
-        for t, s, p in zip(tp, support, predicted)
+        for t, s, p in zip(tp, support, predicted, strict=True)
     )
     ranked = int(state.rank_counts.sum())
     top: dict[int, float | None] = {}
@@ -259,9 +257,7 @@ def _average(per_class: tuple[ClassMetrics, ...], weights: NDArray[np.int64] | N
     )
 
 
-def _sum_cells(
-    keys: NDArray[np.int64], counts: NDArray[np.int64]
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def _sum_cells(keys: NDArray[np.int64], counts: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Sum ``counts`` per distinct key; keys come back sorted."""
     if keys.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)

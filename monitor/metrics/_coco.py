@@ -110,9 +110,7 @@ def coco_input(ground_truth: Mapping[str, Any], detections: Sequence[Mapping[str
         dt_boxes = _bboxes(detections)
         dt_scores = np.fromiter((d["score"] for d in detections), dtype=np.float64, count=len(detections))
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"a detection is malformed (needs image_id, category_id, bbox, score): {exc!r}"
-        ) from None
+        raise ValueError(f"a detection is malformed (needs image_id, category_id, bbox, score): {exc!r}") from None
     unknown = ~np.isin(dt_images, image_ids)
     if unknown.any():
         ids = ", ".join(str(i) for i in np.unique(dt_images[unknown])[:5])

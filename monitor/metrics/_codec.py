@@ -56,9 +56,7 @@ def pack(kind: str, meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]])
     return b"".join([_PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)), head, *buffers])
 
 
-def unpack(
-    data: bytes, kind: str, required: Iterable[str] = ()
-) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+def unpack(data: bytes, kind: str, required: Iterable[str] = ()) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     """Read what :func:`pack` wrote; raises ``ValueError`` on anything else.
 
     ``required`` names arrays the caller needs; a state without one of them is refused here
@@ -71,9 +69,7 @@ def unpack(
     if magic != MAGIC:
         raise ValueError("not a cvmon metrics state: bad magic bytes")
     if version != FORMAT_VERSION:
-        raise ValueError(
-            f"metrics state format {version} is not supported (this cvmon reads {FORMAT_VERSION})"
-        )
+        raise ValueError(f"metrics state format {version} is not supported (this cvmon reads {FORMAT_VERSION})")
     start = _PREFIX.size + head_len
     try:
         header = json.loads(bytes(view[_PREFIX.size : start]).decode("utf-8"))
@@ -86,7 +82,7 @@ def unpack(
     offset = start
     specs = header.get("arrays")
     if not isinstance(specs, list) or not isinstance(header.get("meta"), dict):
-        raise ValueError("metrics state header is corrupt")  # noqa: TRY004 - bad bytes are a bad value
+        raise ValueError("metrics state header is corrupt")
     for spec in specs:
         try:
             name, dtype, shape = spec
@@ -130,7 +126,7 @@ def fixed_to_words(sums: NDArray[Any]) -> NDArray[np.uint64]:
         if not 0 <= value < 1 << 192:
             raise OverflowError("an exact sum is out of the storable range")
         words[i] = (value & _WORD, (value >> 64) & _WORD, value >> 128)
-    return words.reshape(sums.shape + (3,))
+    return words.reshape((*sums.shape, 3))
 
 
 def fixed_from_words(words: NDArray[np.uint64]) -> NDArray[Any]:

@@ -248,9 +248,7 @@ SUMMARY_NAMES: Final = (
 )  # fmt: skip
 
 
-def detection_metrics(
-    state: DetectionState, *, score_threshold: float = 0.5, dece_bins: int = 10
-) -> DetectionMetrics:
+def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, dece_bins: int = 10) -> DetectionMetrics:
     """pycocotools' ``accumulate`` + ``summarize`` on a state, plus the operating point and D-ECE.
 
     Operating point: detections with score ≥ ``score_threshold`` are matched greedily by score at

@@ -184,11 +184,7 @@ def detection_state(
         if gt_crowd is None
         else _column(gt_crowd, "gt_crowd", np.int64, g_img.size) != 0
     )
-    g_area = (
-        g_box[:, 2] * g_box[:, 3]
-        if gt_areas is None
-        else _column(gt_areas, "gt_areas", np.float64, g_img.size)
-    )
+    g_area = g_box[:, 2] * g_box[:, 3] if gt_areas is None else _column(gt_areas, "gt_areas", np.float64, g_img.size)
     d_img = _column(dt_images, "dt_images", np.int64)
     d_cls = _column(dt_classes, "dt_classes", np.int64, d_img.size)
     d_box = _boxes(dt_boxes, "dt_boxes", d_img.size, box_format)

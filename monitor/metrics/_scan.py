@@ -108,12 +108,13 @@ def _scan_rows(
         m = r[a]
         conf[i] = m
         pred[i] = a
-        # --- top-label bin (torchmetrics: [e_k, e_k+1); a confidence of exactly 1 has its own bin)
+        # --- top-label bin, as torchmetrics bins: float32(x) in [e_k, e_k+1), and 1.0 a bin of its own
         x = np.float64(m)
-        k = min(int(x * n_bins), n_bins)
-        while k > 0 and x < edges[k]:
+        xb = np.float64(np.float32(m))
+        k = min(int(xb * n_bins), n_bins)
+        while k > 0 and xb < edges[k]:
             k -= 1
-        while k < n_bins and x >= edges[k + 1]:
+        while k < n_bins and xb >= edges[k + 1]:
             k += 1
         count[k] += 1
         hits[k] += np.int64(a == t)
@@ -156,7 +157,7 @@ def _scan_rows(
             # 16 at a time, one by one.
             for j in range(c):
                 xj = np.float64(r[j])
-                first = np.int64(xj < e1)
+                first = np.int64(np.float64(np.float32(r[j])) < e1)
                 q = np.uint64(xj * 9.223372036854775808e18)
                 low_count[j] += first
                 low_hi[j] += np.int64(q >> np.uint64(32)) * first
@@ -166,31 +167,31 @@ def _scan_rows(
                 if j0 + 16 <= c:  # a fixed-length test vectorises; a variable one does not
                     above = False
                     for lane in range(16):
-                        above |= np.float64(r[j0 + lane]) >= e1
+                        above |= np.float64(np.float32(r[j0 + lane])) >= e1
                     j1 = j0 + 16
                 else:
                     above = True
                     j1 = c
                 if above:
                     for j in range(j0, j1):
-                        xj = np.float64(r[j])
-                        if xj < e1:
+                        xb = np.float64(np.float32(r[j]))
+                        if xb < e1:
                             continue
-                        k = min(int(xj * n_bins), n_bins)
-                        while k > 1 and xj < edges[k]:
+                        k = min(int(xb * n_bins), n_bins)
+                        while k > 1 and xb < edges[k]:
                             k -= 1
-                        while k < n_bins and xj >= edges[k + 1]:
+                        while k < n_bins and xb >= edges[k + 1]:
                             k += 1
-                        q = np.uint64(xj * 9.223372036854775808e18)
+                        q = np.uint64(np.float64(r[j]) * 9.223372036854775808e18)
                         cw_count[j, k] += 1
                         cw_hi[j, k] += np.int64(q >> np.uint64(32))
                         cw_lo[j, k] += np.int64(q & np.uint64(0xFFFFFFFF))
                 j0 = j1
-            xt = np.float64(r[t])
-            k = min(int(xt * n_bins), n_bins)
-            while k > 0 and xt < edges[k]:
+            xb = np.float64(np.float32(r[t]))
+            k = min(int(xb * n_bins), n_bins)
+            while k > 0 and xb < edges[k]:
                 k -= 1
-            while k < n_bins and xt >= edges[k + 1]:
+            while k < n_bins and xb >= edges[k + 1]:
                 k += 1
             cw_hits[t, k] += 1
     for j in range(low_count.shape[0]):
@@ -200,23 +201,22 @@ def _scan_rows(
     return -1
 
 
-def torch_edges(n_bins: int, dtype: np.dtype[Any]) -> NDArray[np.float64]:
-    """Bin edges from 0 to 1 as torchmetrics makes them for confidences of ``dtype``.
+def torch_edges(n_bins: int) -> NDArray[np.float64]:
+    """Bin edges from 0 to 1 as torchmetrics makes them: ``torch.linspace`` in float32.
 
-    float32: the values of ``torch.linspace(0, 1, n_bins + 1, dtype=torch.float32)``, which
-    computes ``i·step`` for the first half and ``1 - (n - i)·step`` for the rest, with
-    ``step = float32(1 / n)`` and one rounding (a fused multiply-add); these differ from the
-    float32 values nearest to ``i / n`` by one unit in the last place at several edges, and a
-    confidence equal to such an edge lands in a different bin. float64: ``numpy.linspace``, as
-    netcal uses. Returned as float64 (exact for the float32 values).
+    torchmetrics casts top-label confidences to float32 and bins them against
+    ``torch.linspace(0, 1, n_bins + 1, dtype=torch.float32)``. That linspace computes ``i·step``
+    for the first half and ``1 - (n - i)·step`` for the rest with ``step = float32(1 / n)`` and
+    one rounding (a fused multiply-add), so several edges differ by one unit in the last place
+    from the float32 nearest to ``i / n``, and a confidence equal to such an edge lands in
+    another bin. One set of edges for every input type also keeps states of float32
+    probabilities and float64 confidences mergeable. Returned as float64 (exact).
     """
-    if dtype == np.float32:
-        step = np.float64(np.float32(1.0) / np.float32(n_bins))
-        i = np.arange(n_bins + 1, dtype=np.float64)
-        half = (n_bins + 1) // 2
-        edges = np.where(i < half, i * step, 1.0 - (n_bins - i) * step)
-        return edges.astype(np.float32).astype(np.float64)
-    return np.linspace(0.0, 1.0, n_bins + 1)
+    step = np.float64(np.float32(1.0) / np.float32(n_bins))
+    i = np.arange(n_bins + 1, dtype=np.float64)
+    half = (n_bins + 1) // 2
+    edges = np.where(i < half, i * step, 1.0 - (n_bins - i) * step)
+    return edges.astype(np.float32).astype(np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,9 +237,7 @@ class RowScan:
     classwise_sum: NDArray[Any] | None
 
 
-def check_labels(
-    labels: ArrayLike, n: int | None, num_classes: int | None, what: str = "labels"
-) -> NDArray[np.int64]:
+def check_labels(labels: ArrayLike, n: int | None, num_classes: int | None, what: str = "labels") -> NDArray[np.int64]:
     """Labels as int64, checked against the row count and the class count."""
     arr = np.asarray(labels)
     if arr.ndim != 1:
@@ -285,7 +283,7 @@ def scan_probabilities(
     p = np.ascontiguousarray(p)
     bits = p.view(np.uint32 if p.dtype == np.float32 else np.uint64)
     one_bits = bits.dtype.type(np.ones(1, dtype=p.dtype).view(bits.dtype)[0])
-    edges = torch_edges(n_bins, p.dtype)
+    edges = torch_edges(n_bins)
     slots = n_bins + 1
     conf = np.empty(n, dtype=p.dtype)
     pred = np.empty(n, dtype=np.int64)

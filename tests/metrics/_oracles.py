@@ -41,7 +41,7 @@ def pycocotools_eval(gt: dict[str, Any], dt: list[dict[str, Any]]) -> Any:
 
 def coco_summary(evaluator: Any) -> dict[str, float | None]:
     """pycocotools' stats by name, -1 as None."""
-    return {name: (None if v == -1 else float(v)) for name, v in zip(SUMMARY_NAMES, evaluator.stats)}
+    return {name: (None if v == -1 else float(v)) for name, v in zip(SUMMARY_NAMES, evaluator.stats, strict=True)}
 
 
 def coco_per_class(evaluator: Any) -> dict[int, tuple[float | None, float | None]]:
@@ -101,9 +101,7 @@ def torchmetrics_classwise_ece(labels: np.ndarray, probs: np.ndarray, n_bins: in
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*contiguous.*", category=UserWarning)
         for j in range(probs.shape[1]):
-            values.append(
-                float(binary_calibration_error(t_probs[:, j], (t_labels == j).long(), n_bins=n_bins))
-            )
+            values.append(float(binary_calibration_error(t_probs[:, j], (t_labels == j).long(), n_bins=n_bins)))
     return float(np.mean(values))
 
 

@@ -75,7 +75,7 @@ def coco_like(seed: int, options: CocoOptions | None = None) -> tuple[dict[str, 
         gt_boxes = _boxes(rng, n_gt, o.zero_area_rate)
         gt_classes = rng.choice(cat_ids, size=n_gt, p=class_p)
         crowd = rng.random(n_gt) < o.crowd_rate
-        for box, cls, is_crowd in zip(gt_boxes, gt_classes, crowd):
+        for box, cls, is_crowd in zip(gt_boxes, gt_classes, crowd, strict=True):
             # the annotation area is a mask area: smaller than the box, sometimes by a lot
             area = float(np.round(box[2] * box[3] * rng.uniform(0.55, 1.0), 2))
             annotations.append({
@@ -118,7 +118,7 @@ def _detections(
     o: CocoOptions,
 ) -> list[tuple[NDArray[np.float64], int, float]]:
     out: list[tuple[NDArray[np.float64], int, float]] = []
-    for box, cls in zip(gt_boxes, gt_classes):
+    for box, cls in zip(gt_boxes, gt_classes, strict=True):
         # most objects are found, some twice; localisation error shrinks with the score
         for _ in range(int(rng.random() < 0.8) + int(rng.random() < 0.15)):
             quality = rng.beta(4, 1.5)
@@ -132,7 +132,7 @@ def _detections(
     fp_boxes = _boxes(rng, n_fp, o.zero_area_rate)
     fp_classes = rng.choice(extra_classes, size=n_fp)
     fp_scores = rng.beta(1.2, 4.0, size=n_fp)
-    out.extend((b, int(c), float(s)) for b, c, s in zip(fp_boxes, fp_classes, fp_scores))
+    out.extend((b, int(c), float(s)) for b, c, s in zip(fp_boxes, fp_classes, fp_scores, strict=True))
     order = rng.permutation(len(out))
     out = [out[i] for i in order][: o.max_dets]
     if o.burst_rate and rng.random() < o.burst_rate and len(gt_boxes):

@@ -42,6 +42,22 @@ def test_ece_mce_classwise_equal_torchmetrics(seed, n, c, bins, temperature):
     assert m.classwise_ece == pytest.approx(torchmetrics_classwise_ece(labels, probs, bins), abs=1e-6)
 
 
+def test_float64_input_is_binned_in_float32_like_torchmetrics():
+    # torchmetrics casts confidences to float32 before binning, and so does cvmon (its sums stay
+    # float64): a float64 confidence just below an edge rounds onto it and joins the bin above
+    edges = torch_edges(15)
+    conf = np.repeat(edges[6:15] - 1e-12, 40)
+    assert (
+        np.searchsorted(edges, conf, side="right") < np.searchsorted(edges, conf.astype(np.float32), side="right")
+    ).all()
+    rest = (1 - conf) / 2
+    probs = np.stack([conf, rest, rest], axis=1)
+    labels = (np.repeat(np.arange(6, 15), 40) % 2).astype(np.int64)  # right at even edges, wrong at odd
+    m = calibration_metrics(calibration_state(labels, probs))
+    assert m.ece == pytest.approx(torchmetrics_ece(labels, probs, 15, "l1"), abs=1e-6)
+    assert m.mce == pytest.approx(torchmetrics_ece(labels, probs, 15, "max"), abs=1e-6)
+
+
 def test_confidence_one_has_its_own_bin_like_torchmetrics():
     labels, probs = classification_like(6, 3000, 4, temperature=1.0, dtype=np.float32)
     assert probs.max() < 1
@@ -56,7 +72,7 @@ def test_confidence_one_has_its_own_bin_like_torchmetrics():
 
 def test_confidences_on_the_float32_bin_edges_bin_like_torchmetrics():
     # rows whose confidence is exactly an edge torch computes (some differ from float32(k/15))
-    edges = torch_edges(15, np.dtype(np.float32)).astype(np.float32)
+    edges = torch_edges(15).astype(np.float32)
     conf = np.repeat(edges[6:15], 40)  # every edge above 1/3 can be a top-label confidence of 3 classes
     rest = (1 - conf) / 2
     probs = np.stack([conf, rest, rest], axis=1).astype(np.float32)
@@ -73,7 +89,7 @@ def test_float32_edges_are_torch_linspace(n_bins):
     import torch
 
     theirs = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32).numpy().astype(np.float64)
-    assert (torch_edges(n_bins, np.dtype(np.float32)) == theirs).all()
+    assert (torch_edges(n_bins) == theirs).all()
 
 
 NETCAL_CASES = [
@@ -87,16 +103,23 @@ NETCAL_CASES = [
 @pytest.mark.parametrize(("seed", "n", "c", "bins"), NETCAL_CASES)
 def test_ece_mce_adaptive_equal_netcal_float64(seed, n, c, bins):
     labels, probs = classification_like(seed, n, c, dtype=np.float64)
-    assert probs.max() < 1 - np.finfo(np.float64).eps
+    # where the definitions differ: netcal bins float64 against float64 edges and clips near 1;
+    # cvmon (and torchmetrics) bin float32(c) and give float32 1.0 a bin of its own. Off the
+    # edges the bins agree; confidences that round to 1.0 change ECE by their 1e-8 gap only.
+    conf = probs.max(axis=1)
+    assert conf.max() < 1 - np.finfo(np.float64).eps
+    below_one = conf.astype(np.float32) < 1
+    assert (
+        np.searchsorted(np.linspace(0, 1, bins + 1), conf[below_one], side="right")
+        == np.searchsorted(torch_edges(bins), conf[below_one].astype(np.float32), side="right")
+    ).all()
     m = calibration_metrics(calibration_state(labels, probs, n_bins=bins))
     assert m.ece == pytest.approx(netcal_ece(labels, probs, bins), abs=1e-9)
     assert m.mce == pytest.approx(netcal_mce(labels, probs, bins), abs=1e-9)
     assert m.adaptive_ece == pytest.approx(netcal_ece(labels, probs, bins, equal_intervals=False), abs=1e-9)
 
 
-@pytest.mark.parametrize(
-    "dtype", [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
-)
+@pytest.mark.parametrize("dtype", [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")])
 # float32 rows sum to 1 within 1e-7, not within scikit-learn's float64 tolerance
 @pytest.mark.filterwarnings("ignore:The y_prob values do not sum to one:UserWarning")
 def test_brier_equals_scikit_learn(dtype):
@@ -127,9 +150,7 @@ def test_empty_window_has_no_numbers():
     assert all(b.count == 0 for b in m.reliability)
 
 
-@pytest.mark.parametrize(
-    "dtype", [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
-)
+@pytest.mark.parametrize("dtype", [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")])
 @pytest.mark.parametrize("parts", [pytest.param(p, id=f"{p}-parts") for p in (2, 9, 60)])
 def test_merged_parts_equal_the_whole_exactly(dtype, parts):
     labels, probs = classification_like(16, 6000, 20, dtype=dtype)
@@ -140,9 +161,7 @@ def test_merged_parts_equal_the_whole_exactly(dtype, parts):
     rng.shuffle(states)
     merged = CalibrationState.merge(*states)
     assert merged.to_bytes() == whole.to_bytes()
-    halves = CalibrationState.merge(
-        CalibrationState.merge(*states[::2]), CalibrationState.merge(*states[1::2])
-    )
+    halves = CalibrationState.merge(CalibrationState.merge(*states[::2]), CalibrationState.merge(*states[1::2]))
     assert halves.to_bytes() == whole.to_bytes()
     assert calibration_metrics(merged) == calibration_metrics(whole)  # float for float, no tolerance
 
@@ -155,11 +174,7 @@ def test_bytes_round_trip_and_versions():
     assert calibration_metrics(back) == calibration_metrics(state)
     lean = calibration_state(labels, probs, brier=False, samples=False)
     lean_metrics = calibration_metrics(CalibrationState.from_bytes(lean.to_bytes()))
-    assert (
-        lean_metrics.adaptive_ece is None
-        and lean_metrics.brier is None
-        and lean_metrics.classwise_ece is None
-    )
+    assert lean_metrics.adaptive_ece is None and lean_metrics.brier is None and lean_metrics.classwise_ece is None
     assert lean_metrics.ece == calibration_metrics(state).ece
     with pytest.raises(ValueError, match="calibration"):
         CalibrationState.from_bytes(classification_state(labels, probs).to_bytes())
@@ -171,6 +186,21 @@ def test_states_with_different_bins_do_not_merge():
         CalibrationState.merge(calibration_state(labels, probs, n_bins=10), calibration_state(labels, probs))
 
 
+def test_states_of_float32_probabilities_and_float64_confidences_merge():
+    # the service logs float32 probabilities for some predictions and a float64 confidence for others
+    labels, probs = classification_like(23, 2000, 6, dtype=np.float32)
+    a = calibration_state(labels[:1000], probs[:1000], brier=False)
+    conf = probs[1000:].max(axis=1).astype(np.float64)
+    b = calibration_state_from_confidences(conf, probs[1000:].argmax(axis=1) == labels[1000:])
+    whole = calibration_state(labels, probs, brier=False)
+    merged = CalibrationState.merge(a, b)
+    assert (merged.count == whole.count).all() and (merged.confidence_sum == whole.confidence_sum).all()
+    ours, theirs = calibration_metrics(merged), calibration_metrics(whole)
+    assert (ours.ece, ours.mce, ours.reliability) == (theirs.ece, theirs.mce, theirs.reliability)
+    # the kept samples are float64 now; the quantile edges are computed in that precision
+    assert ours.adaptive_ece == pytest.approx(theirs.adaptive_ece, abs=1e-12)
+
+
 def test_one_pass_gives_the_same_states_as_two():
     labels, probs = classification_like(19, 3000, 15, dtype=np.float32)
     cls_state, cal_state = probability_states(labels, probs, classwise=True)
@@ -178,9 +208,7 @@ def test_one_pass_gives_the_same_states_as_two():
     assert cal_state.to_bytes() == calibration_state(labels, probs, classwise=True).to_bytes()
 
 
-@pytest.mark.parametrize(
-    "dtype", [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
-)
+@pytest.mark.parametrize("dtype", [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")])
 def test_state_from_confidences_equals_state_from_probabilities(dtype):
     labels, probs = classification_like(20, 4000, 8, dtype=dtype)
     probs[:50] = np.eye(8, dtype=dtype)[labels[:50]]

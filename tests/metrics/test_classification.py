@@ -56,9 +56,7 @@ def test_classification_equals_scikit_learn(case):
     assert (m.confusion_matrix == confusion_matrix(labels, pred, labels=np.arange(c))).all()
     p, r, f, s = precision_recall_fscore_support(labels, pred, labels=np.arange(c), zero_division=np.nan)
     for i, cm in enumerate(m.per_class):
-        np.testing.assert_equal(
-            [_nan_or(cm.precision), _nan_or(cm.recall), _nan_or(cm.f1)], [p[i], r[i], f[i]]
-        )
+        np.testing.assert_equal([_nan_or(cm.precision), _nan_or(cm.recall), _nan_or(cm.f1)], [p[i], r[i], f[i]])
         assert cm.support == s[i]
     for average, ours in (("macro", m.macro), ("weighted", m.weighted)):
         theirs = precision_recall_fscore_support(
@@ -83,9 +81,7 @@ def test_predicted_classes_only_have_no_top_k():
     assert a.top_k_accuracy == {1: None, 5: None}
     assert (a.accuracy, a.per_class, a.macro, a.weighted) == (b.accuracy, b.per_class, b.macro, b.weighted)
     # a window that mixes both cannot give a top-k for all its samples
-    assert (
-        classification_metrics(ClassificationState.merge(from_classes, from_probs)).top_k_accuracy[5] is None
-    )
+    assert classification_metrics(ClassificationState.merge(from_classes, from_probs)).top_k_accuracy[5] is None
 
 
 def test_undefined_values_are_none_never_zero():

@@ -34,9 +34,7 @@ SCENARIOS = {
         burst_rate=0.3, burst_size=120, score_decimals=2, zero_area_rate=0.05,
     ),
 }  # fmt: skip
-CASES = [
-    pytest.param(SCENARIOS[name], seed, id=f"{name}-seed{seed}") for name in SCENARIOS for seed in (1, 2, 3)
-]
+CASES = [pytest.param(SCENARIOS[name], seed, id=f"{name}-seed{seed}") for name in SCENARIOS for seed in (1, 2, 3)]
 
 
 def _assert_close(ours: float | None, theirs: float | None, what: str) -> None:
@@ -61,9 +59,7 @@ def test_summary_and_per_class_ap_equal_pycocotools(options, seed):
 
 @pytest.mark.parametrize(
     ("options", "seed"),
-    [
-        c for c in CASES if "maxdets" not in c.id and "everything" not in c.id
-    ],  # pycocotools only matches the top 100
+    [c for c in CASES if "maxdets" not in c.id and "everything" not in c.id],  # pycocotools only matches the top 100
 )
 @pytest.mark.parametrize("threshold", [0.0, 0.5, 0.8])
 def test_operating_point_and_dece_follow_pycocotools_matches(options, seed, threshold):

@@ -281,16 +281,12 @@ def _print_coco(m: DetectionMetrics, categories: Mapping[int, str]) -> None:
     t = m.score_threshold
     click.echo(f"\nat score >= {t:g} (IoU 0.5): precision {_fmt(m.precision, 0).strip()}, "
                f"recall {_fmt(m.recall, 0).strip()}, D-ECE {_fmt(m.dece, 0).strip()}\n")  # fmt: skip
-    click.echo(
-        f"{'id':>6}  {'category':<24} {'AP':>7} {'AP50':>7} {'AP75':>7} {'GT':>7} {'prec':>7} {'recall':>7}"
-    )
+    click.echo(f"{'id':>6}  {'category':<24} {'AP':>7} {'AP50':>7} {'AP75':>7} {'GT':>7} {'prec':>7} {'recall':>7}")
     for cid in sorted(set(categories) | set(m.per_class)):
         c = m.per_class.get(cid)
         name = categories.get(cid, str(cid))[:24]
         if c is None:
-            click.echo(
-                f"{cid:>6}  {name:<24} {_fmt(None)} {_fmt(None)} {_fmt(None)} {0:>7} {_fmt(None)} {_fmt(None)}"
-            )
+            click.echo(f"{cid:>6}  {name:<24} {_fmt(None)} {_fmt(None)} {_fmt(None)} {0:>7} {_fmt(None)} {_fmt(None)}")
             continue
         click.echo(f"{cid:>6}  {name:<24} {_fmt(c.ap)} {_fmt(c.ap50)} {_fmt(c.ap75)} {c.ground_truth:>7} "
                    f"{_fmt(c.precision)} {_fmt(c.recall)}")  # fmt: skip
