@@ -46,4 +46,5 @@ def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     except ImportError:
         return fn
     # nogil: a scheduler thread computing metrics does not stall the API threads beside it.
-    return numba.njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
+    compiled: Callable[..., Any] = numba.njit(cache=True, nogil=True)(fn)
+    return compiled
