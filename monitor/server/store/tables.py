@@ -443,6 +443,22 @@ drift_references = Table(
     PrimaryKeyConstraint("model", "version", "detector", "feature"),
 )
 
+#: Aligned windows the drift job has scored, with what they were scored on: the window's
+#: predictions (status ok, from the evaluation's hour states) and a digest of the fitted
+#: references. A window is scored again only when either changes (late predictions, a new
+#: reference or calibration), and a window too small to score is not read again.
+drift_windows = Table(
+    "drift_windows",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("window", String(8), nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("predictions", BigInteger, nullable=False),
+    Column("references", String(64), nullable=False),
+    Column("scored_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "window", "window_start"),
+)
+
 #: Weekly HTML reports, kept for ``reports.retention_weeks``.
 reports = Table(
     "reports",
