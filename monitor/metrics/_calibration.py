@@ -374,11 +374,12 @@ def _sorted_samples(conf: NDArray[Any], correct: NDArray[np.bool_]) -> tuple[NDA
     """Samples in one canonical order (by confidence, then correct) whatever the merge order."""
     conf = conf + conf.dtype.type(0.0)  # -0.0 -> 0.0, so the bit patterns below are monotone
     if conf.dtype == np.float32:
-        # one sort of a 64-bit key beats a two-key lexsort by about 3x
-        key = (conf.view(np.uint32).astype(np.uint64) << np.uint64(1)) | correct.astype(np.uint64)
+        # a confidence's float32 pattern is below 2**30, so pattern and flag fit one 32-bit key:
+        # one sort of those beats a two-key lexsort by about 5x
+        key = (conf.view(np.uint32) << np.uint32(1)) | correct.astype(np.uint32)
         key.sort()
-        out_conf = (key >> np.uint64(1)).astype(np.uint32).view(np.float32)
-        out_correct = (key & np.uint64(1)).astype(bool)
+        out_conf = (key >> np.uint32(1)).view(np.float32)
+        out_correct = (key & np.uint32(1)).astype(bool)
     else:
         order = np.lexsort((correct, conf))
         out_conf, out_correct = conf[order], correct[order].astype(bool)
