@@ -8,7 +8,8 @@ list are an error, as in ``COCO.loadRes``). Reading the files is the caller's bu
 module stays pure.
 
 Ground-truth ``area`` defaults to ``w * h`` and ``iscrowd`` to 0 when missing (pycocotools fails
-on both). pycocotools treats a match to an annotation whose id is 0 as no match; annotation ids
+on both). Boxes with a negative width or height and non-finite scores are refused (pycocotools
+would compute IoUs with them). pycocotools treats a match to an annotation whose id is 0 as no match; annotation ids
 are not used here, so such a file scores as if the id were non-zero.
 """
 
@@ -111,6 +112,14 @@ def coco_input(ground_truth: Mapping[str, Any], detections: Sequence[Mapping[str
         dt_scores = np.fromiter((d["score"] for d in detections), dtype=np.float64, count=len(detections))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"a detection is malformed (needs image_id, category_id, bbox, score): {exc!r}") from None
+    _check_boxes(gt_boxes, "ground-truth annotation")
+    _check_boxes(dt_boxes, "detection")
+    if not np.isfinite(gt_areas).all():
+        raise ValueError(f"ground-truth annotation {int(np.flatnonzero(~np.isfinite(gt_areas))[0])} has a bad area")
+    if not np.isfinite(dt_scores).all():
+        raise ValueError(
+            f"detection {int(np.flatnonzero(~np.isfinite(dt_scores))[0])} has a score that is not a number"
+        )
     unknown = ~np.isin(dt_images, image_ids)
     if unknown.any():
         ids = ", ".join(str(i) for i in np.unique(dt_images[unknown])[:5])
@@ -145,3 +154,10 @@ def _bboxes(records: Sequence[Mapping[str, Any]]) -> NDArray[np.float64]:
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError("every bbox must be [x, y, width, height]")
     return boxes
+
+
+def _check_boxes(boxes: NDArray[np.float64], what: str) -> None:
+    bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{what} {i} has bbox {boxes[i].tolist()}: width and height must be finite and >= 0")

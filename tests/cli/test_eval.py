@@ -71,6 +71,16 @@ def test_coco_table_for_people(run, coco_files):
             '[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}]',
             "score", id="no-score",
         ),
+        pytest.param(
+            '{"images": [{"id": 1}], "annotations": [], "categories": [{"id": 1}]}',
+            '[{"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "score": 0.5}]',
+            "width and height must be finite", id="negative-width",
+        ),
+        pytest.param(
+            '{"images": [{"id": 1}], "annotations": [], "categories": [{"id": 1}]}',
+            '[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": NaN}]',
+            "not a number", id="nan-score",
+        ),
     ],
 )  # fmt: skip
 def test_coco_bad_files_give_one_line_errors(run, tmp_path, gt_text, dt_text, message):
