@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from monitor.errors import SchemaOutOfDate
 from monitor.server.api.deps import StateDep
-from monitor.server.api.schemas import Health, Problem, Ready
+from monitor.server.api.schemas import Health, Ready, problems
 from monitor.server.store.migrate import head_revision, verify_schema
 
 router = APIRouter(tags=["health"])
@@ -19,7 +19,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Ready, responses={503: {"model": Problem}}, summary="Readiness")
+@router.get("/readyz", response_model=Ready, responses=problems(503), summary="Readiness")
 async def readyz(state: StateDep) -> Ready:
     """200 when the database is reachable and at the latest migration; 503 otherwise. Needs no key."""
     try:

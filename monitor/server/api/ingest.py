@@ -10,18 +10,19 @@ from fastapi.concurrency import run_in_threadpool
 from monitor.errors import LimitExceeded, WireError
 from monitor.server.api.body import read_json
 from monitor.server.api.deps import AppState, IngestAuth, Principal, StateDep
-from monitor.server.api.schemas import GroundTruthBatch, IngestResponse, PredictionBatch, Problem
+from monitor.server.api.schemas import GroundTruthBatch, IngestResponse, PredictionBatch, Problem, problems
 from monitor.server.ingest import IngestResult, batch_records, ingest_ground_truth, ingest_predictions, record_models
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Some or all records were stored (or were duplicates); `rejected` lists the others."},
-    401: {"model": Problem, "description": "Missing, invalid or revoked API key."},
-    403: {"model": Problem, "description": "The key lacks the ingest scope or a model of the batch."},
-    413: {"model": Problem, "description": "The body (after gunzip) or the batch is over its limit."},
-    422: {"model": IngestResponse, "description": "No record was accepted: every one was rejected."},
-    503: {"model": Problem, "description": "The database is unavailable; retry after Retry-After seconds."},
+    **problems(400, 401, 403, 413, 415, 503),
+    422: {
+        "model": IngestResponse | Problem,
+        "description": "No record was accepted: every one was rejected (`rejected`), or the body is not "
+        '`{"records": [...]}` (`detail`).',
+    },
 }
 
 

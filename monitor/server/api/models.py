@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
-from monitor.server.api.schemas import Counts, ModelList, ModelOut, ModelRegistration, Problem, VersionOut
+from monitor.server.api.schemas import Counts, ModelList, ModelOut, ModelRegistration, VersionOut, problems
 from monitor.server.store.engine import write_transaction
 from monitor.errors import RegistryConflict
 from monitor.server.store.registry import ModelInfo, model_info, model_names, register_model
@@ -17,10 +17,7 @@ router = APIRouter(prefix="/v1", tags=["models"])
 
 ModelName = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 
-_AUTH = {
-    401: {"model": Problem, "description": "Missing, invalid or revoked API key."},
-    403: {"model": Problem, "description": "The key lacks the scope or this model."},
-}
+_AUTH = problems(401, 403, 503)
 
 
 def _out(info: ModelInfo) -> ModelOut:
@@ -39,7 +36,7 @@ def _out(info: ModelInfo) -> ModelOut:
 @router.put(
     "/models/{model}",
     response_model=ModelOut,
-    responses={**_AUTH, 201: {"model": ModelOut, "description": "Registered."}, 409: {"model": Problem}},
+    responses={**_AUTH, 201: {"model": ModelOut, "description": "Registered."}, **problems(400, 409, 422)},
     summary="Register or update a model",
 )
 def put_model(model: ModelName, body: ModelRegistration, response: Response, state: StateDep, principal: AdminAuth) -> ModelOut:
@@ -62,7 +59,7 @@ def put_model(model: ModelName, body: ModelRegistration, response: Response, sta
     return _out(info)
 
 
-@router.get("/models/{model}", response_model=ModelOut, responses={**_AUTH, 404: {"model": Problem}}, summary="A model and its counts")
+@router.get("/models/{model}", response_model=ModelOut, responses={**_AUTH, **problems(404, 422)}, summary="A model and its counts")
 def get_model(model: ModelName, state: StateDep, principal: ReadAuth) -> ModelOut:
     """The model, its counts (`predictions`, `ground_truth` received, `labelled` = predictions that
     have ground truth) and its versions."""

@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from monitor.server.api.deps import ReadAuth, StateDep
+from monitor.server.api.schemas import problems
 from monitor.server.exporters.collectors import StoredMetricsCollector
 from monitor.server.exporters.slo import SloCollector
 
@@ -16,7 +17,7 @@ router = APIRouter(tags=["metrics"])
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}},
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}, **problems(401, 403, 503)},
     summary="Prometheus metrics",
 )
 async def metrics(state: StateDep, principal: ReadAuth) -> Response:

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from monitor.server.api.deps import ReadAuth, StateDep
 from monitor.server.api.models import ModelName
-from monitor.server.api.schemas import Problem
+from monitor.server.api.schemas import problems
 from monitor.server.jobs.evaluate import hour_floor, load_window
 from monitor.server.jobs.states import SliceState
 from monitor.server.settings import parse_window
@@ -23,9 +23,7 @@ from monitor.server.store.registry import model_specs
 
 router = APIRouter(prefix="/v1", tags=["metrics"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem},
-}  # fmt: skip
+_ERRORS = problems(401, 403, 404, 422, 503)
 
 
 class MetricPoint(BaseModel):

@@ -8,7 +8,7 @@ one bad record is rejected with its index while the others are stored).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -133,3 +133,46 @@ class Ready(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationProblem(BaseModel):
+    """FastAPI's answer to a request that fails its declared parameters or body."""
+
+    detail: list[ValidationIssue]
+
+
+_PROBLEMS: dict[int, str] = {
+    400: "The body is not valid JSON or gzip.",
+    401: "Missing, invalid or revoked API key.",
+    403: "The key lacks the scope or a model of the request.",
+    404: "No such model.",
+    409: "The change would reinterpret stored data.",
+    413: "The body (after gunzip) or the batch is over its limit.",
+    415: "Unsupported Content-Encoding (use gzip).",
+    422: "The request is well-formed but refused: a sentence, or the list of invalid parameters.",
+    503: "The database is unavailable; retry after Retry-After seconds.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for error answers: ``{"detail": ...}`` bodies, Retry-After on 503.
+
+    A 422 is either cvmon's own refusal (a sentence) or FastAPI's parameter validation (a list),
+    so it is documented as both.
+    """
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        model: Any = Problem | ValidationProblem if code == 422 else Problem
+        out[code] = {"model": model, "description": _PROBLEMS[code]}
+        if code == 503:
+            out[code]["headers"] = _RETRY_AFTER
+    return out
