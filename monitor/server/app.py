@@ -6,9 +6,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
@@ -80,6 +83,7 @@ def create_app(
     app.add_middleware(TimingMiddleware, metrics=state.service_metrics)
     for schema in ingest.SCHEMAS:  # referenced by the hand-validated ingest request bodies
         _add_schema(app, schema)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_unavailable)
     app.add_exception_handler(sqlalchemy.exc.InterfaceError, _database_unavailable)
     app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_unavailable)
@@ -101,6 +105,22 @@ def _add_schema(app: FastAPI, model: type) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, with lone surrogates in the echoed input replaced: Python's json accepts
+    ``"\\ud800"`` in a body, and echoing it back verbatim fails to encode (a 500)."""
+    return JSONResponse({"detail": _encodable(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    return value
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
