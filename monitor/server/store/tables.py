@@ -267,6 +267,9 @@ label_increments = Table(
     PrimaryKeyConstraint("model", "prediction_ts", "prediction_id"),
 )
 
+#: A class name, or a confusion cell: two class names (up to 128 characters each) and a separator.
+MetricClass = String(2 * 128 + 1)
+
 _METRIC_POINT = (
     ("value", Float, True),  # null: undefined (e.g. precision of a class never predicted), never 0
     ("sample_count", BigInteger, False),
@@ -287,7 +290,7 @@ metric_points = Table(
     Column("cohort_key", String(64), nullable=False),
     Column("cohort_value", String(256), nullable=False),
     Column("metric", String(64), nullable=False),
-    Column("class", String(128), nullable=False),
+    Column("class", MetricClass, nullable=False),
     *(Column(name, type_, nullable=nullable) for name, type_, nullable in _METRIC_POINT),
     PrimaryKeyConstraint("model", "window", "window_start", "version", "cohort_key", "cohort_value", "metric", "class"),
 )
@@ -302,7 +305,7 @@ metric_latest = Table(
     Column("cohort_key", String(64), nullable=False),
     Column("cohort_value", String(256), nullable=False),
     Column("metric", String(64), nullable=False),
-    Column("class", String(128), nullable=False),
+    Column("class", MetricClass, nullable=False),
     Column("window_start", UTCDateTime, nullable=False),
     Column("window_end", UTCDateTime, nullable=False),
     *(Column(name, type_, nullable=nullable) for name, type_, nullable in _METRIC_POINT),
