@@ -18,6 +18,7 @@ from monitor.server.slo.notifier import GroupKey, Incident, advance, build_paylo
 from monitor.server.slo.receivers import NotifierConfig, Receiver, load_notifier, with_env
 from monitor.server.slo.spec import load_slos
 from tests.e2e.webhook import WebhookReceiver, closed_port_url
+from tests.slo.golden import REPO
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 (SLO,) = load_slos("slos:\n  - {name: acc, model: digits, sli: accuracy, objective: 0.95, window: 30d}\n")
@@ -172,6 +173,27 @@ notifier:
         env_only.notifier.page.url == "http://other/hook" and env_only.notifier.page.headers
     )  # headers kept
     assert with_env(None, {}) is None
+
+
+def test_example_config_loads_as_settings():
+    s = Settings.load({"CVMON_CONFIG": str(REPO / "examples" / "cvmon.yaml")})
+    assert len(s.slos) == 12 and s.notifier is None  # the notifier example is commented out
+
+
+def test_example_notifier_block_is_valid():
+    """The commented ``notifier:`` example in examples/cvmon.yaml, uncommented, loads."""
+    lines = (REPO / "examples" / "cvmon.yaml").read_text("utf-8").splitlines()
+    start = lines.index("# notifier:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        block.append(line[2:])
+    config = load_notifier("\n".join(block) + "\n", source="examples/cvmon.yaml")
+    assert config is not None and config.page is not None and config.ticket is not None
+    assert config.repeat_interval_s == 4 * 3600 and config.page.headers == (
+        ("Authorization", "Bearer <token>"),
+    )
 
 
 @pytest.mark.parametrize(

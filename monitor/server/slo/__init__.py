@@ -7,6 +7,14 @@
 * :mod:`.render` -- the Prometheus recording and alerting rules ``cvmon slo render`` writes.
 * :mod:`.promtool` -- running Prometheus' promtool on rule files.
 
+The database half (imported where needed, not here):
+
+* :mod:`.events` -- which stored predictions and labels are events; counted by the ingest writes.
+* :mod:`.slices` -- time-slice events (ece, drift, map) of evaluated hours.
+* :mod:`.counts` -- the per-minute counts over windows (exporter and notifier), and folding.
+* :mod:`.notifier`, :mod:`.receivers`, :mod:`.silences` -- the built-in notifier.
+* :mod:`.jobs` -- the ``slo`` and ``notify`` jobs.
+
 docs/slo.md explains the semantics.
 """
 

@@ -16,11 +16,11 @@ Which slice: the whole version, or, for an SLO with a one-key cohort, that cohor
 (the key must be one of the settings' ``cohort_keys``; SLOs with several cohort keys have no
 evaluation slice and count nothing, which settings validation refuses).
 
-Drift: the drift job stores its scores as ``metric_points`` rows with ``metric = 'drift_score'``
-over 1h windows, the detector in the ``class`` column (``'<detector>'``, or
-``'<detector>\\x1f<feature>'`` for per-feature scores). The hour's score is the largest of the
-rows of the SLO's ``detector`` (of every detector when the SLO names none); the sample count is
-the smallest. Without such rows a drift SLO counts nothing.
+Drift: the drift job (:mod:`monitor.server.jobs.drift`) stores its scores as ``metric_points``
+rows with ``metric = 'drift_score'`` over 1h windows and ``'<detector>:<feature>'`` in the
+``class`` column. The hour's score is the largest over the features of the SLO's ``detector`` (of
+every detector when the SLO names none); its sample count is the smallest. Without such rows a
+drift SLO counts nothing.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ SLICE: Final = timedelta(hours=1)
 LOOKBACK: Final = timedelta(days=1)
 #: The stored metric each time-slice SLI reads.
 SLICE_METRICS: Final = {"ece": "ece", "map": "map", "drift": "drift_score"}
-#: Separates detector and feature in the ``class`` column of drift rows.
-FEATURE_SEPARATOR: Final = "\x1f"
+#: Separates detector and feature in the ``class`` column of drift rows (the drift job's
+#: ``monitor.server.jobs.drift_features.FEATURE_SEPARATOR``).
+FEATURE_SEPARATOR: Final = ":"
 
 
 @dataclass(frozen=True, slots=True)
