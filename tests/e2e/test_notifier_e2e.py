@@ -41,9 +41,7 @@ class Clock:
 
 def slos_for(model: str):  # type: ignore[no-untyped-def]
     # 95 % over 30 days: the workbook's recipe, pages at 14.4x (1h/5m) and 6x (6h/30m)
-    return load_slos(
-        f"slos:\n  - {{name: acc, model: {model}, sli: accuracy, objective: 0.95, window: 30d}}\n"
-    )
+    return load_slos(f"slos:\n  - {{name: acc, model: {model}, sli: accuracy, objective: 0.95, window: 30d}}\n")
 
 
 class Traffic:
@@ -82,9 +80,7 @@ def test_accuracy_drop_pages_once_resolves_once_and_silences_hold_it(make_api, m
     clock = Clock()
     slos = slos_for(model_name)
     with WebhookReceiver() as page, WebhookReceiver() as ticket:
-        notifier = NotifierConfig(
-            page=Receiver("page", page.url), ticket=Receiver("ticket", ticket.url), retries=0
-        )
+        notifier = NotifierConfig(page=Receiver("page", page.url), ticket=Receiver("ticket", ticket.url), retries=0)
         api = make_api(clock=clock, slos=slos, notifier=notifier)
         settings = api.settings
         with api.admin() as c:
@@ -106,15 +102,10 @@ def test_accuracy_drop_pages_once_resolves_once_and_silences_hold_it(make_api, m
             (fired,) = page.bodies("firing")
             assert fired["version"] == "4" and fired["receiver"] == "page"
             assert fired["groupLabels"] == {"model": model_name, "slo": "acc", "version": "v1"}
-            firing_windows = {
-                (a["labels"]["long_window"], a["labels"]["short_window"]) for a in fired["alerts"]
-            }
+            firing_windows = {(a["labels"]["long_window"], a["labels"]["short_window"]) for a in fired["alerts"]}
             assert firing_windows == {("1h", "5m"), ("6h", "30m")}  # both pages, one notification
             alert = next(a for a in fired["alerts"] if a["labels"]["long_window"] == "1h")
-            assert (
-                alert["labels"]["alertname"] == "CvmonErrorBudgetBurn"
-                and alert["labels"]["severity"] == "page"
-            )
+            assert alert["labels"]["alertname"] == "CvmonErrorBudgetBurn" and alert["labels"]["severity"] == "page"
             assert alert["startsAt"] == "2026-11-20T10:00:00Z" and alert["endsAt"] == "0001-01-01T00:00:00Z"
             # the last hour holds only bad events: a burn rate of 1 / 0.05
             assert float(alert["annotations"]["burn_rate"]) == 20.0
@@ -140,9 +131,9 @@ def test_accuracy_drop_pages_once_resolves_once_and_silences_hold_it(make_api, m
             assert {
                 (a["labels"]["long_window"], a["labels"]["short_window"]) for a in resolved["alerts"]
             } == firing_windows
-            assert resolved["alerts"][0]["endsAt"] == (
-                T0 + timedelta(hours=2, minutes=35)
-            ).isoformat().replace("+00:00", "Z")
+            assert resolved["alerts"][0]["endsAt"] == (T0 + timedelta(hours=2, minutes=35)).isoformat().replace(
+                "+00:00", "Z"
+            )
             assert len(page.bodies("firing")) == 1
             assert not ticket.bodies("resolved")  # the 3d/6h ticket still burns
 

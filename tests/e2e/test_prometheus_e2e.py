@@ -46,9 +46,7 @@ def wait_for(what: str, check: Any, proc: subprocess.Popen[bytes], log: Path, ti
     last: Any = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(
-                f"prometheus exited ({proc.returncode}) waiting for {what}:\n{log.read_text()[-3000:]}"
-            )
+            pytest.fail(f"prometheus exited ({proc.returncode}) waiting for {what}:\n{log.read_text()[-3000:]}")
         try:
             last = check()
             if last:
@@ -77,9 +75,7 @@ def test_prometheus_scrapes_cvmon_and_evaluates_the_rules(make_api, model_name, 
             for i in range(40)
         ]  # fmt: skip
         assert c.post("/v1/predictions", json={"records": preds}).json()["accepted"] == 40
-        labels = [
-            {"prediction_id": f"p{i}", "model": model_name, "label": str((i * 7) % 10)} for i in range(40)
-        ]
+        labels = [{"prediction_id": f"p{i}", "model": model_name, "label": str((i * 7) % 10)} for i in range(40)]
         assert c.post("/v1/ground-truth", json={"records": labels}).json()["accepted"] == 40
 
     port = free_port()
@@ -118,9 +114,7 @@ scrape_configs:
 
         def groups_evaluated() -> list[dict[str, Any]] | None:
             groups = prom.get("/api/v1/rules").json()["data"]["groups"]
-            done = len(groups) == len(rules) and all(
-                r["health"] != "unknown" for g in groups for r in g["rules"]
-            )
+            done = len(groups) == len(rules) and all(r["health"] != "unknown" for g in groups for r in g["rules"])
             return groups if done else None
 
         groups = wait_for("every rule to be evaluated", groups_evaluated, proc, log)
@@ -140,9 +134,7 @@ scrape_configs:
 
         (sample,) = wait_for("a recording rule over the exported counters", recorded, proc, log)
         assert float(sample["value"][1]) == 0.0  # nothing new since the counters appeared
-        scraped = prom.get(
-            "/api/v1/query", params={"query": f'cvmon_slo_events_total{{model="{model_name}"}}'}
-        )
+        scraped = prom.get("/api/v1/query", params={"query": f'cvmon_slo_events_total{{model="{model_name}"}}'})
         by_slo = {r["metric"]["slo"]: float(r["value"][1]) for r in scraped.json()["data"]["result"]}
         assert by_slo["digits-latency"] == 40 and by_slo["digits-accuracy"] == 40
         assert by_slo["digits-accuracy-cam-3"] == 20 and by_slo["digits-recall-7"] == 4

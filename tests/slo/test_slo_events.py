@@ -31,9 +31,7 @@ MINUTE = timedelta(minutes=1)
 def slos(model: str, *lines: str) -> tuple[SLO, ...]:
     """SLOs of ``model`` from one-line YAML mappings (95 % over 30 days unless a line says otherwise)."""
     defaults = "objective: 0.95, window: 30d, "
-    body = "".join(
-        f"  - {{model: {model}, {'' if 'objective' in line else defaults}{line}}}\n" for line in lines
-    )
+    body = "".join(f"  - {{model: {model}, {'' if 'objective' in line else defaults}{line}}}\n" for line in lines)
     return load_slos("slos:\n" + body)
 
 

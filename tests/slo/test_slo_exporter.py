@@ -52,9 +52,7 @@ slos:
             for i in range(15)
         ]  # fmt: skip
         assert c.post("/v1/predictions", json={"records": preds}).json()["accepted"] == 15
-        labels = [
-            {"prediction_id": f"p{i}", "model": m, "label": "dog" if i == 0 else "cat"} for i in range(4)
-        ]
+        labels = [{"prediction_id": f"p{i}", "model": m, "label": "dog" if i == 0 else "cat"} for i in range(4)]
         assert c.post("/v1/ground-truth", json={"records": labels}).json()["accepted"] == 4
         got = scrape(c)
 
@@ -74,9 +72,7 @@ slos:
         assert sample("cvmon_slo_burn_rate", slo="lat", window="5m") == pytest.approx(burn)
         assert sample("cvmon_slo_burn_rate", slo="acc", window="3d") == pytest.approx(0.25 / 0.05)
         windows = {
-            dict(labels)["window"]
-            for name, labels in got
-            if name == "cvmon_slo_burn_rate" and ("slo", "lat") in labels
+            dict(labels)["window"] for name, labels in got if name == "cvmon_slo_burn_rate" and ("slo", "lat") in labels
         }
         assert windows == {"5m", "30m", "1h", "2h", "6h", "1d", "3d"}
         assert sample("cvmon_slo_objective_ratio", slo="b-avail") == 0.999  # no events yet: no counters

@@ -169,9 +169,7 @@ notifier:
     assert "abc" not in repr(s) and "abc" not in repr(s.notifier)
     env_only = Settings.load({"CVMON_CONFIG": str(cfg), "CVMON_NOTIFIER_PAGE_URL": "http://other/hook"})
     assert env_only.notifier is not None and env_only.notifier.page is not None
-    assert (
-        env_only.notifier.page.url == "http://other/hook" and env_only.notifier.page.headers
-    )  # headers kept
+    assert env_only.notifier.page.url == "http://other/hook" and env_only.notifier.page.headers  # headers kept
     assert with_env(None, {}) is None
 
 
@@ -191,9 +189,7 @@ def test_example_notifier_block_is_valid():
         block.append(line[2:])
     config = load_notifier("\n".join(block) + "\n", source="examples/cvmon.yaml")
     assert config is not None and config.page is not None and config.ticket is not None
-    assert config.repeat_interval_s == 4 * 3600 and config.page.headers == (
-        ("Authorization", "Bearer <token>"),
-    )
+    assert config.repeat_interval_s == 4 * 3600 and config.page.headers == (("Authorization", "Bearer <token>"),)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +222,7 @@ def test_bad_slo_in_settings_points_at_the_line(tmp_path):
     cfg.write_text(
         "database_url: sqlite:///x.db\nslos:\n  - name: acc\n    model: m\n    sli: accuracy\n    objective: 95\n    window: 30d\n"
     )
-    with pytest.raises(ConfigError, match="cvmon.yaml:6: objective must be a fraction"):
+    with pytest.raises(ConfigError, match=r"cvmon\.yaml:6: objective must be a fraction"):
         Settings.load({"CVMON_CONFIG": str(cfg)})
 
 

@@ -109,9 +109,7 @@ def read_counts(conn: Connection, slos: Sequence[SLO], now: datetime) -> dict[st
             continue  # rows left from when this SLO name belonged to another model
         values = [int(v or 0) for v in row[3:]]
         sums = {
-            w: WindowCounts(values[2 + 2 * i], values[3 + 2 * i])
-            for i, w in enumerate(windows)
-            if w in windows_of(slo)
+            w: WindowCounts(values[2 + 2 * i], values[3 + 2 * i]) for i, w in enumerate(windows) if w in windows_of(slo)
         }
         versions[name][version] = VersionCounts(WindowCounts(values[0], values[1]), sums)
     return {name: SloCounts(by_name[name], v) for name, v in versions.items()}

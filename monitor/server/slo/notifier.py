@@ -192,14 +192,8 @@ def build_payload(
     if status == "firing":
         alerts = [_alert(slo, key, d.alert, status, incident, d) for d in decisions if d.firing]
     else:
-        by_windows = {
-            (a.long_window_s, a.short_window_s): a for a in slo.alerts if a.severity == key.severity
-        }
-        alerts = [
-            _alert(slo, key, by_windows[w], status, incident, None)
-            for w in incident.alerts
-            if w in by_windows
-        ]
+        by_windows = {(a.long_window_s, a.short_window_s): a for a in slo.alerts if a.severity == key.severity}
+        alerts = [_alert(slo, key, by_windows[w], status, incident, None) for w in incident.alerts if w in by_windows]
     for a in alerts:
         a["generatorURL"] = external_url
     return {
@@ -288,9 +282,7 @@ def decide(
                               slo.name, version, d.alert.severity, d.alert.long_window, d.alert.short_window,
                               d.long_events, d.alert.min_events)  # fmt: skip
             for severity in SEVERITIES:
-                groups[GroupKey(slo.name, version, severity)] = [
-                    d for d in decisions if d.alert.severity == severity
-                ]
+                groups[GroupKey(slo.name, version, severity)] = [d for d in decisions if d.alert.severity == severity]
     return groups
 
 
@@ -372,9 +364,7 @@ def notify(engine: Engine, model: str, *, settings: Settings, clock: Callable[[]
             continue
         tally.firing += incident.state == "firing"
         if action is not None:
-            incident = _deliver(
-                model, slo, key, incident, action, decisions, receiver, config, silences, now, tally
-            )
+            incident = _deliver(model, slo, key, incident, action, decisions, receiver, config, silences, now, tally)
         if incident != before:
             _save(engine, model, key, incident, now)
     return tally.line()
@@ -398,9 +388,7 @@ def _deliver(
     tally: _Tally,
 ) -> Incident:
     """Send the due notification unless silenced; returns the incident with the outcome."""
-    what = f"{action} {key.severity} for SLO {slo.name} of model {model}" + (
-        f" {key.version}" if key.version else ""
-    )
+    what = f"{action} {key.severity} for SLO {slo.name} of model {model}" + (f" {key.version}" if key.version else "")
     silence = next((s for s in silences if s.covers(model, slo.name, now)), None)
     if action == "firing" and silence is not None:
         log.info("silenced: not sending %s (silence %s until %s by %s: %s)", what, silence.silence_id,

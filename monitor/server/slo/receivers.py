@@ -76,9 +76,7 @@ class NotifierConfig:
 def _check_url(url: str, where: str, source: str | None, line: int | None) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(
-            f"{where} must be an http:// or https:// URL, not {url!r}", source=source, line=line
-        )
+        raise ConfigError(f"{where} must be an http:// or https:// URL, not {url!r}", source=source, line=line)
     return url
 
 
@@ -117,9 +115,7 @@ def load_notifier(text: str, source: str = "cvmon.yaml") -> NotifierConfig | Non
     if "retry_backoff_seconds" in keys:
         backoff = reader.number(keys["retry_backoff_seconds"][1], "notifier.retry_backoff_seconds")
         if not 0 <= backoff <= 60:
-            raise reader.error(
-                keys["retry_backoff_seconds"][1], "notifier.retry_backoff_seconds must be in [0, 60]"
-            )
+            raise reader.error(keys["retry_backoff_seconds"][1], "notifier.retry_backoff_seconds must be in [0, 60]")
         values["retry_backoff_seconds"] = backoff
     if "external_url" in keys:
         url_node = keys["external_url"][1]
@@ -145,9 +141,7 @@ def _receiver(reader: _Reader, severity: Severity, node: Any) -> Receiver:
     if "url" not in keys:
         raise reader.error(node, f"{where} needs url: the webhook to POST {severity} notifications to")
     url_node = keys["url"][1]
-    url = _check_url(
-        reader.text(url_node, f"{where}.url"), f"{where}.url", reader.source, url_node.start_mark.line + 1
-    )
+    url = _check_url(reader.text(url_node, f"{where}.url"), f"{where}.url", reader.source, url_node.start_mark.line + 1)
     timeout = 5.0
     if "timeout_seconds" in keys:
         timeout = reader.number(keys["timeout_seconds"][1], f"{where}.timeout_seconds")
@@ -155,9 +149,7 @@ def _receiver(reader: _Reader, severity: Severity, node: Any) -> Receiver:
             raise reader.error(keys["timeout_seconds"][1], f"{where}.timeout_seconds must be in (0, 120]")
     headers: list[tuple[str, str]] = []
     if "headers" in keys:
-        for name, (_, value_node) in reader.mapping(
-            keys["headers"][1], f"{where}.headers", allowed=None
-        ).items():
+        for name, (_, value_node) in reader.mapping(keys["headers"][1], f"{where}.headers", allowed=None).items():
             headers.append((name, reader.text(value_node, f"{where}.headers.{name}", numbers_ok=True)))
     return Receiver(severity, url, timeout, tuple(headers))
 

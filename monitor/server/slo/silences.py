@@ -97,7 +97,5 @@ def expire_silence(conn: Connection, silence_id: str, *, now: datetime) -> Silen
     if row is None:
         return None
     ends = max(now, row.starts_at)
-    conn.execute(
-        sa.update(t.silences).where(s.model == row.model, s.silence_id == silence_id).values(ends_at=ends)
-    )
+    conn.execute(sa.update(t.silences).where(s.model == row.model, s.silence_id == silence_id).values(ends_at=ends))
     return replace(_silence(row), ends_at=ends)

@@ -85,8 +85,7 @@ def slice_of(slo: SLO, rows: list[Any]) -> tuple[float, int] | None:
     scores = [
         r
         for r in rows
-        if r.metric == metric
-        and (slo.detector is None or r.cls.split(FEATURE_SEPARATOR, 1)[0] == slo.detector)
+        if r.metric == metric and (slo.detector is None or r.cls.split(FEATURE_SEPARATOR, 1)[0] == slo.detector)
     ]
     if not scores:
         return None
@@ -117,17 +116,11 @@ def due_slices(engine: Engine, model: str, slos: list[SLO], now: datetime) -> li
                    mp.metric.in_(sorted({SLICE_METRICS[s.sli] for s in slos})), mp.value.is_not(None))
         ).all()  # fmt: skip
         # an hour waiting to be recomputed has stale metrics: count it once it is fresh
-        dirty = set(
-            conn.execute(
-                sa.select(t.dirty_hours.c.hour_start).where(t.dirty_hours.c.model == model)
-            ).scalars()
-        )
+        dirty = set(conn.execute(sa.select(t.dirty_hours.c.hour_start).where(t.dirty_hours.c.model == model)).scalars())
         ss = t.slo_slices.c
         counted = set(
             conn.execute(
-                sa.select(ss.slo, ss.version, ss.window_start).where(
-                    ss.model == model, ss.window_start >= earliest
-                )
+                sa.select(ss.slo, ss.version, ss.window_start).where(ss.model == model, ss.window_start >= earliest)
             ).all()
         )
     hours: dict[tuple[str, datetime, str, str], list[Any]] = {}
