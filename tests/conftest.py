@@ -208,20 +208,25 @@ def make_api(db: Database) -> Iterator[Any]:
     """Start servers for the ``db`` under test: ``make_api(**settings_overrides) -> Api``."""
     from monitor.server.app import create_app
     from monitor.server.settings import Settings
+    from monitor.server.store.engine import make_engine
 
-    stack: list[ThreadServer] = []
+    stack: list[tuple[ThreadServer, Any]] = []
 
     def start(clock: Any = None, **overrides: Any) -> Api:
         settings = Settings(database_url=db.url, **{"scheduler": False, **overrides})
-        server = ThreadServer(create_app(settings, **({} if clock is None else {"clock": clock}))).__enter__()
-        stack.append(server)
+        # the server's own engine, disposed here even if a slow shutdown skips the app's lifespan end
+        engine = make_engine(settings.sqlalchemy_url)
+        app = create_app(settings, engine=engine, **({} if clock is None else {"clock": clock}))
+        server = ThreadServer(app).__enter__()
+        stack.append((server, engine))
         api = Api(server.url, "", db, settings)
         api.admin_key = api.create_key(["ingest", "read", "admin"])
         return api
 
     yield start
-    for server in reversed(stack):
+    for server, engine in reversed(stack):
         server.__exit__()
+        engine.dispose()
 
 
 @pytest.fixture
