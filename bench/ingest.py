@@ -1,8 +1,9 @@
 """Ingest throughput: predictions/s through the real HTTP API into PostgreSQL, next to the ceiling.
 
-Two workloads, batches of 1000 records:
+Two workloads, batches of 1000 records, encoded exactly as the SDK sends them (base64 arrays,
+gzip level 1):
   * classification, 10 classes, no embedding;
-  * the same with a 512-d float16 embedding (sent base64, as the SDK does).
+  * the same with a 512-d float16 embedding.
 
 For each, the same run measures
   * cvmon: `cvmon serve --workers W` on loopback, C client threads posting pre-built request
@@ -17,6 +18,7 @@ and prints both and the ratio.
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import os
 import subprocess
@@ -48,36 +50,42 @@ from monitor.server.store.writes import (  # noqa: E402
     embedding_row,
     prediction_row,
 )
-from monitor.wire import ModelSpec, encode_array, parse_prediction  # noqa: E402
+from monitor.sdk._records import encode as sdk_encode  # noqa: E402
+from monitor.wire import ModelSpec, parse_prediction  # noqa: E402
 
 CLASSES = [f"class-{i}" for i in range(10)]
 BATCH = 1000
 
 
 def records(model: str, n: int, embedding_dim: int, start: datetime, seed: int) -> Iterator[dict]:
+    """Records as an inference service logs them (numpy arrays, Unix-seconds timestamps)."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(n, len(CLASSES))).astype(np.float32)
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    emb = rng.normal(size=(n, embedding_dim)).astype(np.float16) if embedding_dim else None
+    emb = rng.normal(size=(n, embedding_dim)).astype(np.float32) if embedding_dim else None
     run = uuid.uuid4().hex[:8]
+    t0 = start.timestamp()
     for i in range(n):
         rec = {
             "prediction_id": f"{run}-{i}",
-            "model": model,
-            "model_version": "v1",
-            "timestamp": (start + timedelta(milliseconds=i)).isoformat(),
+            "timestamp": t0 + i / 1000,
             "latency_ms": float(10 + i % 7),
             "cohort": {"camera": f"cam-{i % 8}"},
-            "probabilities": probs[i].tolist(),
+            "probabilities": probs[i],
         }
         if emb is not None:
-            rec["embedding"] = encode_array(emb[i], "float16")
+            rec["embedding"] = emb[i]
         yield rec
 
 
 def bodies(model: str, n: int, dim: int, start: datetime, seed: int) -> list[bytes]:
-    recs = list(records(model, n, dim, start, seed))
-    return [orjson.dumps({"records": recs[i : i + BATCH]}) for i in range(0, n, BATCH)]
+    """Request bodies exactly as the SDK sends them: its record encoding (base64 float32
+    probabilities, float16 embeddings), batches of 1000, gzip level 1."""
+    encoded = [sdk_encode(r, model, "v1", "float16") for r in records(model, n, dim, start, seed)]
+    return [
+        gzip.compress(b'{"records":[' + b",".join(encoded[i : i + BATCH]) + b"]}", compresslevel=1, mtime=0)
+        for i in range(0, n, BATCH)
+    ]
 
 
 def post_all(port: int, key: str, payloads: list[bytes], clients: int) -> float:
@@ -88,7 +96,7 @@ def post_all(port: int, key: str, payloads: list[bytes], clients: int) -> float:
 
     def worker() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "Authorization": f"Bearer {key}"}
         while True:
             with lock:
                 if not queue:
@@ -117,7 +125,8 @@ def copy_ceiling(dsn: str, model: str, n: int, dim: int, start: datetime) -> flo
     """Raw binary COPY of the same rows (validated up front, outside the timing)."""
     spec = ModelSpec.create(model, "classification", CLASSES)
     now = datetime.now(UTC)
-    preds = [parse_prediction(r, {model: spec}.get, now=now) for r in records(model, n, dim, start, seed=99)]
+    wire = (orjson.loads(sdk_encode(r, model, "v1", "float16")) for r in records(model, n, dim, start, seed=99))
+    preds = [parse_prediction(r, {model: spec}.get, now=now) for r in wire]
     rows = [prediction_row(p, now, Jsonb(p.cohort)) for p in preds]
     embs = [embedding_row(p) for p in preds if p.embedding is not None]
     with psycopg.connect(dsn) as conn:
