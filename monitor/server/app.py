@@ -38,6 +38,23 @@ A key bound to models can only touch those models.
 RETRY_AFTER_SECONDS = 5
 
 
+def _unavailable_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean "the database is away", answered 503 + Retry-After: SQLAlchemy's, and
+    psycopg's own, which the COPY path (raw driver cursor) raises unwrapped when a backend is
+    terminated mid-statement."""
+    errors: list[type[Exception]] = [
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.TimeoutError,  # pool exhausted: every connection busy or hanging
+        sqlalchemy.exc.DisconnectionError,
+    ]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installs without the driver
+        return tuple(errors)
+    return (*errors, psycopg.OperationalError, psycopg.InterfaceError)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -84,9 +101,8 @@ def create_app(
     for schema in ingest.SCHEMAS:  # referenced by the hand-validated ingest request bodies
         _add_schema(app, schema)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_unavailable)
-    app.add_exception_handler(sqlalchemy.exc.InterfaceError, _database_unavailable)
-    app.add_exception_handler(sqlalchemy.exc.TimeoutError, _database_unavailable)
+    for error in _unavailable_errors():
+        app.add_exception_handler(error, _database_unavailable)
     return app
 
 
