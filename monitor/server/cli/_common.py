@@ -29,12 +29,19 @@ def open_engine(settings: Settings, *, verify: bool = True) -> Engine:
     from monitor.server.store.engine import make_engine
     from monitor.server.store.migrate import verify_schema
 
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
     engine = make_engine(settings.sqlalchemy_url)
     if verify:
         try:
             verify_schema(engine)
         except CvmonError as exc:
             raise click.ClickException(str(exc)) from None
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+            where = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
+            reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+            raise click.ClickException(f"cannot reach the database at {where}: {reason}") from None
     return engine
 
 
