@@ -23,6 +23,10 @@ CVMON_MAX_COHORT_VALUES          max_cohort_values            values per cohort 
 CVMON_NOTIFIER_PAGE_URL          notifier.page.url            built-in notifier: page receiver webhook
 CVMON_NOTIFIER_TICKET_URL        notifier.ticket.url          built-in notifier: ticket receiver webhook
 -                                notifier                     the rest of the notifier (docs/slo.md)
+CVMON_REPORTS_ENABLED            reports.enabled              write the weekly HTML reports (1)
+CVMON_REPORTS_DAY                reports.day                  weekday they are written, UTC (monday)
+CVMON_REPORTS_TIME               reports.time                 time of day they are written, UTC (06:00)
+CVMON_REPORTS_RETENTION_WEEKS    reports.retention_weeks      weeks a stored report is kept (12)
 ==============================  ==========================  ========================================
 
 Lists in the environment are comma-separated.
@@ -39,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from monitor.errors import ConfigError
 
 if TYPE_CHECKING:
+    from monitor.server.reports.config import ReportSettings
     from monitor.server.slo.receivers import NotifierConfig
     from monitor.server.slo.spec import SLO
 
@@ -74,6 +79,8 @@ class Settings:
     slos: tuple[SLO, ...] = field(default=(), repr=False)
     #: The built-in notifier's receivers and policy; None: no notifications.
     notifier: NotifierConfig | None = field(default=None, repr=False)
+    #: When the weekly reports are written and how long they are kept (docs/reports.md).
+    reports: ReportSettings = field(default_factory=lambda: _default_reports(), repr=False)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -104,6 +111,9 @@ class Settings:
             from monitor.server.slo.receivers import with_env
 
             values["notifier"] = with_env(values.get("notifier"), env)
+        from monitor.server.reports.config import load_report_settings
+
+        values["reports"] = load_report_settings(values.get("extra", {}).get("reports"), env, source=values.get("config_path"))
         values.update(overrides)
         settings = cls(**values)
         settings.validate()
@@ -159,9 +169,15 @@ def parse_window(text: str) -> int:
 
 
 #: Fields that are not plain values (parsed by their own readers, never from one variable).
-_STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier"}
+_STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier", "reports"}
 _SIMPLE_KEYS = {f.name for f in fields(Settings)} - _STRUCTURED - {"pii_drop", "pii_hash", "pii_hash_key"}
 _NOTIFIER_ENV = ("CVMON_NOTIFIER_PAGE_URL", "CVMON_NOTIFIER_TICKET_URL")
+
+
+def _default_reports() -> ReportSettings:
+    from monitor.server.reports.config import ReportSettings
+
+    return ReportSettings()
 
 
 def _from_yaml(path: Path) -> dict[str, Any]:

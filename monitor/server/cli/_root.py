@@ -20,6 +20,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "monitor.server.cli.silence",
     "monitor.server.cli.grafana",
     "monitor.server.cli.demo",
+    "monitor.server.cli.report",
 )
 
 

@@ -4,6 +4,7 @@
 evaluate    hour states, late labels, metric history and the latest windows (per model)
 slo         time-slice SLO events (ece, drift, map), folding old SLO counts (models with SLOs)
 notify      the built-in burn-rate notifier (models with SLOs, when a receiver is configured)
+report      last week's HTML report (weekly, on its own cron trigger; only when named)
 ==========  ===========================================================================
 
 Housekeeping (not per model): daily partitions ahead, ground truth that waited for a
@@ -20,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from monitor.server.jobs.evaluate import evaluate
+from monitor.server.jobs.report import report
 from monitor.server.jobs.runner import Job, Outcome, run_job
 from monitor.server.settings import Settings
 from monitor.server.slo import jobs as slo_jobs
@@ -31,6 +33,8 @@ log = logging.getLogger("cvmon.jobs")
 
 #: Jobs run for every model on every tick, in this order.
 MODEL_JOBS: dict[str, Job] = {"evaluate": evaluate, "slo": slo_jobs.slo, "notify": slo_jobs.notify}
+#: Jobs with a schedule of their own (a cron trigger in the scheduler): run only when named.
+WEEKLY_JOBS: dict[str, Job] = {"report": report}
 #: Jobs that run only for some models: a model without SLOs has no events to count or notify.
 _ONLY_FOR: dict[str, Callable[[Settings, str], bool]] = {"slo": slo_jobs.has_slos, "notify": slo_jobs.has_slos}
 
@@ -47,7 +51,8 @@ def run_once(
     """Run each job once for each model (all registered models by default); never raises for a job."""
     with engine.connect() as conn:
         names = model_names(conn) if models is None else list(models)
-    selected = {name: job for name, job in MODEL_JOBS.items() if jobs is None or name in jobs}
+    known = {**MODEL_JOBS, **WEEKLY_JOBS}
+    selected = {name: job for name, job in known.items() if (name in MODEL_JOBS if jobs is None else name in jobs)}
     outcomes = []
     for model in names:
         for name, job in selected.items():
@@ -68,4 +73,4 @@ def maintenance(engine: Engine, settings: Settings, *, clock: Callable[[], datet
         log.info("joined %d waiting ground-truth records to their predictions", adopted)
 
 
-__all__ = ["MODEL_JOBS", "maintenance", "run_once"]
+__all__ = ["MODEL_JOBS", "WEEKLY_JOBS", "maintenance", "run_once"]

@@ -1,5 +1,6 @@
 """APScheduler wiring: every tick, each registered job runs once per model (skipping models whose
-lock another process holds). ``cvmon serve`` starts it next to the API unless CVMON_SCHEDULER=0;
+lock another process holds); the weekly reports run on a cron trigger (``reports.day`` at
+``reports.time``, UTC). ``cvmon serve`` starts it next to the API unless CVMON_SCHEDULER=0;
 ``cvmon worker`` runs only this."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
 from monitor.server.jobs import maintenance, run_once
@@ -35,6 +37,18 @@ def start_scheduler(engine: Engine, settings: Settings, clock: Callable[[], date
 
     scheduler.add_job(tick, "interval", seconds=settings.evaluate_interval_seconds, id="models", next_run_time=clock())
     scheduler.add_job(housekeeping, "interval", minutes=10, id="housekeeping", next_run_time=clock())
+    reports = settings.reports
+    if reports.enabled:
+
+        def weekly_reports() -> None:
+            try:
+                run_once(engine, settings, clock=clock, jobs=["report"])
+            except Exception:
+                log.exception("weekly reports failed")
+
+        # A scheduler that was down at the trigger time still writes the reports within 6 hours.
+        trigger = CronTrigger(day_of_week=reports.cron_day, hour=reports.hour, minute=reports.minute, timezone="UTC")
+        scheduler.add_job(weekly_reports, trigger, id="reports", misfire_grace_time=6 * 3600)
     scheduler.start()
     log.info("scheduler started: model jobs every %ss", settings.evaluate_interval_seconds)
     return scheduler

@@ -1,0 +1,624 @@
+"""``build_report_data``: the report data of one model and ISO week, read from the database.
+
+The only code of the reports that reads (:mod:`.store` keeps the finished reports).
+
+The builder reads what the evaluate, drift and SLO jobs stored and aggregates it for one ISO week
+next to the week before; the templates never see the database. What comes from where:
+
+==========================  ====================================================================
+week totals per slice       ``metric_points``, the 7d window (7d windows start on Mondays, so a
+                            week is exactly one stored window): accuracy / mAP, ECE, latency,
+                            error rate, coverage, the label-free estimate, reliability bins
+trends                      ``metric_points``, the 1d window (1h when 1d is not configured), both
+                            weeks: one point per day per version, sparklines per cohort
+per-class table, confusion  ``eval_states`` of the whole versions, merged over both weeks and every
+                            version (classification: exact counts); detection: the 7d per-class
+                            points of the busiest version
+drift                       ``metric_points`` rows ``drift_score`` / ``drift_p_value`` /
+                            ``drift_detected`` (+ ``drift_threshold`` when written), class
+                            ``<detector>:<feature>`` (or ``<detector>\\x1f<feature>``), the shortest
+                            window they are stored for
+SLOs                        ``slo_events`` through :func:`monitor.server.slo.counts.read_counts`
+                            (error budget left as of generation), the week's own counts, and the
+                            notifier's firing incidents
+==========================  ====================================================================
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+from monitor.metrics import ClassificationState, classification_metrics
+from monitor.server.reports.data import (
+    DEFAULT_ALPHA,
+    EMPTY,
+    ClassRow,
+    CohortRow,
+    Confusion,
+    DriftHit,
+    DriftTrend,
+    ReliabilityBin,
+    ReliabilityCurve,
+    ReportData,
+    ReportError,
+    Series,
+    SloStatus,
+    VersionSummary,
+    WeekValue,
+)
+from monitor.server.reports.weeks import Week
+from monitor.server.settings import Settings, parse_window
+from monitor.server.slo.burnrate import budget_remaining
+from monitor.server.slo.counts import read_counts
+from monitor.server.slo.spec import SLO
+from monitor.server.store import tables as t
+from monitor.server.store.registry import model_info
+
+WEEK_SECONDS: Final = 7 * 86400
+#: Metrics read for the week totals of every slice (per-class and reliability rows come on top).
+_WEEK_METRICS: Final = (
+    "predictions",
+    "labelled",
+    "label_coverage",
+    "error_rate",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "label_latency_p50_seconds",
+    "accuracy",
+    "map",
+    "ece",
+    "dece",
+    "estimated_accuracy",
+)
+_RELIABILITY: Final = ("reliability_accuracy", "reliability_confidence")
+_DETECTION_CLASS_METRICS: Final = ("ap", "precision", "recall")
+_TREND_METRICS: Final = (
+    "accuracy",
+    "map",
+    "ece",
+    "dece",
+    "latency_p95_ms",
+    "error_rate",
+    "label_coverage",
+    "estimated_accuracy",
+)
+DRIFT_METRICS: Final = ("drift_score", "drift_p_value", "drift_detected", "drift_threshold")
+#: Separators of detector and feature in the ``class`` column of drift rows (both are in use).
+_FEATURE_SEPARATORS: Final = ("\x1f", ":")
+
+
+# --------------------------------------------------------------------------------------------
+# the builder
+
+
+def build_report_data(
+    engine: Engine, model: str, week_start: datetime, *, settings: Settings, clock: Callable[[], datetime]
+) -> ReportData:
+    """Read and aggregate everything the report of ``model`` for the week starting ``week_start``
+    (a Monday 00:00 UTC) shows. Raises :class:`ReportError` for an unknown model."""
+    week = Week.containing(week_start)
+    if week.start != week_start.astimezone(UTC):
+        raise ReportError(f"a report week starts on a Monday at 00:00 UTC, not at {week_start.isoformat()}")
+    generated_at = clock()
+    week_window = _window_named(settings, WEEK_SECONDS)
+    trend_window = _window_named(settings, 86400) or _window_named(settings, 3600) or "1d"
+    with engine.connect() as conn:
+        info = model_info(conn, model)
+        if info is None:
+            raise ReportError(f"no model {model!r}")
+        spec = info.spec
+        primary = "accuracy" if spec.task == "classification" else "map"
+        calibration = "ece" if spec.task == "classification" else "dece"
+        week_rows = _week_rows(conn, model, week_window, week, detection=spec.task == "detection")
+        trend_rows = _trend_rows(conn, model, trend_window, week)
+        drift_window, drift_rows = _drift_rows(conn, model, week)
+        merged = _merged_classification(conn, model, week, len(spec.classes)) if spec.task == "classification" else None
+        slos = [s for s in settings.slos if s.model == model]
+        slo_status = _slo_status(conn, model, slos, week, generated_at)
+    first_seen = {v.version: v.first_seen for v in info.versions}
+    totals = _SliceTotals(week_rows, week)
+    versions = _versions(totals, trend_rows, first_seen, primary, calibration)
+    busiest = versions[0].version if versions else None
+    trend_days = _trend_starts(week, trend_window)
+    alpha = getattr(settings, "drift_alpha", None)
+    drift = _drift_trends(drift_rows, slos, alpha)
+    if merged is not None:
+        classes, confusion = _classification_classes(spec.classes, *merged)
+        overall = _accuracy(*merged)
+    else:
+        classes, confusion = _detection_classes(spec.classes, totals, busiest), None
+        overall = totals.value(busiest, "", "", primary) if busiest else EMPTY
+    return ReportData(
+        model=model,
+        task=spec.task,
+        week=week.name,
+        period_start=week.start,
+        period_end=week.end,
+        generated_at=generated_at,
+        trend_window=trend_window,
+        n_classes=len(spec.classes),
+        overall=overall,
+        overall_label_coverage=totals.coverage_over_versions(),
+        versions=versions,
+        slos=tuple(slo_status),
+        slo_as_of=generated_at,
+        quality_trend=_version_series(trend_rows, primary, trend_days, versions),
+        coverage_trend=_version_series(trend_rows, "label_coverage", trend_days, versions),
+        calibration_trend=_version_series(trend_rows, calibration, trend_days, versions),
+        reliability=_reliability(totals, versions) if spec.task == "classification" else (),
+        classes=classes,
+        confusion=confusion,
+        cohorts=_cohorts(totals, trend_rows, trend_days, primary, _cohort_drift(drift_rows, alpha)),
+        drift=drift,
+        drift_window=drift_window,
+        estimate_trend=_estimate_trend(trend_rows, trend_days, busiest) if spec.task == "classification" else (),
+        latency_trend=_version_series(trend_rows, "latency_p95_ms", trend_days, versions),
+        error_trend=_version_series(trend_rows, "error_rate", trend_days, versions),
+    )
+
+
+def _window_named(settings: Settings, seconds: int) -> str | None:
+    """The configured evaluation window of ``seconds`` (e.g. "7d" or "1w")."""
+    return next((w for w in settings.windows if parse_window(w) == seconds), None)
+
+
+# --------------------------------------------------------------------------------------------
+# metric points
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    window_start: datetime
+    version: str
+    cohort_key: str
+    cohort_value: str
+    metric: str
+    cls: str
+    value: float | None
+    sample_count: int
+
+
+def _select(conn: Connection, *where: Any) -> list[_Row]:
+    mp = t.metric_points.c
+    query = sa.select(
+        mp.window_start, mp.version, mp.cohort_key, mp.cohort_value, mp.metric, mp["class"], mp.value, mp.sample_count
+    ).where(*where)
+    return [_Row(*r) for r in conn.execute(query)]
+
+
+def _week_rows(conn: Connection, model: str, window: str | None, week: Week, *, detection: bool) -> list[_Row]:
+    if window is None:
+        return []
+    mp = t.metric_points.c
+    metrics = [*_WEEK_METRICS, *_RELIABILITY, *(_DETECTION_CLASS_METRICS if detection else ())]
+    return _select(
+        conn,
+        mp.model == model,
+        mp.window == window,
+        mp.window_start.in_([week.previous.start, week.start]),
+        mp.metric.in_(metrics),
+    )
+
+
+def _trend_rows(conn: Connection, model: str, window: str, week: Week) -> list[_Row]:
+    mp = t.metric_points.c
+    return _select(
+        conn,
+        mp.model == model,
+        mp.window == window,
+        mp.window_start >= week.previous.start,
+        mp.window_start < week.end,
+        mp["class"] == "",
+        mp.metric.in_(_TREND_METRICS),
+    )
+
+
+def _drift_rows(conn: Connection, model: str, week: Week) -> tuple[str | None, list[_Row]]:
+    """The drift rows of the week in the shortest window the drift job stored them for."""
+    mp = t.metric_points.c
+    in_week = (mp.model == model, mp.window_start >= week.start, mp.window_start < week.end)
+    windows = list(conn.execute(sa.select(mp.window).where(*in_week, mp.metric == "drift_score").distinct()).scalars())
+    if not windows:
+        return None, []
+    window = min(windows, key=_window_seconds)
+    return window, _select(conn, *in_week, mp.window == window, mp.metric.in_(DRIFT_METRICS))
+
+
+def _window_seconds(name: str) -> int:
+    try:
+        return parse_window(name)
+    except ValueError:
+        return 1 << 62
+
+
+class _SliceTotals:
+    """The 7d rows of both weeks, indexed by (week start, version, cohort key, value, metric, class)."""
+
+    def __init__(self, rows: Iterable[_Row], week: Week) -> None:
+        self.week = week
+        self.rows: dict[tuple[datetime, str, str, str, str, str], _Row] = {
+            (r.window_start, r.version, r.cohort_key, r.cohort_value, r.metric, r.cls): r for r in rows
+        }
+        self.slices: dict[tuple[str, str, str], set[datetime]] = defaultdict(set)
+        for start, version, key, value, _, _ in self.rows:
+            self.slices[(version, key, value)].add(start)
+
+    def get(self, start: datetime, version: str, key: str, value: str, metric: str, cls: str = "") -> _Row | None:
+        return self.rows.get((start, version, key, value, metric, cls))
+
+    def value(self, version: str, key: str, value: str, metric: str, cls: str = "") -> WeekValue:
+        now = self.get(self.week.start, version, key, value, metric, cls)
+        before = self.get(self.week.previous.start, version, key, value, metric, cls)
+        if now is None and before is None:
+            return EMPTY
+        return WeekValue(
+            current=None if now is None else now.value,
+            previous=None if before is None else before.value,
+            n=0 if now is None else now.sample_count,
+            previous_n=0 if before is None else before.sample_count,
+        )
+
+    def versions(self) -> list[str]:
+        """Versions with traffic this week, busiest first."""
+        counts: dict[str, float] = {}
+        for (version, key, _), starts in self.slices.items():
+            if key == "" and self.week.start in starts:
+                row = self.get(self.week.start, version, "", "", "predictions")
+                counts[version] = (row.value or 0.0) if row else 0.0
+        return sorted(counts, key=lambda v: (-counts[v], v))
+
+    def coverage_over_versions(self) -> WeekValue:
+        """Labelled / predictions over every version, each week."""
+        sums = []
+        for start in (self.week.start, self.week.previous.start):
+            predictions = labelled = 0.0
+            for (version, key, _), starts in self.slices.items():
+                if key == "" and start in starts:
+                    p = self.get(start, version, "", "", "predictions")
+                    lab = self.get(start, version, "", "", "labelled")
+                    predictions += (p.value or 0.0) if p else 0.0
+                    labelled += (lab.value or 0.0) if lab else 0.0
+            sums.append((labelled / predictions if predictions else None, int(predictions)))
+        return WeekValue(sums[0][0], sums[1][0], sums[0][1], sums[1][1])
+
+
+def _versions(
+    totals: _SliceTotals, trend_rows: Sequence[_Row], first_seen: Mapping[str, datetime], primary: str, calibration: str
+) -> tuple[VersionSummary, ...]:
+    out = []
+    for version in totals.versions():
+
+        def value(metric: str, version: str = version) -> WeekValue:
+            return totals.value(version, "", "", metric)
+
+        out.append(
+            VersionSummary(
+                version=version,
+                first_seen=first_seen.get(version),
+                predictions=value("predictions"),
+                label_coverage=value("label_coverage"),
+                primary=value(primary),
+                calibration=value(calibration),
+                estimated=_estimate(totals, trend_rows, version, "", ""),
+                latency_p50_ms=value("latency_p50_ms"),
+                latency_p95_ms=value("latency_p95_ms"),
+                latency_p99_ms=value("latency_p99_ms"),
+                error_rate=value("error_rate"),
+                label_latency_p50_s=value("label_latency_p50_seconds"),
+            )
+        )
+    return tuple(out)
+
+
+def _estimate(totals: _SliceTotals, trend_rows: Sequence[_Row], version: str, key: str, value: str) -> WeekValue:
+    """The week's label-free accuracy estimate of a slice: the 7d row when the drift job wrote one,
+    else the mean of its shorter windows weighted by their samples (the estimate is a mean over
+    predictions, so the weighted mean is the week's)."""
+    stored = totals.value(version, key, value, "estimated_accuracy")
+    if stored.current is not None:
+        return stored
+    sums = {totals.week.start: [0.0, 0], totals.week.previous.start: [0.0, 0]}
+    for r in trend_rows:
+        if (
+            r.metric == "estimated_accuracy"
+            and r.value is not None
+            and (r.version, r.cohort_key, r.cohort_value) == (version, key, value)
+        ):
+            week = totals.week.start if r.window_start >= totals.week.start else totals.week.previous.start
+            sums[week][0] += r.value * r.sample_count
+            sums[week][1] += r.sample_count
+    now, before = sums[totals.week.start], sums[totals.week.previous.start]
+    return WeekValue(
+        now[0] / now[1] if now[1] else None, before[0] / before[1] if before[1] else None, int(now[1]), int(before[1])
+    )
+
+
+def _reliability(totals: _SliceTotals, versions: Sequence[VersionSummary]) -> tuple[ReliabilityCurve, ...]:
+    curves = []
+    for v in versions:
+        bins: dict[str, dict[str, _Row]] = defaultdict(dict)
+        for (start, version, key, _, metric, cls), row in totals.rows.items():
+            if start == totals.week.start and version == v.version and key == "" and metric in _RELIABILITY:
+                bins[cls][metric] = row
+        lowers = sorted(bins, key=float)
+        out = []
+        for i, edge in enumerate(lowers):
+            acc, conf = bins[edge].get("reliability_accuracy"), bins[edge].get("reliability_confidence")
+            lower = float(edge)
+            upper = float(lowers[i + 1]) if i + 1 < len(lowers) else max(lower, 1.0)
+            count = (acc or conf).sample_count  # type: ignore[union-attr]
+            out.append(ReliabilityBin(lower, upper, count, conf.value if conf else None, acc.value if acc else None))
+        if out:
+            curves.append(ReliabilityCurve(v.version, tuple(out), v.calibration.current, sum(b.count for b in out)))
+    return tuple(curves)
+
+
+def _detection_classes(classes: Sequence[str], totals: _SliceTotals, version: str | None) -> tuple[ClassRow, ...]:
+    if version is None:
+        return ()
+    rows = []
+    for name in classes:
+        rows.append(
+            ClassRow(
+                name=name,
+                precision=totals.value(version, "", "", "precision", name),
+                recall=totals.value(version, "", "", "recall", name),
+                ap=totals.value(version, "", "", "ap", name),
+            )
+        )
+    return tuple(rows)
+
+
+def _trend_starts(week: Week, window: str) -> tuple[datetime, ...]:
+    step = timedelta(seconds=_window_seconds(window))
+    count = int((week.end - week.previous.start) / step)
+    return tuple(week.previous.start + i * step for i in range(count))
+
+
+def _series_by_slice(rows: Iterable[_Row], metric: str) -> dict[tuple[str, str, str], dict[datetime, float | None]]:
+    out: dict[tuple[str, str, str], dict[datetime, float | None]] = defaultdict(dict)
+    for r in rows:
+        if r.metric == metric:
+            out[(r.version, r.cohort_key, r.cohort_value)][r.window_start] = r.value
+    return out
+
+
+def _version_series(
+    rows: Sequence[_Row], metric: str, starts: Sequence[datetime], versions: Sequence[VersionSummary]
+) -> tuple[Series, ...]:
+    by_slice = _series_by_slice(rows, metric)
+    out = []
+    for v in versions:
+        values = by_slice.get((v.version, "", ""))
+        if values and any(x is not None for x in values.values()):
+            out.append(Series(v.version, tuple((s, values.get(s)) for s in starts)))
+    return tuple(out)
+
+
+def _estimate_trend(rows: Sequence[_Row], starts: Sequence[datetime], version: str | None) -> tuple[Series, ...]:
+    if version is None:
+        return ()
+    estimated = _series_by_slice(rows, "estimated_accuracy").get((version, "", ""), {})
+    if not any(v is not None for v in estimated.values()):
+        return ()
+    realised = _series_by_slice(rows, "accuracy").get((version, "", ""), {})
+    return (
+        Series("label-free estimate", tuple((s, estimated.get(s)) for s in starts)),
+        Series("realised accuracy", tuple((s, realised.get(s)) for s in starts)),
+    )
+
+
+def _cohorts(
+    totals: _SliceTotals,
+    trend_rows: Sequence[_Row],
+    starts: Sequence[datetime],
+    primary: str,
+    drift: Mapping[tuple[str, str, str], tuple[DriftHit, ...]],
+) -> tuple[CohortRow, ...]:
+    trend = _series_by_slice(trend_rows, primary)
+    out = []
+    for (version, key, value), weeks in sorted(totals.slices.items()):
+        if key == "" or totals.week.start not in weeks:
+            continue
+        predictions = totals.get(totals.week.start, version, key, value, "predictions")
+        coverage = totals.get(totals.week.start, version, key, value, "label_coverage")
+        values = trend.get((version, key, value), {})
+        out.append(
+            CohortRow(
+                key=key,
+                value=value,
+                version=version,
+                predictions=int(predictions.value or 0) if predictions else 0,
+                label_coverage=coverage.value if coverage else None,
+                primary=totals.value(version, key, value, primary),
+                estimated=_estimate(totals, trend_rows, version, key, value).current,
+                trend=tuple(values.get(s) for s in starts),
+                drift=drift.get((version, key, value), ()),
+            )
+        )
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# drift
+
+
+def split_detector(cls: str) -> tuple[str, str]:
+    """``"mmd:embedding"`` (or ``"mmd\\x1fembedding"``) to ``("mmd", "embedding")``; ``"psi"`` to ``("psi", "")``."""
+    for sep in _FEATURE_SEPARATORS:
+        detector, found, feature = cls.partition(sep)
+        if found:
+            return detector, feature
+    return cls, ""
+
+
+def _drift_trends(rows: Sequence[_Row], slos: Sequence[SLO], alpha: float | None) -> tuple[DriftTrend, ...]:
+    grouped: dict[tuple[str, str], dict[str, dict[datetime, _Row]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if r.cohort_key == "":
+            grouped[(r.version, r.cls)][r.metric][r.window_start] = r
+    out = []
+    for (version, cls), metrics in sorted(grouped.items()):
+        detector, feature = split_detector(cls)
+        scores = metrics.get("drift_score", {})
+        flagged = tuple(sorted(s for s, r in metrics.get("drift_detected", {}).items() if (r.value or 0) >= 0.5))
+        thresholds = [r.value for r in metrics.get("drift_threshold", {}).values() if r.value is not None]
+        threshold = thresholds[-1] if thresholds else _slo_threshold(slos, detector)
+        p_values = [r for _, r in sorted(metrics.get("drift_p_value", {}).items()) if r.value is not None]
+        out.append(
+            DriftTrend(
+                detector=detector,
+                feature=feature,
+                version=version,
+                points=tuple((s, scores[s].value) for s in sorted(scores)),
+                threshold=threshold,
+                flagged=flagged,
+                last_p_value=p_values[-1].value if p_values else None,
+                alpha=alpha if p_values else None,
+            )
+        )
+    return tuple(out)
+
+
+def _slo_threshold(slos: Sequence[SLO], detector: str) -> float | None:
+    """The score bound of the model's drift SLO for ``detector`` (or for every detector)."""
+    for slo in slos:
+        if slo.sli == "drift" and slo.detector in (detector, None) and slo.threshold is not None:
+            return slo.threshold
+    return None
+
+
+def _cohort_drift(rows: Sequence[_Row], alpha: float | None) -> dict[tuple[str, str, str], tuple[DriftHit, ...]]:
+    """Per cohort slice (and per whole version, key ""), the detectors that flagged it this week,
+    with how many windows they scored."""
+    scored: dict[tuple[str, str, str], dict[str, list[datetime]]] = defaultdict(lambda: defaultdict(list))
+    flagged: dict[tuple[str, str, str], dict[str, list[datetime]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r.metric == "drift_detected" and r.value is not None:
+            key = (r.version, r.cohort_key, r.cohort_value)
+            scored[key][r.cls].append(r.window_start)
+            if r.value >= 0.5:
+                flagged[key][r.cls].append(r.window_start)
+    out = {}
+    for key, by_cls in flagged.items():
+        found = [
+            DriftHit(*split_detector(cls), first=min(starts), windows=len(starts), scored=len(scored[key][cls]),
+                     alpha=alpha or DEFAULT_ALPHA)
+            for cls, starts in by_cls.items()
+        ]  # fmt: skip
+        out[key] = tuple(sorted(found, key=lambda h: (h.first, h.detector, h.feature)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# classification states (exact per-class counts and the confusion matrix)
+
+
+def _merged_classification(
+    conn: Connection, model: str, week: Week, n_classes: int
+) -> tuple[ClassificationState, ClassificationState]:
+    """This week's and last week's classification states, whole versions merged together."""
+    es = t.eval_states.c
+    query = sa.select(es.hour_start, es.classification).where(
+        es.model == model,
+        es.cohort_key == "",
+        es.hour_start >= week.previous.start,
+        es.hour_start < week.end,
+        es.classification.is_not(None),
+    )
+    parts: dict[bool, list[ClassificationState]] = {True: [], False: []}
+    for hour, blob in conn.execute(query):
+        parts[hour >= week.start].append(_widen(ClassificationState.from_bytes(blob), n_classes))
+    empty = ClassificationState.empty(n_classes)
+    return ClassificationState.merge(empty, *parts[True]), ClassificationState.merge(empty, *parts[False])
+
+
+def _widen(state: ClassificationState, n_classes: int) -> ClassificationState:
+    """A state of an hour before classes were appended, re-encoded for the current class count."""
+    if state.num_classes == n_classes:
+        return state
+    true, predicted = np.divmod(state.cells, state.num_classes)
+    return ClassificationState(n_classes, true * n_classes + predicted, state.cell_counts, state.rank_counts)
+
+
+def _accuracy(current: ClassificationState, previous: ClassificationState) -> WeekValue:
+    def acc(state: ClassificationState) -> float | None:
+        return classification_metrics(state, top_k=(1,)).accuracy
+
+    return WeekValue(acc(current), acc(previous), current.n, previous.n)
+
+
+def _classification_classes(
+    classes: Sequence[str], current: ClassificationState, previous: ClassificationState
+) -> tuple[tuple[ClassRow, ...], Confusion | None]:
+    now = classification_metrics(current, top_k=(1,))
+    before = classification_metrics(previous, top_k=(1,))
+    rows = tuple(
+        ClassRow(
+            name=name,
+            precision=WeekValue(a.precision, b.precision, a.predicted, b.predicted),
+            recall=WeekValue(a.recall, b.recall, a.support, b.support),
+        )
+        for name, a, b in zip(classes, now.per_class, before.per_class, strict=True)
+    )
+    confusion = None
+    if current.n:
+        confusion = Confusion(tuple(classes), tuple(tuple(int(x) for x in row) for row in now.confusion_matrix))
+    return rows, confusion
+
+
+# --------------------------------------------------------------------------------------------
+# SLOs
+
+
+def _slo_status(conn: Connection, model: str, slos: Sequence[SLO], week: Week, as_of: datetime) -> list[SloStatus]:
+    if not slos:
+        return []
+    counts = read_counts(conn, slos, as_of)
+    e = t.slo_events.c
+    week_sums = {
+        name: (float(events or 0), float(bad or 0))
+        for name, events, bad in conn.execute(
+            sa.select(e.slo, sa.func.sum(e.events), sa.func.sum(e.bad))
+            .where(e.model == model, e.slo.in_([s.name for s in slos]), e.minute >= week.start, e.minute < week.end)
+            .group_by(e.slo)
+        )
+    }
+    n = t.notifications.c
+    firing: dict[str, set[str]] = defaultdict(set)
+    for name, severity in conn.execute(sa.select(n.slo, n.severity).where(n.model == model, n.state == "firing")):
+        firing[name].add(severity)
+    out = []
+    for slo in slos:
+        window = counts[slo.name].window(slo.window_s)
+        events, bad = week_sums.get(slo.name, (0.0, 0.0))
+        scope = [f"class {slo.class_name}"] if slo.class_name else []
+        scope += [f"{k}={v}" for k, v in slo.cohort]
+        if slo.detector:
+            scope.append(f"detector {slo.detector}")
+        out.append(
+            SloStatus(
+                name=slo.name,
+                sli=slo.sli,
+                objective=slo.objective,
+                window=slo.window,
+                scope=", ".join(scope),
+                threshold=slo.threshold,
+                budget_remaining=budget_remaining(window, slo.objective),
+                window_events=window.events,
+                window_bad=window.bad,
+                week_events=events,
+                week_bad=bad,
+                firing=tuple(s for s in ("page", "ticket") if s in firing.get(slo.name, ())),
+            )
+        )
+    return out

@@ -1,0 +1,141 @@
+"""The demo's data for a whole report week, made in-process from the demo's building blocks.
+
+``cvmon demo`` plays a few simulated hours in real time; a weekly report needs two weeks (the week
+and the one before). This drives the same pieces -- the digits MLP exported to ONNX and run by
+onnxruntime, the four cameras of :mod:`monitor.server.demo.traffic` with cam-3 knocked askew,
+blurred and over-exposed from Tuesday 14:00 of the report week, a 60 % share of delayed labels --
+over two simulated weeks, posting through the real HTTP API with the server's clock following
+the simulated time, then runs the real jobs (evaluate, drift, slo) the way the scheduler would.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.server.demo import traffic
+from monitor.server.demo.model import CLASSES, HIDDEN, INPUT, PROBABILITIES, train
+from monitor.server.demo.run import MODEL, VERSION
+from monitor.wire import encode_array
+
+#: The report week of the demo: 2026-W47 (Mon 16 Nov 2026 - Sun 22 Nov).
+WEEK_START = datetime(2026, 11, 16, tzinfo=UTC)
+#: When cam-3 starts to degrade (fully degraded 6 hours later).
+DRIFT_START = WEEK_START + timedelta(days=1, hours=14)
+#: The jobs run as the scheduler would on the Monday after the week.
+REPORT_TIME = WEEK_START + timedelta(days=7, hours=6)
+HOUR = timedelta(hours=1)
+LABEL_SHARE = 0.6
+
+SLOS_YAML = """
+slos:
+  - {name: digits-accuracy, model: digits, sli: accuracy, objective: 0.95, window: 30d}
+  - {name: digits-accuracy-cam-3, model: digits, sli: accuracy, objective: 0.95, window: 30d, cohort: {camera: cam-3}}
+  - {name: digits-latency, model: digits, sli: latency, objective: 0.99, window: 30d, threshold: 0.05}
+  - {name: digits-availability, model: digits, sli: availability, objective: 0.999, window: 30d}
+"""
+
+
+class SimClock:
+    """The server's clock, moved along with the simulated traffic."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass(frozen=True)
+class DemoWeek:
+    predictions: int
+    labels: int
+
+
+def progress_at(ts: datetime) -> float:
+    """The demo's ``progress`` argument for a simulated time: its severity ramp (0.5 -> 0.6) is
+    mapped onto the six hours after :data:`DRIFT_START`."""
+    return 0.5 + 0.1 * (ts - DRIFT_START) / timedelta(hours=6)
+
+
+def generate(
+    client: Any, clock: SimClock, *, per_camera_hour: int = 6, seed: int = 0, cache: Path | None = None
+) -> DemoWeek:
+    """Register ``digits`` and post two weeks of its camera traffic and delayed labels."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    digits = train(cache_dir=cache, seed=seed)
+    session = ort.InferenceSession(digits.onnx, providers=["CPUExecutionProvider"])
+    answer = client.put(f"/v1/models/{MODEL}", json={"task": "classification", "classes": list(CLASSES)})
+    assert answer.status_code in (200, 201), answer.text
+    predictions = labels = 0
+    start = WEEK_START - timedelta(days=7)
+    for day in range(14):
+        records, truth = [], []
+        for hour in range(24):
+            hour_start = start + timedelta(days=day, hours=hour)
+            for camera in traffic.CAMERAS:
+                n = int(rng.poisson(per_camera_hour))
+                if n == 0:
+                    continue
+                stamps = sorted(hour_start + timedelta(seconds=float(s)) for s in rng.uniform(0, 3600, n))
+                images, true = traffic.frames(digits, camera, n, progress_at(stamps[0]), rng)
+                probs, hidden = session.run([PROBABILITIES, HIDDEN], {INPUT: images.reshape(n, -1)})
+                for i, ts in enumerate(stamps):
+                    pid = f"{camera.name}-{ts.timestamp():.3f}-{i}"
+                    records.append(
+                        {
+                            "prediction_id": pid,
+                            "model": MODEL,
+                            "model_version": VERSION,
+                            "timestamp": ts.isoformat(),
+                            "probabilities": encode_array(probs[i]),
+                            "embedding": encode_array(hidden[i]),
+                            "latency_ms": float(rng.gamma(4.0, 2.5)),
+                            "cohort": {"camera": camera.name},
+                        }
+                    )
+                    if zlib.crc32(pid.encode()) % 1000 < LABEL_SHARE * 1000:
+                        labelled_at = ts + timedelta(minutes=float(rng.uniform(15, 90)))
+                        truth.append(
+                            {
+                                "prediction_id": pid,
+                                "model": MODEL,
+                                "label": CLASSES[int(true[i])],
+                                "timestamp": labelled_at.isoformat(),
+                            }
+                        )
+        clock.now = start + timedelta(days=day + 1)  # the day's traffic arrives by its end
+        for k in range(0, len(records), 2000):
+            body = client.post("/v1/predictions", json={"records": records[k : k + 2000]}).json()
+            assert body["accepted"] == len(records[k : k + 2000]), body
+        for k in range(0, len(truth), 2000):
+            body = client.post("/v1/ground-truth", json={"records": truth[k : k + 2000]}).json()
+            assert body["accepted"] == len(truth[k : k + 2000]), body
+        predictions += len(records)
+        labels += len(truth)
+    return DemoWeek(predictions, labels)
+
+
+def run_jobs(engine: Any, settings: Any, clock: SimClock, *, max_rounds: int = 12) -> list[Any]:
+    """The scheduler's ticks on the Monday after the week, until the drift job (when this build
+    has one) has no window left for later runs. The evaluation must succeed; the other jobs'
+    outcomes are returned for the caller to show."""
+    from monitor.server.jobs import maintenance, run_once
+
+    clock.now = REPORT_TIME
+    maintenance(engine, settings, clock=clock)
+    outcomes = []
+    for _ in range(max_rounds):
+        done = run_once(engine, settings, clock=clock, models=[MODEL])
+        outcomes.extend(done)
+        assert all(o.status == "ok" for o in done if o.job == "evaluate"), done
+        if not any(o.job == "drift" and o.status == "ok" and " 0 left for later" not in o.detail for o in done):
+            break
+    return outcomes
