@@ -461,9 +461,9 @@ class Client:
         it reached the server within ``timeout`` seconds; False otherwise (the rest is spooled or
         on its way, and keeps being retried)."""
         self.start()
-        marker = Flush()
+        marker = Flush(time.monotonic() + timeout)
         self._queue.put(marker)
-        return marker.done.wait(timeout) and marker.ok
+        return marker.done.wait(timeout + 1.0) and marker.ok
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush within ``timeout`` seconds, spool what is left and stop the sender. True when

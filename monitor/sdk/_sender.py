@@ -88,23 +88,21 @@ class Counters:
 
 
 class Flush:
-    """Queue marker: ship what is queued before it and drain the spool, then set ``done``."""
+    """Queue marker: ship what is queued before it and drain the spool, retrying until
+    ``deadline`` (monotonic), then set ``done``."""
 
-    __slots__ = ("done", "ok")
+    __slots__ = ("deadline", "done", "ok")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
         self.done = threading.Event()
         self.ok = False
+        self.deadline = deadline
 
 
 class Stop(Flush):
-    """Queue marker: like :class:`Flush`, within ``deadline`` (monotonic), then end the thread."""
+    """Queue marker: like :class:`Flush` without waiting out failed attempts, then end the thread."""
 
-    __slots__ = ("deadline",)
-
-    def __init__(self, deadline: float) -> None:
-        super().__init__()
-        self.deadline = deadline
+    __slots__ = ()
 
 
 class _Warnings:
@@ -197,12 +195,20 @@ class Sender(threading.Thread):
     def _marker(self, marker: Flush) -> bool:
         """Handle a flush or stop marker; True when the thread must end."""
         stop = isinstance(marker, Stop)
-        deadline = marker.deadline if isinstance(marker, Stop) else float("inf")
+        deadline = marker.deadline
         try:
-            ok = self._ship_open(min(deadline, time.monotonic() + self._o.retry_deadline))
+            was_pending, dropped = self._spool.pending, self._counters.dropped
+            shipped = self._ship_open(min(deadline, time.monotonic() + self._o.retry_deadline))
+            # Spooled behind earlier batches (to keep their order) is not a failed attempt: drain
+            # them. A flush also waits out a failed attempt's backoff (Retry-After included) until
+            # its deadline; closing does not, what is left stays spooled for the next process.
+            ok = shipped or was_pending or not stop
             while ok and self._spool.pending and time.monotonic() < deadline:
                 ok = self._drain_one()
-            marker.ok = ok and not self._spool.pending
+                if not ok and not stop:
+                    wait = min(self._next_try, deadline) - time.monotonic()
+                    ok = wait > 0 and not self.stopping.wait(wait)
+            marker.ok = not self._spool.pending and self._counters.dropped == dropped
         finally:
             if stop:
                 self._close()

@@ -19,6 +19,16 @@ CVMON_SCHEDULER                  scheduler                    run the scheduled 
 CVMON_WINDOWS                    windows                      evaluation windows (1h,1d,7d)
 CVMON_EVALUATE_INTERVAL_SECONDS  evaluate_interval_seconds    how often the model jobs run (60)
 CVMON_MAX_COHORT_VALUES          max_cohort_values            values per cohort key evaluated apart (50)
+CVMON_DRIFT_WINDOWS              drift_windows                windows the drift job scores (1h,1d)
+CVMON_DRIFT_DETECTORS            drift_detectors              "detector:feature" pairs scored (docs/drift.md)
+CVMON_DRIFT_ALPHA                drift_alpha                  test level / false-alarm rate of each detector (0.01)
+CVMON_DRIFT_MIN_SAMPLES          drift_min_samples            values a window slice needs to be scored (100)
+CVMON_DRIFT_MAX_SAMPLES          drift_max_samples            uniform sample per window slice (5000)
+CVMON_DRIFT_REFERENCE_SIZE       drift_reference_size         default reference: first N predictions (2000)
+CVMON_DRIFT_MIN_LABELS           drift_min_labels             labelled reference predictions to calibrate (200)
+CVMON_DRIFT_CALIBRATION          drift_calibration            temperature or isotonic (temperature)
+CVMON_DRIFT_LOOKBACK             drift_lookback               how far back windows are scored (7d)
+CVMON_DRIFT_MAX_WINDOWS_PER_RUN  drift_max_windows_per_run    windows read per drift run, newest first (24)
 -                                slos, slo_alerting           the SLOs (docs/slo.md), validated at load
 CVMON_NOTIFIER_PAGE_URL          notifier.page.url            built-in notifier: page receiver webhook
 CVMON_NOTIFIER_TICKET_URL        notifier.ticket.url          built-in notifier: ticket receiver webhook
@@ -38,7 +48,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from monitor.errors import ConfigError
 
@@ -48,6 +58,26 @@ if TYPE_CHECKING:
     from monitor.server.slo.spec import SLO
 
 DEFAULT_DATABASE_URL = "sqlite:///./cvmon.db"
+
+#: The features each drift detector may score: what ``drift_detectors`` entries
+#: ("detector:feature") are checked against. The drift job reads the same table (docs/drift.md).
+DRIFT_DETECTOR_FEATURES: Final[Mapping[str, frozenset[str]]] = {
+    "mmd": frozenset({"embedding"}),
+    "classifier": frozenset({"embedding"}),
+    "pca_ks": frozenset({"embedding"}),
+    "evidently_embedding": frozenset({"embedding"}),
+    "ks": frozenset({"confidence", "box_area", "boxes_per_image"}),
+    "wasserstein": frozenset({"confidence", "box_area", "boxes_per_image"}),
+    "psi": frozenset({"confidence", "box_area", "boxes_per_image", "class_mix"}),
+    "jensen_shannon": frozenset({"confidence", "box_area", "boxes_per_image", "class_mix"}),
+    "chi_square": frozenset({"class_mix", "boxes_per_image"}),
+}
+DEFAULT_DRIFT_DETECTORS: Final = (
+    "mmd:embedding", "pca_ks:embedding", "ks:confidence", "chi_square:class_mix", "psi:class_mix",
+    "wasserstein:boxes_per_image", "ks:box_area",
+)  # fmt: skip
+#: Largest ``first`` reference: its rows are read and fitted in one piece.
+MAX_REFERENCE_SIZE: Final = 20_000
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -69,6 +99,25 @@ class Settings:
     #: Cohort values beyond this many per key (by volume) are not evaluated as slices of their
     #: own, so a typo-ridden or high-cardinality field cannot explode the label sets.
     max_cohort_values: int = 50
+    #: The drift job (docs/drift.md): completed aligned windows it scores, per version and cohort.
+    drift_windows: tuple[str, ...] = ("1h", "1d")
+    drift_detectors: tuple[str, ...] = DEFAULT_DRIFT_DETECTORS
+    #: Every (window, slice, detector) is a test: 0.01 keeps a day of hourly tests over a few
+    #: cameras and detectors from flagging something by chance every day.
+    drift_alpha: float = 0.01
+    #: Values a window slice (and a reference) needs before it is scored: 12 images do not "drift".
+    drift_min_samples: int = 100
+    #: Uniform sample per window slice: bounds memory and time however busy the window was.
+    drift_max_samples: int = 5000
+    #: The default reference of a version: its first N predictions (none before N exist).
+    drift_reference_size: int = 2000
+    #: Labelled reference predictions the label-free estimate is calibrated on (none before).
+    drift_min_labels: int = 200
+    drift_calibration: str = "temperature"
+    #: Windows that started longer ago are never scored (nor re-scored).
+    drift_lookback: str = "7d"
+    #: Windows read per run, newest first: a week of backlog is worked off over a few runs.
+    drift_max_windows_per_run: int = 24
     #: Where the settings came from, for messages.
     config_path: str | None = None
     #: Sections other packages parse themselves (``slos``, ``jobs``, ``reports``, ...), raw.
@@ -133,7 +182,35 @@ class Settings:
             raise ConfigError("evaluate_interval_seconds must be at least 1")
         if not (self.sqlalchemy_url.startswith("sqlite") or self.sqlalchemy_url.startswith("postgresql")):
             raise ConfigError(f"database_url must be sqlite:///PATH or postgresql://...; got {self.database_url!r}")
+        self._validate_drift()
         self._validate_slos()
+
+    def _validate_drift(self) -> None:
+        for window in (*self.drift_windows, self.drift_lookback):
+            parse_window(window)
+        if not 0.0 < self.drift_alpha <= 0.5:
+            raise ConfigError(f"drift_alpha must be in (0, 0.5], got {self.drift_alpha}")
+        if self.drift_min_samples < 2 or self.drift_min_labels < 2:
+            raise ConfigError("drift_min_samples and drift_min_labels must be at least 2")
+        if not self.drift_min_samples <= self.drift_max_samples:
+            raise ConfigError("drift_max_samples must be at least drift_min_samples")
+        if not self.drift_min_samples <= self.drift_reference_size <= MAX_REFERENCE_SIZE:
+            raise ConfigError(f"drift_reference_size must be between drift_min_samples and {MAX_REFERENCE_SIZE}")
+        if self.drift_max_windows_per_run < 1:
+            raise ConfigError("drift_max_windows_per_run must be at least 1")
+        if self.drift_calibration not in ("temperature", "isotonic"):
+            raise ConfigError(f"drift_calibration must be temperature or isotonic, not {self.drift_calibration!r}")
+        for entry in self.drift_detectors:
+            detector, _, feature = entry.partition(":")
+            accepted = DRIFT_DETECTOR_FEATURES.get(detector)
+            if accepted is None:
+                known = ", ".join(DRIFT_DETECTOR_FEATURES)
+                raise ConfigError(f"drift_detectors: unknown detector {detector!r} in {entry!r}; known: {known}")
+            if feature not in accepted:
+                scored = ", ".join(sorted(accepted))
+                raise ConfigError(f"drift_detectors: {detector} scores {scored}, not {feature!r} ({entry!r})")
+        if len(set(self.drift_detectors)) != len(self.drift_detectors):
+            raise ConfigError("drift_detectors lists a detector:feature pair twice")
 
     def _validate_slos(self) -> None:
         """Time-slice SLOs count evaluation hours: they need the 1h window and an evaluated slice."""
