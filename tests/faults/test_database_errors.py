@@ -1,0 +1,93 @@
+"""Every way "the database is away" surfaces is a 503 with Retry-After, on every kind of path.
+
+test_postgres_restart.py stops a real PostgreSQL under load; which exception a request meets
+there depends on timing (refused connection, a backend terminated mid-COPY, a dead pooled
+connection, a pool timeout). Here each of those exceptions is raised at each place it can come
+from — the key check, a synchronous route, the ingest service in the thread pool, the /metrics
+collector, the readiness check — so none of them can slip through as a 500 on a lucky run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy.exc
+
+from tests.server.records import cls_record
+
+#: The errors are raised by the test, so the database behind the app does not matter.
+pytestmark = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+
+
+def _sa(cls: type[sqlalchemy.exc.DBAPIError], orig: Exception) -> Exception:
+    return cls("SELECT 1", {}, orig)
+
+
+ERRORS = [
+    pytest.param(lambda: _sa(sqlalchemy.exc.OperationalError, psycopg.OperationalError("connection refused")), id="sqlalchemy-operational"),
+    pytest.param(lambda: _sa(sqlalchemy.exc.InterfaceError, psycopg.InterfaceError("the connection is closed")), id="sqlalchemy-interface"),
+    pytest.param(lambda: sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached"), id="pool-timeout"),
+    pytest.param(lambda: psycopg.errors.AdminShutdown("terminating connection due to administrator command"), id="raw-admin-shutdown-mid-copy"),
+    pytest.param(lambda: psycopg.OperationalError("consuming input failed: server closed the connection"), id="raw-psycopg-operational"),
+    pytest.param(lambda: psycopg.InterfaceError("the connection is closed"), id="raw-psycopg-interface"),
+    pytest.param(lambda: sqlalchemy.exc.DisconnectionError("connection invalidated"), id="disconnection"),
+]
+
+# (what raises, the request that reaches it)
+PLACES = [
+    pytest.param("monitor.server.api.deps.verify_key", ("GET", "/v1/models", None), id="key-check"),
+    pytest.param("monitor.server.api.models.model_info", ("GET", "/v1/models/{m}", None), id="sync-route"),
+    pytest.param("monitor.server.api.ingest.ingest_predictions", ("POST", "/v1/predictions", "records"), id="ingest-in-threadpool"),
+    pytest.param("monitor.server.api.prometheus.StoredMetricsCollector.collect", ("GET", "/metrics", None), id="metrics-collector"),
+    pytest.param("monitor.server.api.health.verify_schema", ("GET", "/readyz", None), id="readiness"),
+]
+
+
+@pytest.mark.parametrize("error", ERRORS)
+@pytest.mark.parametrize(("target", "request_"), PLACES)
+def test_database_errors_are_503_with_retry_after(make_api, model_name, monkeypatch, error, target, request_):
+    api = make_api(key_cache_seconds=0)
+    with api.admin() as c:
+        assert c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": ["a", "b", "c"]}).status_code == 201
+
+    def fail(*_: Any, **__: Any) -> Any:
+        raise error()
+
+    monkeypatch.setattr(target, fail)
+    method, path, body = request_
+    json = {"records": [cls_record(model_name, "p1")]} if body else None
+    with api.admin() as c:
+        r = c.request(method, path.format(m=model_name), json=json)
+    assert r.status_code == 503, r.text
+    assert int(r.headers["retry-after"]) > 0
+    assert r.json() == {"detail": "the database is unavailable; retry later"}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_programming_error_is_still_a_500(make_api, monkeypatch):
+    """The 503 mapping is for an unreachable database only: a bug must not hide behind it."""
+    api = make_api()
+    monkeypatch.setattr("monitor.server.api.models.model_names", lambda conn: 1 / 0)
+    with api.admin() as c:
+        assert c.get("/v1/models").status_code == 500
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["jobs", "run-once"]], ids=["serve", "worker", "jobs-run-once"])
+def test_commands_started_without_a_database_say_so_in_one_line(command, db):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    url = f"postgresql://cvmon:s3cret-pw@127.0.0.1:{free_port()}/cvmon"  # nothing listens there
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor.server.cli", *command], env={**os.environ, "CVMON_DATABASE_URL": url},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]  # the worker logs its start-up first
+    assert last.startswith("Error: cannot reach the database at postgresql+psycopg://cvmon:***@127.0.0.1"), done.stderr
+    assert "Traceback" not in done.stderr and "s3cret-pw" not in done.stderr
