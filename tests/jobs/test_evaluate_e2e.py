@@ -102,7 +102,7 @@ def test_pipeline_matches_the_engine_and_updates_only_late_hours(make_api, model
         rest = [gt(model_name, p, truth[p]) for p in sorted(first - set(early), key=lambda _: rng.random())]
         assert c.post("/v1/ground-truth", json={"records": rest}).json()["accepted"] == len(rest)
 
-        (outcome,) = run_once(api.db.engine, api.settings, clock=clock, models=[model_name])
+        (outcome,) = run_once(api.db.engine, api.settings, clock=clock, models=[model_name], jobs=["evaluate"])
         assert outcome.status == "ok" and outcome.detail.startswith("5 dirty hours recomputed")
 
         # the whole model version over the latest day, and one camera of one hour
@@ -134,7 +134,7 @@ def test_pipeline_matches_the_engine_and_updates_only_late_hours(make_api, model
         body = c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in late]
                                                 + [{**gt(model_name, relabel_pid, truth[relabel_pid]), "timestamp": (NOW + timedelta(minutes=1)).isoformat()}]}).json()  # fmt: skip
         assert body["accepted"] == len(late) + 1
-        (outcome,) = run_once(api.db.engine, api.settings, clock=clock, models=[model_name])
+        (outcome,) = run_once(api.db.engine, api.settings, clock=clock, models=[model_name], jobs=["evaluate"])
         assert outcome.detail.startswith("1 dirty hours recomputed, late labels merged into 2 hours")
         computed_after = _computed_at(api.db.engine, model_name)
         changed = {hour for hour in computed_after if computed_after[hour] != computed_before[hour]}
@@ -200,7 +200,7 @@ def test_detection_map_matches_the_engine(make_api, model_name):
         assert c.post("/v1/predictions", json={"records": preds}).json()["accepted"] == 120
         body = c.post("/v1/ground-truth", json={"records": gts}).json()
         assert body["accepted"] == 120, body
-        (outcome,) = run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name])
+        (outcome,) = run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
         assert outcome.status == "ok", outcome.detail
         state = detection_state(
             gt_images=np.concatenate(cols["gi"]), gt_boxes=np.concatenate(cols["gb"]), gt_classes=np.concatenate(cols["gc"]),

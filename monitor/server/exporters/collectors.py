@@ -1,7 +1,7 @@
 """Prometheus collectors that read stored results: a scrape never computes a metric.
 
-:class:`StoredMetricsCollector` turns the rows of ``metric_latest`` (written by the evaluate job),
-the per-version counters and ``job_runs`` into metric families named by :mod:`.names`. Because
+:class:`StoredMetricsCollector` turns the rows of ``metric_latest`` (written by the evaluate and drift
+jobs), the per-version counters and ``job_runs`` into metric families named by :mod:`.names`. Because
 every value comes from the database, any API process (or replica) answers a scrape with the same
 numbers, and a restart loses none.
 """
@@ -29,10 +29,20 @@ class Export:
     name: str
     #: Constant labels, e.g. {"iou": "0.50"}.
     labels: tuple[tuple[str, str], ...] = ()
-    #: The label the stored ``class`` column goes into ("" when the metric has no class).
-    class_label: str = ""
+    #: The label the stored ``class`` column goes into ("" when the metric has no class), or two
+    #: labels for a class column holding two values split at the first ``separator``.
+    class_label: str | tuple[str, str] = ""
+    separator: str = ""
     #: Multiply the stored value (milliseconds to seconds).
     scale: float = 1.0
+
+
+#: Separates true and predicted class in the ``class`` column of confusion cells.
+CELL_SEPARATOR = "\x1f"
+#: Separates detector and feature in the ``class`` column of drift rows
+#: (``monitor.server.jobs.drift_features.FEATURE_SEPARATOR``).
+DRIFT_SEPARATOR = ":"
+_DRIFT = ("detector", "feature")
 
 
 _Q = "quantile"
@@ -59,14 +69,16 @@ EXPORTS: dict[str, Export] = {
     "latency_p95": Export("cvmon_inference_latency_seconds", ((_Q, "0.95"),), scale=1e-3),
     "latency_p99": Export("cvmon_inference_latency_seconds", ((_Q, "0.99"),), scale=1e-3),
     "error_rate": Export("cvmon_inference_error_ratio"),
-    "confusion": Export("cvmon_confusion_matrix_predictions", class_label="cell"),
+    "confusion": Export(
+        "cvmon_confusion_matrix_predictions", class_label=("true_class", "predicted_class"), separator=CELL_SEPARATOR
+    ),
     "estimated_accuracy": Export("cvmon_estimated_accuracy_ratio"),
+    "drift_score": Export("cvmon_drift_score", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
+    "drift_p_value": Export("cvmon_drift_p_value", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
+    "drift_detected": Export("cvmon_drift_detected", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
 }
 for _export in EXPORTS.values():  # the names table is the single source of names
     assert _export.name in METRIC, _export.name
-
-#: Separates true and predicted class in the ``class`` column of confusion cells.
-CELL_SEPARATOR = "\x1f"
 
 
 class StoredMetricsCollector(Collector):
@@ -113,8 +125,9 @@ class StoredMetricsCollector(Collector):
                 names = list(spec.labels) + (list(self.cohort_keys) if spec.cohort_labels else [])
                 label_names[export.name] = names
             labels = {"model": model, "version": version, "window": window, **dict(export.labels)}
-            if export.class_label == "cell":
-                labels["true_class"], _, labels["predicted_class"] = cls.partition(CELL_SEPARATOR)
+            if isinstance(export.class_label, tuple):
+                first, second = export.class_label
+                labels[first], _, labels[second] = cls.partition(export.separator)
             elif export.class_label:
                 labels[export.class_label] = cls
             if spec.cohort_labels:

@@ -2,6 +2,7 @@
 
 ==========  ===========================================================================
 evaluate    hour states, late labels, metric history and the latest windows (per model)
+drift       completed windows scored against pinned references, label-free estimates (per model)
 slo         time-slice SLO events (ece, drift, map), folding old SLO counts (models with SLOs)
 notify      the built-in burn-rate notifier (models with SLOs, when a receiver is configured)
 report      last week's HTML report (weekly, on its own cron trigger; only when named)
@@ -20,6 +21,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from monitor.server.jobs.drift import drift
 from monitor.server.jobs.evaluate import evaluate
 from monitor.server.jobs.report import report
 from monitor.server.jobs.runner import Job, Outcome, run_job
@@ -32,7 +34,7 @@ from monitor.server.store.writes import adopt_waiting_ground_truth
 log = logging.getLogger("cvmon.jobs")
 
 #: Jobs run for every model on every tick, in this order.
-MODEL_JOBS: dict[str, Job] = {"evaluate": evaluate, "slo": slo_jobs.slo, "notify": slo_jobs.notify}
+MODEL_JOBS: dict[str, Job] = {"evaluate": evaluate, "drift": drift, "slo": slo_jobs.slo, "notify": slo_jobs.notify}
 #: Jobs with a schedule of their own (a cron trigger in the scheduler): run only when named.
 WEEKLY_JOBS: dict[str, Job] = {"report": report}
 #: Jobs that run only for some models: a model without SLOs has no events to count or notify.

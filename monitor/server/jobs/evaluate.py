@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from monitor.metrics._quantiles import QuantileSketch
+from monitor.server.jobs.drift_features import JOB_METRICS as DRIFT_JOB_METRICS
 from monitor.server.jobs.states import Point, SliceKey, SliceState, merge_slices, slice_points, slice_states
 from monitor.server.settings import Settings, parse_window
 from monitor.server.store import tables as t
@@ -241,7 +242,7 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
         ends = dict(
             conn.execute(
                 sa.select(t.metric_latest.c.window, sa.func.max(t.metric_latest.c.window_end))
-                .where(t.metric_latest.c.model == spec.name)
+                .where(t.metric_latest.c.model == spec.name, t.metric_latest.c.metric.not_in(DRIFT_JOB_METRICS))
                 .group_by(t.metric_latest.c.window)
             ).all()
         )
@@ -258,16 +259,23 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
     spans = [*aligned, *latest]
     states = _load_hours(engine, spec.name, min(s.start for s in spans), max(s.end for s in spans))
     computed_at = datetime.now(UTC)
+    # the drift job's rows share these tables (same windows, its own metrics): leave them be
     with write_transaction(engine) as conn:
         for span in sorted(aligned, key=lambda s: (s.name, s.start)):
             rows = _window_rows(spec, span, states, config, confusion=False, computed_at=computed_at)
             mp = t.metric_points.c
-            conn.execute(sa.delete(t.metric_points).where(mp.model == spec.name, mp.window == span.name, mp.window_start == span.start))
+            conn.execute(
+                sa.delete(t.metric_points).where(
+                    mp.model == spec.name, mp.window == span.name, mp.window_start == span.start, mp.metric.not_in(DRIFT_JOB_METRICS)
+                )
+            )
             bulk_insert(conn, t.metric_points, rows)
         for span in latest:
             rows = _window_rows(spec, span, states, config, confusion=True, computed_at=computed_at)
             ml = t.metric_latest.c
-            conn.execute(sa.delete(t.metric_latest).where(ml.model == spec.name, ml.window == span.name))
+            conn.execute(
+                sa.delete(t.metric_latest).where(ml.model == spec.name, ml.window == span.name, ml.metric.not_in(DRIFT_JOB_METRICS))
+            )
             bulk_insert(conn, t.metric_latest, rows)
     return len(spans)
 
