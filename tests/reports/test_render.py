@@ -14,6 +14,8 @@ from monitor.server.reports.render import render_report
 from tests.reports.factory import HOUR, WEEK_START, cohort, drift_trend, report, version
 
 SECTIONS = ["summary", "quality", "calibration", "drift", "service", "actions"]
+#: Attributes that make a browser fetch (or navigate to) what they name.
+FETCHING = frozenset({"src", "srcset", "href", "action", "formaction", "poster", "data", "xlink:href", "background"})
 HOSTILE = [
     "<script>alert(1)</script>",
     "{{7*7}}",
@@ -34,7 +36,7 @@ def external_references(document) -> list[str]:
     found = []
     for element in document.iter():
         for name, value in element.attrib.items():
-            fetching = name in ("src", "srcset", "href", "action", "formaction", "poster", "data", "xlink:href", "background")
+            fetching = name in FETCHING
             if fetching and not (name == "href" and value.startswith("#")):
                 found.append(f"{element.tag}[{name}]={value}")
             if re.search(r"url\(|@import|https?:|//", value) and name != "content":

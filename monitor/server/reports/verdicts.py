@@ -279,7 +279,9 @@ def drift_verdict(data: ReportData) -> str:
         return f"No detector flagged drift this week ({len(detectors)} detector{'s' if len(detectors) != 1 else ''}, {fmt.num(windows)} scored windows)."
     text = ""
     if flagged:
-        first = sorted(flagged, key=lambda d: d.flagged[0])
+        first = sorted(
+            flagged, key=lambda d: (d.flagged[0], _FEATURE_ORDER.get(d.feature, len(_FEATURE_ORDER)), d.label)
+        )
         names = _listing([f"{d.label} from {fmt.when(d.flagged[0])}" for d in first], limit=3)
         text = f"Drift flagged by {len({d.label for d in flagged})} of {len(detectors)} detectors ({names})"
     if cohorts:
@@ -470,7 +472,7 @@ def _class_actions(data: ReportData) -> list[Action]:
     )
     if recall:
         names = _listing(
-            [f"{c.name!r} {fmt.points(c.recall.delta)} (n={fmt.num(c.recall.n)})" for c in recall], limit=3
+            [f"{c.name!r} ({fmt.points(c.recall.delta)}, n={fmt.num(c.recall.n)})" for c in recall], limit=3
         )
         out.append(
             Action(
@@ -481,7 +483,7 @@ def _class_actions(data: ReportData) -> list[Action]:
         )
     if precision:
         names = _listing(
-            [f"{c.name!r} {fmt.points(c.precision.delta)} (n={fmt.num(c.precision.n)})" for c in precision], limit=3
+            [f"{c.name!r} ({fmt.points(c.precision.delta)}, n={fmt.num(c.precision.n)})" for c in precision], limit=3
         )
         out.append(
             Action(
