@@ -52,6 +52,13 @@ def test_a_feature_below_the_minimum_is_not_scored():
     ]
 
 
+def test_distances_without_a_p_value_store_their_threshold():
+    psi = DetectorSpec("psi", "class_mix")
+    detector = make_detector(psi, alpha=0.01, n_classes=3).fit(np.arange(600) % 3)
+    points, _ = score([(psi, detector)], extract([record(i, "cam-1") for i in range(300)], SPEC, {"class_mix"}), 100)
+    assert [p.metric for p in points] == ["drift_score", "drift_threshold", "drift_detected"]
+
+
 def test_permutation_counts_allow_flagging_at_small_alpha():
     mmd = make_detector(DetectorSpec("mmd", "embedding"), alpha=0.001, n_classes=3)
     assert 1 / (mmd.n_permutations + 1) <= 0.001 / 2  # type: ignore[attr-defined]

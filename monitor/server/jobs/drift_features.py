@@ -16,7 +16,8 @@ Box features count only boxes at or above the model's operating threshold (what 
 the score distribution keeps every box, so boxes sliding under the threshold show up in it.
 
 A result is stored as metric rows (:class:`~monitor.server.jobs.states.Point`): ``drift_score``,
-``drift_p_value`` (detectors with a p-value) and ``drift_detected`` (0 / 1) with class
+``drift_p_value`` (detectors with a p-value) or ``drift_threshold`` (the score bound of those
+without), and ``drift_detected`` (0 / 1), with class
 ``"<detector>:<feature>"``; the estimate as ``estimated_accuracy`` (class ""),
 ``estimated_precision`` / ``estimated_recall`` per class name (whole versions only, like the
 evaluation's per-class metrics) or, for detection, ``estimated_precision_at_threshold``.
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 #: Separates detector and feature in the ``class`` column of drift rows (split on the first one).
 FEATURE_SEPARATOR: Final = ":"
-DRIFT_METRICS: Final = ("drift_score", "drift_p_value", "drift_detected")
+DRIFT_METRICS: Final = ("drift_score", "drift_p_value", "drift_threshold", "drift_detected")
 ESTIMATE_METRICS: Final = (
     "estimated_accuracy",
     "estimated_precision",
@@ -330,6 +331,8 @@ def score(
         points.append(Point("drift_score", spec.cls, result.score, n))
         if result.p_value is not None:
             points.append(Point("drift_p_value", spec.cls, result.p_value, n))
+        elif result.threshold is not None:  # PSI, Jensen-Shannon: the bound calibrated for this window's size
+            points.append(Point("drift_threshold", spec.cls, result.threshold, n))
         points.append(Point("drift_detected", spec.cls, float(result.is_drift), n))
     return points, problems
 
