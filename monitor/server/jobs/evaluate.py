@@ -12,8 +12,11 @@ Each run, for one model:
    ending at the current hour (``metric_latest``, what /metrics serves).
 
 Steps 1 and 2 run hour by hour, each in its own transaction that reads the hour (in one
-snapshot on PostgreSQL: REPEATABLE READ) and deletes exactly the dirty mark and increments it
+snapshot on PostgreSQL: REPEATABLE READ) and consumes exactly the dirty mark and increments it
 saw, so a label or prediction that commits meanwhile is picked up by the next run, never lost.
+The hour's mark is not deleted there but set to :data:`WINDOWS_PENDING` ("state current, windows
+not yet"), and deleted after step 3: a run that dies or fails between an hour and its windows
+(kill -9, a serialisation failure) leaves the mark, and the next run refreshes those windows.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ _ALIGN_ORIGIN = datetime(1970, 1, 5, tzinfo=UTC)
 #: Late labels merged per run, so one run stays bounded after a labelling backlog lands.
 MAX_INCREMENTS_PER_RUN = 200_000
 _RETRIES = 3
+#: ``dirty_hours.marked_at`` of an hour whose state is current but whose windows are not refreshed
+#: yet. Writers mark hours with the time of the write, never this.
+WINDOWS_PENDING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,14 @@ def evaluate(engine: Engine, model: str, *, settings: Settings, clock: Callable[
     config = EvalConfig.from_settings(settings)
     with engine.connect() as conn:
         spec = model_specs(conn, [model]).get(model)
-        dirty = list(conn.execute(sa.select(t.dirty_hours.c.hour_start).where(t.dirty_hours.c.model == model)).scalars())
+        marks = conn.execute(
+            sa.select(t.dirty_hours.c.hour_start, t.dirty_hours.c.marked_at).where(t.dirty_hours.c.model == model)
+        ).all()
     if spec is None:
         return "model not registered"
-    changed: set[datetime] = set()
+    dirty = [hour for hour, marked in marks if marked != WINDOWS_PENDING]
+    # hours an earlier run brought up to date without refreshing their windows (it died or failed)
+    changed: set[datetime] = {hour for hour, marked in marks if marked == WINDOWS_PENDING}
     for hour in sorted(dirty):
         if _retrying(lambda h=hour: recompute_hour(engine, spec, h, config)):  # type: ignore[misc]
             changed.add(hour)
@@ -91,6 +101,7 @@ def evaluate(engine: Engine, model: str, *, settings: Settings, clock: Callable[
         if _retrying(lambda h=hour: merge_increments(engine, spec, h, config)):  # type: ignore[misc]
             changed.add(hour)
     windows = refresh_windows(engine, spec, changed, config, now=clock())
+    _windows_done(engine, model, changed)
     return f"{len(dirty)} dirty hours recomputed, late labels merged into {len(increments)} hours, {windows} windows updated"
 
 
@@ -140,8 +151,23 @@ def recompute_hour(engine: Engine, spec: ModelSpec, hour: datetime, config: Eval
         conn.execute(sa.delete(t.eval_states).where(t.eval_states.c.model == spec.name, t.eval_states.c.hour_start == hour))
         _insert_states(conn, spec.name, hour, states)
         _delete_increments(conn, spec.name, seen)
-        conn.execute(sa.delete(d).where(d.c.model == spec.name, d.c.hour_start == hour, d.c.marked_at == marked))
+        conn.execute(
+            sa.update(d).where(d.c.model == spec.name, d.c.hour_start == hour, d.c.marked_at == marked).values(marked_at=WINDOWS_PENDING)
+        )
     return True
+
+
+def _windows_done(engine: Engine, model: str, hours: set[datetime]) -> None:
+    """Drop the pending marks of hours whose windows were refreshed. A writer that marked an hour
+    again meanwhile set its own time, so that mark stays and the hour is recomputed next run."""
+    if not hours:
+        return
+    d = t.dirty_hours
+    with write_transaction(engine) as conn:
+        conn.execute(
+            sa.delete(d).where(d.c.model == model, d.c.hour_start == sa.bindparam("h"), d.c.marked_at == WINDOWS_PENDING),
+            [{"h": h} for h in sorted(hours)],
+        )
 
 
 def _increment_hours(engine: Engine, model: str) -> set[datetime]:
@@ -192,7 +218,16 @@ def merge_increments(engine: Engine, spec: ModelSpec, hour: datetime, config: Ev
                 .values(**state.blobs(), computed_at=datetime.now(UTC))
             )  # fmt: skip
         _delete_increments(conn, spec.name, keys)
+        _windows_pending(conn, spec.name, hour)
     return True
+
+
+def _windows_pending(conn: Connection, model: str, hour: datetime) -> None:
+    """Mark an hour whose state changed as waiting for its windows (unless it is dirty anyway)."""
+    from monitor.server.store.writes import _insert
+
+    stmt = _insert(conn.dialect.name == "postgresql", t.dirty_hours).on_conflict_do_nothing()
+    conn.execute(stmt, {"model": model, "hour_start": hour, "marked_at": WINDOWS_PENDING})
 
 
 def _insert_states(conn: Connection, model: str, hour: datetime, states: dict[SliceKey, SliceState]) -> None:
