@@ -83,14 +83,21 @@ def _parse_all(
     specs: dict[str, ModelSpec],
     now: datetime,
     limits: Limits,
+    refuse: Callable[[T], str | None] | None = None,
 ) -> tuple[list[T], list[tuple[int, str]]]:
     good: list[T] = []
     rejected: list[tuple[int, str]] = []
     for i, record in enumerate(records):
         try:
-            good.append(parse(record, specs.get, now=now, limits=limits))
+            parsed = parse(record, specs.get, now=now, limits=limits)
         except WireError as exc:
             rejected.append((i, str(exc)))
+            continue
+        reason = refuse(parsed) if refuse is not None else None
+        if reason is None:
+            good.append(parsed)
+        else:
+            rejected.append((i, reason))
     return good, rejected
 
 
@@ -103,10 +110,19 @@ def ingest_predictions(
     policy: CohortPolicy,
     limits: Limits = DEFAULT_LIMITS,
     slos: Sequence[SLO] = (),
+    oldest: datetime | None = None,
 ) -> IngestResult:
+    """``oldest``: predictions timed before this (the retention cutoff) are rejected: they would be
+    deleted by the next housekeeping run, and their day's partition may be gone already."""
     with engine.connect() as conn:
         specs = model_specs(conn, record_models(records))
-    good, rejected = _parse_all(records, parse_prediction, specs, now, limits)
+
+    def expired(p: Prediction) -> str | None:
+        if oldest is None or p.ts >= oldest:
+            return None
+        return f"timestamp {p.ts.isoformat()} is older than the predictions retention (before {oldest:%Y-%m-%d %H:%M}Z)"
+
+    good, rejected = _parse_all(records, parse_prediction, specs, now, limits, expired)
     if policy.active:
         for p in good:
             p.cohort = policy.apply(p.cohort)

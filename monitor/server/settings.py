@@ -37,6 +37,10 @@ CVMON_REPORTS_ENABLED            reports.enabled              write the weekly H
 CVMON_REPORTS_DAY                reports.day                  weekday they are written, UTC (monday)
 CVMON_REPORTS_TIME               reports.time                 time of day they are written, UTC (06:00)
 CVMON_REPORTS_RETENTION_WEEKS    reports.retention_weeks      weeks a stored report is kept (12)
+CVMON_RETENTION_EMBEDDINGS       retention.embeddings         raw embeddings kept (7d; "forever" keeps all)
+CVMON_RETENTION_PREDICTIONS      retention.predictions        predictions with their ground truth (90d)
+CVMON_RETENTION_EVAL_STATES      retention.eval_states        hourly evaluation states (98d)
+CVMON_RETENTION_METRIC_POINTS    retention.metric_points      metric history (400d)
 ==============================  ==========================  ========================================
 
 Lists in the environment are comma-separated.
@@ -47,8 +51,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from monitor.errors import ConfigError
 
@@ -130,6 +135,8 @@ class Settings:
     notifier: NotifierConfig | None = field(default=None, repr=False)
     #: When the weekly reports are written and how long they are kept (docs/reports.md).
     reports: ReportSettings = field(default_factory=lambda: _default_reports(), repr=False)
+    #: How long each kind of data is kept (docs/operations.md); enforced by housekeeping.
+    retention: Retention = field(default_factory=lambda: Retention(), repr=False)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -163,6 +170,7 @@ class Settings:
         from monitor.server.reports.config import load_report_settings
 
         values["reports"] = load_report_settings(values.get("extra", {}).get("reports"), env, source=values.get("config_path"))
+        values["retention"] = load_retention(values.get("extra", {}).get("retention"), env, source=values.get("config_path"))
         values.update(overrides)
         settings = cls(**values)
         settings.validate()
@@ -184,6 +192,7 @@ class Settings:
             raise ConfigError(f"database_url must be sqlite:///PATH or postgresql://...; got {self.database_url!r}")
         self._validate_drift()
         self._validate_slos()
+        self.retention.validate(max(parse_window(w) for w in self.windows) if self.windows else 0)
 
     def _validate_drift(self) -> None:
         for window in (*self.drift_windows, self.drift_lookback):
@@ -246,9 +255,82 @@ def parse_window(text: str) -> int:
 
 
 #: Fields that are not plain values (parsed by their own readers, never from one variable).
-_STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier", "reports"}
+_STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier", "reports", "retention"}
 _SIMPLE_KEYS = {f.name for f in fields(Settings)} - _STRUCTURED - {"pii_drop", "pii_hash", "pii_hash_key"}
 _NOTIFIER_ENV = ("CVMON_NOTIFIER_PAGE_URL", "CVMON_NOTIFIER_TICKET_URL")
+
+
+_DAY = 86400
+_FOREVER = {"forever", "off", "none", "never"}
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long data is kept, in seconds (None: forever). ``retention:`` in cvmon.yaml::
+
+        retention:
+          embeddings: 7d        # raw embeddings: most of the bytes, needed only for drift
+          predictions: 90d      # predictions, their ground truth (partitioned by prediction day),
+                                # labels waiting for a prediction, late-label and dirty-hour marks
+          eval_states: 98d      # hourly states: predictions + the longest window, so any window
+                                # a late label can still change is re-reduced from complete hours
+          metric_points: 400d   # metric history, what dashboards and reports read
+
+    Reports are kept by ``reports.retention_weeks``; SLO event counts are folded by the slo job
+    (deleting them would make the exported counters go back).
+    """
+
+    embeddings: int | None = 7 * _DAY
+    predictions: int | None = 90 * _DAY
+    eval_states: int | None = 98 * _DAY
+    metric_points: int | None = 400 * _DAY
+
+    KEYS: ClassVar[tuple[str, ...]] = ("embeddings", "predictions", "eval_states", "metric_points")
+
+    def cutoff(self, name: str, now: datetime) -> datetime | None:
+        """Data of kind ``name`` older than this is deleted (None: kept forever)."""
+        seconds = getattr(self, name)
+        return None if seconds is None else now - timedelta(seconds=seconds)
+
+    def validate(self, longest_window: int) -> None:
+        keep = {k: (float("inf") if getattr(self, k) is None else getattr(self, k)) for k in self.KEYS}
+        for key, seconds in keep.items():
+            if seconds < _DAY:
+                raise ConfigError(f"retention.{key} must be at least 1d")
+        if keep["embeddings"] > keep["predictions"]:
+            raise ConfigError("retention.embeddings must not be longer than retention.predictions (an embedding belongs to its prediction)")
+        if keep["eval_states"] < keep["predictions"] + longest_window:
+            raise ConfigError(
+                "retention.eval_states must be at least retention.predictions plus the longest window "
+                f"({longest_window // 3600}h): late labels re-reduce every window that holds their hour"
+            )
+        if keep["metric_points"] < keep["eval_states"]:
+            raise ConfigError("retention.metric_points must not be shorter than retention.eval_states")
+
+
+def load_retention(section: Any, environ: Mapping[str, str], *, source: str | None = None) -> Retention:
+    """The ``retention:`` mapping of cvmon.yaml (or None) with ``CVMON_RETENTION_*`` on top."""
+    if section is None:
+        section = {}
+    if not isinstance(section, Mapping):
+        raise ConfigError("retention must be a mapping, e.g. {embeddings: 7d, predictions: 90d}", source=source)
+    unknown = sorted(set(section) - set(Retention.KEYS))
+    if unknown:
+        raise ConfigError(f"retention: unknown key {unknown[0]!r}; keys: {', '.join(Retention.KEYS)}", source=source)
+    values: dict[str, int | None] = {}
+    for key in Retention.KEYS:
+        name = f"CVMON_RETENTION_{key.upper()}"
+        raw, where = (environ[name], name) if environ.get(name, "") != "" else (section.get(key, ...), source)
+        if raw is ...:
+            continue
+        if raw is None or str(raw).strip().lower() in _FOREVER:
+            values[key] = None
+            continue
+        try:
+            values[key] = parse_window(str(raw).strip())
+        except ConfigError:
+            raise ConfigError(f"retention.{key}: {raw!r} must look like 36h, 7d, 90d or 52w (or forever)", source=where) from None
+    return Retention(**values)
 
 
 def _default_reports() -> ReportSettings:

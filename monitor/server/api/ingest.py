@@ -78,6 +78,7 @@ async def post_predictions(request: Request, response: Response, state: StateDep
         partitions=state.partitions,
         policy=state.cohort_policy,
         slos=state.settings.slos,
+        oldest=state.settings.retention.cutoff("predictions", state.clock()),
     )
     state.service_metrics.count_ingest("prediction", result.accepted, result.duplicates, len(result.rejected))
     return _answer(result, response)

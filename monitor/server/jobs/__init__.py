@@ -9,8 +9,8 @@ report      last week's HTML report (weekly, on its own cron trigger; only when 
 ==========  ===========================================================================
 
 Housekeeping (not per model): daily partitions ahead, ground truth that waited for a
-prediction which arrived concurrently. ``run_once`` is what every scheduler tick and
-``cvmon jobs run-once`` call.
+prediction which arrived concurrently, retention (monitor.server.jobs.retention).
+``run_once`` is what every scheduler tick and ``cvmon jobs run-once`` call.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from monitor.server.jobs.drift import drift
 from monitor.server.jobs.evaluate import evaluate
 from monitor.server.jobs.report import report
+from monitor.server.jobs.retention import apply_retention
 from monitor.server.jobs.runner import Job, Outcome, run_job
 from monitor.server.settings import Settings
 from monitor.server.slo import jobs as slo_jobs
@@ -68,11 +69,14 @@ def run_once(
 
 
 def maintenance(engine: Engine, settings: Settings, *, clock: Callable[[], datetime]) -> None:
-    """Partitions for the coming days; ground truth left waiting by a concurrent prediction write."""
-    PartitionManager(engine).ensure_ahead(clock(), settings.partition_days_ahead)
+    """Partitions for the coming days; ground truth left waiting by a concurrent prediction write;
+    retention (expired partitions dropped, old rows of the small tables deleted)."""
+    partitions = PartitionManager(engine)
+    partitions.ensure_ahead(clock(), settings.partition_days_ahead)
     adopted = adopt_waiting_ground_truth(engine, now=clock(), slos=settings.slos)
     if adopted:
         log.info("joined %d waiting ground-truth records to their predictions", adopted)
+    apply_retention(engine, settings.retention, now=clock(), partitions=partitions)
 
 
 __all__ = ["MODEL_JOBS", "WEEKLY_JOBS", "maintenance", "run_once"]

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from monitor.server.store.tables import PARTITIONED
 
@@ -58,6 +59,35 @@ class PartitionManager:
     def ensure_ahead(self, now: datetime, days_ahead: int, days_back: int = 1) -> None:
         today = now.astimezone(UTC).date()
         self.ensure_days(today + timedelta(days=d) for d in range(-days_back, days_ahead + 1))
+
+    def drop_before(self, table: str, cutoff: datetime, *, lock_timeout_ms: int = 5000) -> list[str]:
+        """Drop the daily partitions of ``table`` that end at or before ``cutoff``; returns their names.
+
+        Whole partitions go with ``DROP TABLE`` (no row-by-row DELETE, no bloat, no VACUUM). The
+        drop needs a brief ACCESS EXCLUSIVE lock on the parent table; ``lock_timeout`` bounds how
+        long it may queue behind a long reader (and hold up writers queued behind it): a partition
+        whose lock is not granted in time is left for the next housekeeping run.
+        """
+        if not self.enabled:
+            return []
+        last = cutoff.astimezone(UTC).date()  # partitions of days before this one end by the cutoff
+        dropped = []
+        for day in self.existing_days(table):
+            if day >= last:
+                break
+            name = partition_name(table, day)
+            try:
+                with self._lock, self.engine.begin() as conn:
+                    conn.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK})
+                    conn.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
+            except OperationalError as exc:
+                if "lock timeout" not in str(exc):
+                    raise
+                break  # busy: the rest waits for the next run, oldest first
+            self._known.discard(day)
+            dropped.append(name)
+        return dropped
 
     def forget(self) -> None:
         """Drop the cache (after retention dropped partitions, or a 'no partition' error)."""
