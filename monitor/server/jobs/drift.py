@@ -91,10 +91,16 @@ def drift(engine: Engine, model: str, *, settings: Settings, clock: Callable[[],
         with write_transaction(engine) as conn:
             _store_window(conn, model, plan, rows, now=now)
     quiet = [p for p in due if not p.slices]
-    if quiet:
+    if due:
         with write_transaction(engine) as conn:
             for plan in quiet:
                 _store_window(conn, model, plan, [], now=now)
+            # windows that started before the lookback are never planned again
+            conn.execute(
+                sa.delete(t.drift_windows).where(
+                    t.drift_windows.c.model == model, t.drift_windows.c.window_start < horizon
+                )
+            )
     _refresh_latest(engine, model, config, current, {(p.name, p.start) for p in [*to_score, *quiet]})
     summary = f"{len(to_score)} windows scored, {len(quiet)} with nothing to score, {later} left for later runs"
     return summary + (f"; references waiting: {'; '.join(notes)}" if notes else "")
