@@ -117,7 +117,7 @@ def test_drift_rows_mark_their_cohort_and_draw_the_version_trend(evaluated, mode
     settings = api.settings.with_(
         slos=load_slos(
             s.SLO_YAML.format(model=model_name)
-            + f"  - {{name: {model_name}-drift, model: {model_name}, sli: drift, objective: 0.95, window: 30d, threshold: 0.2}}\n"
+            + f"  - {{name: {model_name}-drift, model: {model_name}, sli: drift, objective: 0.95, window: 30d, threshold: 0.2, detector: mmd}}\n"
         )
     )
     data = build_report_data(api.db.engine, model_name, s.WEEK_START, settings=settings, clock=clock)

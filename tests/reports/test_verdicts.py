@@ -235,8 +235,17 @@ def test_class_mix_and_confused_pairs_are_ordered_by_size():
     assert [p.count for p in pairs] == sorted((p.count for p in pairs), reverse=True) and all(
         p.true != p.predicted for p in pairs
     )
-    mix = class_mix(data)
-    assert len(mix) == 10 and sum(m.predicted.current for m in class_mix(data, top=100)) == pytest.approx(1.0)
+    assert class_mix(data) == ()  # the factory's shares held: nothing listed
+    every = class_mix(data, top=100, min_change=0.0)
+    assert len(every) == 10 and sum(m.predicted.current for m in every) == pytest.approx(1.0)
+    moved = replace(
+        data,
+        classes=(
+            replace(data.classes[0], precision=replace(data.classes[0].precision, previous_n=1)),
+            *data.classes[1:],
+        ),
+    )
+    assert class_mix(moved)[0].name == data.classes[0].name
 
 
 def test_every_week_boundary_time_is_utc():

@@ -142,8 +142,13 @@ class MixRow:
     actual: WeekValue
 
 
-def class_mix(data: ReportData, top: int = 10) -> tuple[MixRow, ...]:
-    """The ``top`` classes whose share of predictions moved most since last week."""
+#: A class's share of the traffic must move this much (half a point) to be listed.
+MIN_MIX_CHANGE: Final = 0.005
+
+
+def class_mix(data: ReportData, top: int = 10, min_change: float = MIN_MIX_CHANGE) -> tuple[MixRow, ...]:
+    """The ``top`` classes whose share of predictions (or of labels) moved most since last week,
+    at least ``min_change``; empty when the mix held."""
     pred_now = sum(r.precision.n for r in data.classes)
     pred_before = sum(r.precision.previous_n for r in data.classes)
     true_now = sum(r.recall.n for r in data.classes)
@@ -169,7 +174,12 @@ def class_mix(data: ReportData, top: int = 10) -> tuple[MixRow, ...]:
         )
         for r in data.classes
     ]
-    rows.sort(key=lambda m: (-abs(m.predicted.delta or 0.0), m.name))
+
+    def moved(m: MixRow) -> float:
+        return max(abs(m.predicted.delta or 0.0), abs(m.actual.delta or 0.0))
+
+    rows = [m for m in rows if moved(m) >= min_change]
+    rows.sort(key=lambda m: (-moved(m), m.name))
     return tuple(rows[:top])
 
 
