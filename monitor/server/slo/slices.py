@@ -18,8 +18,8 @@ evaluation slice and count nothing, which settings validation refuses).
 
 Drift: the drift job (:mod:`monitor.server.jobs.drift`) stores its scores as ``metric_points``
 rows with ``metric = 'drift_score'`` over 1h windows and ``'<detector>:<feature>'`` in the
-``class`` column. The hour's score is the largest over the features of the SLO's ``detector`` (of
-every detector when the SLO names none); its sample count is the smallest. Without such rows a
+``class`` column. The hour's score is the largest over the features of the SLO's ``detector`` (a drift SLO
+must name one); its sample count is the smallest. Without such rows a
 drift SLO counts nothing.
 """
 
@@ -85,7 +85,7 @@ def slice_of(slo: SLO, rows: list[Any]) -> tuple[float, int] | None:
     scores = [
         r
         for r in rows
-        if r.metric == metric and (slo.detector is None or r.cls.split(FEATURE_SEPARATOR, 1)[0] == slo.detector)
+        if r.metric == metric and r.cls.split(FEATURE_SEPARATOR, 1)[0] == slo.detector
     ]
     if not scores:
         return None

@@ -15,7 +15,7 @@
         class: "7"                    # precision / recall only, required there
         threshold: 0.2                # latency (seconds), ece / drift (upper bound), map (lower
                                       # bound); required for those, refused for the others
-        detector: psi                 # drift only, optional: which detector's score is bounded
+        detector: pca_ks              # drift only, required: which detector's score is bounded
         min_samples: 30               # ece / drift / map only, optional: labelled samples an
                                       # evaluation hour needs to count as an event (default 30)
         cohort: {camera: cam-3}       # optional
@@ -426,6 +426,11 @@ class _Reader:
             if sli != "drift":
                 raise self.error(keys["detector"][0], f"detector applies only to drift, not {sli}")
             detector = self.text(keys["detector"][1], "detector")
+        elif sli == "drift":
+            # Scores of different detectors live on different scales (an MMD² of 0.01 can be a
+            # large shift, a chi-square statistic of 40 a small one): one bound fits one detector.
+            raise self.error(node, "a drift SLO needs detector: the detector whose score the threshold bounds "
+                                   "(e.g. ks or pca_ks, whose scores lie in [0, 1])")
 
         min_samples = DEFAULT_MIN_SAMPLES
         if "min_samples" in keys:
