@@ -14,36 +14,34 @@ def jobs_group() -> None:
 
 @jobs_group.command("run-once")
 @click.option("--model", "models", multiple=True, help="Only this model (repeatable). Default: every registered model.")
-@click.option("--job", "jobs", multiple=True, help="Only this job (repeatable): evaluate.")
+@click.option("--job", "jobs", multiple=True,
+              help="Only this job (repeatable): evaluate, drift, slo, notify, or report (the weekly report, "
+                   "which runs only when named). Default: every per-tick job.")  # fmt: skip
 def run_once_cmd(models: tuple[str, ...], jobs: tuple[str, ...]) -> None:
-    """Run every job once for every model, now, and report what each did.
+    """Run the jobs once for every model, now, and report what each did.
 
     Safe while servers and workers run: a job already running elsewhere for a model is skipped.
     Exits 1 when a job failed.
     """
-    from monitor.server.jobs import MODEL_JOBS, maintenance, run_once
+    from monitor.server.jobs import MODEL_JOBS, WEEKLY_JOBS, maintenance, run_once
     from monitor.server.store.registry import model_names
 
-    unknown = sorted(set(jobs) - set(MODEL_JOBS))
+    known = {**MODEL_JOBS, **WEEKLY_JOBS}
+    unknown = sorted(set(jobs) - set(known))
     if unknown:
-        raise click.ClickException(f"unknown job {unknown[0]!r}; jobs: {', '.join(MODEL_JOBS)}")
+        raise click.ClickException(f"unknown job {unknown[0]!r}; jobs: {', '.join(known)}")
     settings = load_settings()
     engine = open_engine(settings)
     with engine.connect() as conn:
         names = list(models) or model_names(conn)
     maintenance(engine, settings, clock=now)
-    total = len(names) * len(jobs or MODEL_JOBS)
-    failed = []
-    with click.progressbar(length=total, label="running jobs", show_pos=True, file=click.get_text_stream("stderr")) as bar:
-
-        def done(outcome):  # type: ignore[no-untyped-def]
-            bar.update(1)
-            if outcome.status == "failed":
-                failed.append(outcome)
-
-        outcomes = run_once(engine, settings, clock=now, models=names, jobs=list(jobs) or None, on_done=done)
+    outcomes = []
+    with click.progressbar(names, label="running jobs", show_pos=True, file=click.get_text_stream("stderr")) as bar:
+        for model in bar:
+            outcomes += run_once(engine, settings, clock=now, models=[model], jobs=list(jobs) or None)
     for o in outcomes:
         click.echo(f"{o.job:<10} {o.model:<28} {o.status:<8} {o.seconds:7.2f}s  {o.detail}")
+    failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise click.ClickException(f"{len(failed)} job(s) failed; see above and the log")
 
