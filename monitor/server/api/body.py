@@ -8,6 +8,10 @@ from typing import Any
 
 import orjson
 from fastapi import HTTPException, Request, status
+from starlette.requests import ClientDisconnect
+
+#: nginx's status for a request whose client hung up before the answer.
+CLIENT_CLOSED_REQUEST = 499
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -17,11 +21,16 @@ async def read_json(request: Request, limit: int) -> Any:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # the client is gone (a killed pod, a timeout): nobody reads the answer, but it is not
+        # a server error; 499 as nginx logs it
+        raise HTTPException(CLIENT_CLOSED_REQUEST, "the client closed the connection before sending the whole body") from None
     raw = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding == "gzip":
