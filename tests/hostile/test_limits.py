@@ -15,6 +15,7 @@ import zlib
 
 import pytest
 
+from tests.faults.servers import wait_for
 from tests.server.records import cls_record, register
 
 LIMIT = 1 << 20  # 1 MiB keeps the test fast; the default (32 MiB) works the same way
@@ -95,3 +96,26 @@ def test_nan_and_infinity_literals_reject_only_their_record(api, model_name):
         body = c.post("/v1/predictions", content=raw.encode(), headers={"Content-Type": "application/json"}).json()
     assert body["accepted"] == 1
     assert [r["index"] for r in body["rejected"]] == [1, 2]
+
+
+def test_a_client_hanging_up_mid_body_is_not_a_server_error(api, model_name, caplog):
+    """A client that dies while sending (a killed inference pod) leaves the server unbothered:
+    no traceback, no 5xx in the server's own metrics."""
+    host, port = api.url.removeprefix("http://").split(":")
+    with api.admin() as c:
+        register(c, model_name)
+    for _ in range(3):
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(
+                f"POST /v1/predictions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {api.admin_key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n".encode() + b'{"records": [{"pred'
+            )
+    def answered() -> list[str]:
+        with api.admin() as c:
+            text = c.get("/metrics").text
+        return [line for line in text.splitlines()
+                if line.startswith("cvmon_http_request_duration_seconds_count") and 'route="/v1/predictions"' in line]  # fmt: skip
+
+    lines = wait_for(lambda: sum(float(line.rsplit(" ", 1)[1]) for line in answered()) >= 3 and answered(), "the hang-ups to be seen")
+    assert all('status="499"' in line for line in lines), lines
+    assert "Exception in ASGI application" not in caplog.text
