@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from monitor.server.exporters.names import METRIC
 from monitor.server.store import tables as t
+from monitor.server.store.tables import CELL_SEPARATOR
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,6 @@ class Export:
     scale: float = 1.0
 
 
-#: Separates true and predicted class in the ``class`` column of confusion cells.
-CELL_SEPARATOR = "\x1f"
 #: Separates detector and feature in the ``class`` column of drift rows
 #: (``monitor.server.jobs.drift_features.FEATURE_SEPARATOR``).
 DRIFT_SEPARATOR = ":"

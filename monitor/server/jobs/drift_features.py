@@ -41,13 +41,12 @@ from detectors.estimate import Calibration
 from monitor.server.jobs.states import Point, SliceKey, _cohort_values, image_key
 from monitor.server.settings import DRIFT_DETECTOR_FEATURES, parse_window
 from monitor.server.store.drift_reads import Record
+from monitor.server.store.tables import FEATURE_SEPARATOR
 from monitor.wire import ModelSpec
 
 if TYPE_CHECKING:
     from monitor.server.settings import Settings
 
-#: Separates detector and feature in the ``class`` column of drift rows (split on the first one).
-FEATURE_SEPARATOR: Final = ":"
 DRIFT_METRICS: Final = ("drift_score", "drift_p_value", "drift_threshold", "drift_detected")
 ESTIMATE_METRICS: Final = (
     "estimated_accuracy",

@@ -30,6 +30,7 @@ from monitor.metrics import (
 )
 from monitor.metrics._quantiles import QuantileSketch
 from monitor.server.store.reads import Rows
+from monitor.server.store.tables import CELL_SEPARATOR
 from monitor.wire import STATUS_OK, ModelSpec
 
 
@@ -229,8 +230,6 @@ class Point(NamedTuple):
     sample_count: int
 
 
-#: Separates true and predicted class in the ``class`` column of confusion cells.
-CELL_SEPARATOR = "\x1f"
 #: Confusion cells exported per slice (diagonal and the largest errors): a 1 000-class matrix
 #: must not become a million series.
 MAX_CONFUSION_CELLS = 200

@@ -16,7 +16,7 @@ per-class table, confusion  ``eval_states`` of the whole versions, merged over b
                             points of the busiest version
 drift                       ``metric_points`` rows ``drift_score`` / ``drift_p_value`` /
                             ``drift_detected`` (+ ``drift_threshold`` when written), class
-                            ``<detector>:<feature>`` (or ``<detector>\\x1f<feature>``), the shortest
+                            ``<detector>:<feature>``, the shortest
                             window they are stored for
 SLOs                        ``slo_events`` through :func:`monitor.server.slo.counts.read_counts`
                             (error budget left as of generation), the week's own counts, and the
@@ -61,6 +61,7 @@ from monitor.server.slo.counts import read_counts
 from monitor.server.slo.spec import SLO
 from monitor.server.store import tables as t
 from monitor.server.store.registry import model_info
+from monitor.server.store.tables import FEATURE_SEPARATOR
 
 WEEK_SECONDS: Final = 7 * 86400
 #: Metrics read for the week totals of every slice (per-class and reliability rows come on top).
@@ -92,8 +93,6 @@ _TREND_METRICS: Final = (
     "estimated_accuracy",
 )
 DRIFT_METRICS: Final = ("drift_score", "drift_p_value", "drift_detected", "drift_threshold")
-#: Separators of detector and feature in the ``class`` column of drift rows (both are in use).
-_FEATURE_SEPARATORS: Final = ("\x1f", ":")
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,12 +452,9 @@ def _cohorts(
 
 
 def split_detector(cls: str) -> tuple[str, str]:
-    """``"mmd:embedding"`` (or ``"mmd\\x1fembedding"``) to ``("mmd", "embedding")``; ``"psi"`` to ``("psi", "")``."""
-    for sep in _FEATURE_SEPARATORS:
-        detector, found, feature = cls.partition(sep)
-        if found:
-            return detector, feature
-    return cls, ""
+    """``"mmd:embedding"`` to ``("mmd", "embedding")``; ``"psi"`` to ``("psi", "")``."""
+    detector, _, feature = cls.partition(FEATURE_SEPARATOR)
+    return detector, feature
 
 
 def _drift_trends(rows: Sequence[_Row], slos: Sequence[SLO], alpha: float | None) -> tuple[DriftTrend, ...]:

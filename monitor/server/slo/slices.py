@@ -39,6 +39,7 @@ from monitor.server.slo.events import Tally, add_events, minute_floor
 from monitor.server.slo.spec import SLO
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
+from monitor.server.store.tables import FEATURE_SEPARATOR
 
 log = logging.getLogger("cvmon.slo")
 
@@ -49,9 +50,6 @@ SLICE: Final = timedelta(hours=1)
 LOOKBACK: Final = timedelta(days=1)
 #: The stored metric each time-slice SLI reads.
 SLICE_METRICS: Final = {"ece": "ece", "map": "map", "drift": "drift_score"}
-#: Separates detector and feature in the ``class`` column of drift rows (the drift job's
-#: ``monitor.server.jobs.drift_features.FEATURE_SEPARATOR``).
-FEATURE_SEPARATOR: Final = ":"
 
 
 @dataclass(frozen=True, slots=True)

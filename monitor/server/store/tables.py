@@ -277,6 +277,12 @@ _METRIC_POINT = (
     ("computed_at", UTCDateTime, False),
 )
 
+#: How the ``class`` column of metric rows encodes two names: a confusion cell is
+#: ``<true class><CELL_SEPARATOR><predicted class>`` (class names may hold any printable text, so a
+#: control character separates them); a drift row is ``<detector><FEATURE_SEPARATOR><feature>``.
+CELL_SEPARATOR = "\x1f"
+FEATURE_SEPARATOR = ":"
+
 #: Metric history: one row per metric, class and slice of an aligned window (1h windows start on
 #: the hour, 1d at 00:00 UTC, 7d on Mondays); the window in progress is updated until it ends.
 metric_points = Table(
