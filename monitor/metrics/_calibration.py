@@ -30,7 +30,7 @@ with ``scale_by_half=False``).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import numpy as np
@@ -101,6 +101,10 @@ class CalibrationState:
     def n(self) -> int:
         """Number of samples."""
         return int(self.count.sum())
+
+    def without_classwise(self) -> CalibrationState:
+        """This state without its per-class tables (e.g. to merge windows whose class list grew)."""
+        return replace(self, classwise_count=None, classwise_hits=None, classwise_sum=None)
 
     @classmethod
     def merge(cls, *states: CalibrationState) -> CalibrationState:

@@ -82,6 +82,21 @@ class ClassificationState:
         ranks = add_arrays([s.rank_counts for s in states])
         return cls(num_classes, readonly(cells), readonly(counts), ranks)
 
+    def widen(self, num_classes: int) -> ClassificationState:
+        """The same counts over a class list that grew by appending classes.
+
+        Samples counted before the new classes existed were neither labelled nor predicted as
+        them, so every cell keeps its count: widening is exact, and states from before and after
+        a model gained classes merge.
+        """
+        if num_classes < self.num_classes:
+            raise ValueError(f"cannot narrow a state of {self.num_classes} classes to {num_classes}")
+        if num_classes == self.num_classes:
+            return self
+        true_idx, pred_idx = np.divmod(self.cells, self.num_classes)
+        cells = readonly(true_idx * num_classes + pred_idx)  # the order of cells is kept
+        return ClassificationState(num_classes, cells, self.cell_counts, self.rank_counts)
+
     def confusion_matrix(self) -> NDArray[np.int64]:
         """Dense ``C × C`` counts, rows true class, columns predicted class."""
         c = self.num_classes

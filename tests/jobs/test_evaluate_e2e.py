@@ -10,9 +10,16 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.metrics import calibration_metrics, classification_metrics, detection_metrics, detection_state, probability_states
+from monitor.metrics import (
+    calibration_metrics,
+    classification_metrics,
+    classification_state,
+    detection_metrics,
+    detection_state,
+    probability_states,
+)
 from monitor.server.jobs import run_once
-from monitor.server.jobs.states import image_key
+from monitor.server.store.decode import image_key
 from monitor.server.store import tables as t
 from monitor.wire import encode_array
 
@@ -215,3 +222,44 @@ def test_detection_map_matches_the_engine(make_api, model_name):
         metrics = scraped(c)
     key = ("cvmon_map_ratio", (("iou", "0.50"), ("model", model_name), ("version", "v1"), ("window", "1d")))
     assert metrics[key] == pytest.approx(want.ap50, abs=1e-12)
+
+
+def test_a_model_that_gains_a_class_keeps_its_windows(make_api, model_name):
+    """A new product variant: the class list grows by one; windows across the change still reduce."""
+    api = make_api(cohort_keys=(), clock=lambda: NOW)
+    rng = np.random.default_rng(11)
+    before, after = HOURS[1], HOURS[3]
+    truth: dict[str, int] = {}
+
+    def batch(hour, n_classes: int, prefix: str) -> list[dict]:
+        out = []
+        for i in range(60):
+            label = int(rng.integers(n_classes))
+            logits = rng.normal(size=n_classes) + 2.0 * np.eye(n_classes)[label]
+            p = (np.exp(logits) / np.exp(logits).sum()).astype(np.float32)
+            pid = f"{prefix}-{i}"
+            truth[pid] = label
+            out.append({"prediction_id": pid, "model": model_name, "model_version": "v1",
+                        "timestamp": (hour + timedelta(minutes=i)).isoformat(), "probabilities": encode_array(p)})  # fmt: skip
+        return out
+
+    with api.admin() as c:
+        c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": CLASSES})
+        old = batch(before, 4, "old")
+        assert c.post("/v1/predictions", json={"records": old}).json()["accepted"] == 60
+        c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": [*CLASSES, "elk"]})
+        new = batch(after, 5, "new")
+        assert c.post("/v1/predictions", json={"records": new}).json()["accepted"] == 60
+        labels = [{"prediction_id": pid, "model": model_name, "label": label} for pid, label in truth.items()]
+        assert c.post("/v1/ground-truth", json={"records": labels}).json()["accepted"] == 120
+        (outcome,) = run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+        assert outcome.status == "ok", outcome.detail
+        got = api_value(c, model_name, "accuracy", window="1d", version="v1")
+        cm = c.get(f"/v1/models/{model_name}/confusion-matrix", params={"window": "1d"}).json()
+    import base64
+
+    predicted = [int(np.argmax(np.frombuffer(base64.b64decode(r["probabilities"]["base64"]), "<f4"))) for r in old + new]
+    actual = [truth[r["prediction_id"]] for r in old + new]
+    want = classification_metrics(classification_state(actual, predictions=predicted, num_classes=5))
+    assert got["value"] == pytest.approx(want.accuracy, abs=1e-12) and got["sample_count"] == 120
+    assert cm["classes"][-1] == "elk" and np.array_equal(np.array(cm["matrix"]), want.confusion_matrix)

@@ -38,8 +38,9 @@ from numpy.typing import NDArray
 
 from detectors import Detector, LabelFreeAccuracy, LabelFreeDetectionPrecision, SummaryError
 from detectors.estimate import Calibration
-from monitor.server.jobs.states import Point, SliceKey, _cohort_values, image_key
+from monitor.server.jobs.states import Point, SliceKey, _cohort_values
 from monitor.server.settings import DRIFT_DETECTOR_FEATURES, parse_window
+from monitor.server.store.decode import StoredImage, image_key, images_detection_state, probability_matrix
 from monitor.server.store.drift_reads import Record
 from monitor.server.store.tables import FEATURE_SEPARATOR
 from monitor.wire import ModelSpec
@@ -210,12 +211,8 @@ def extract(records: Sequence[Record], spec: ModelSpec, wanted: Collection[str])
                 [r.predicted_class for r in records if r.predicted_class is not None], dtype=np.int64
             )
         if "probabilities" in wanted:
-            # rows from before classes were appended have fewer values: not comparable
-            size = 4 * len(spec.classes)
-            probs = [r.probabilities for r in records if r.probabilities is not None and len(r.probabilities) == size]
-            out["probabilities"] = (
-                np.frombuffer(b"".join(probs), "<f4").reshape(len(probs), len(spec.classes)).astype(np.float64)
-            )
+            probs = [r.probabilities for r in records if r.probabilities is not None]
+            out["probabilities"] = probability_matrix(probs, len(spec.classes)).astype(np.float64)
     else:
         out.update(_box_features(records, spec.operating_threshold, wanted))
     return {name: values for name, values in out.items() if len(values)}
@@ -356,15 +353,10 @@ def fit_estimator(
     """
     labelled = [r for r in records if r.labelled]
     if spec.task == "classification":
-        size = 4 * len(spec.classes)
-        rows = [
-            r for r in labelled if r.label is not None and r.probabilities is not None and len(r.probabilities) == size
-        ]
+        rows = [r for r in labelled if r.label is not None and r.probabilities is not None]
         if len(rows) < min_labels:
             return None
-        probs = np.frombuffer(b"".join(r.probabilities or b"" for r in rows), "<f4").reshape(
-            len(rows), len(spec.classes)
-        )
+        probs = probability_matrix([r.probabilities for r in rows if r.probabilities is not None], len(spec.classes))
         labels = np.array([r.label for r in rows], dtype=np.int64)
         est = LabelFreeAccuracy(calibration=calibration).fit(probs.astype(np.float64), labels)
         return est, len(rows)
@@ -381,27 +373,10 @@ def fit_estimator(
 def _matched_boxes(images: Sequence[Record]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Score and true-positive flag (IoU ≥ 0.5, all areas) of every box; boxes matched to crowd
     regions are left out, as the evaluation ignores them."""
-    from monitor.metrics import detection_state
-
-    cols: dict[str, list[NDArray[Any]]] = {k: [] for k in ("gi", "gb", "gc", "gr", "di", "db", "dc", "ds")}
-    for r in images:
-        key = image_key(r.prediction_id)
-        gb = np.frombuffer(r.gt_boxes or b"", "<f4").reshape(-1, 4)
-        db = np.frombuffer(r.boxes or b"", "<f4").reshape(-1, 4)
-        cols["gi"].append(np.full(len(gb), key, np.int64))
-        cols["gb"].append(gb)
-        cols["gc"].append(np.frombuffer(r.gt_classes or b"", "<i4"))
-        cols["gr"].append(np.frombuffer(r.gt_crowd, "u1") if r.gt_crowd else np.zeros(len(gb), np.uint8))
-        cols["di"].append(np.full(len(db), key, np.int64))
-        cols["db"].append(db)
-        cols["dc"].append(np.frombuffer(r.box_classes or b"", "<i4"))
-        cols["ds"].append(np.frombuffer(r.box_scores or b"", "<f4"))
-    c = {k: np.concatenate(v) for k, v in cols.items()}
-    state = detection_state(
-        gt_images=c["gi"], gt_boxes=c["gb"].astype(np.float64), gt_classes=c["gc"].astype(np.int64), gt_crowd=c["gr"],
-        dt_images=c["di"], dt_boxes=c["db"].astype(np.float64), dt_classes=c["dc"].astype(np.int64),
-        dt_scores=c["ds"].astype(np.float64), n_images=len(images),
-    )  # fmt: skip
+    state = images_detection_state([
+        StoredImage(r.prediction_id, r.boxes, r.box_classes, r.box_scores, r.gt_boxes, r.gt_classes, r.gt_crowd)
+        for r in images
+    ])  # fmt: skip
     # bit 0 of the flags: all areas at IoU 0.50
     counted = (state.ignored & 1) == 0
     return np.asarray(state.score[counted], np.float64), (state.tp[counted] & 1) == 1

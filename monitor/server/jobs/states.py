@@ -8,7 +8,6 @@ once however many slices it belongs to. No database and no clock here.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ from monitor.metrics import (
     classification_metrics,
     classification_state,
     detection_metrics,
-    detection_state,
     probability_states,
 )
 from monitor.metrics._quantiles import QuantileSketch
+from monitor.server.store.decode import StoredImage, images_detection_state, probability_matrix
 from monitor.server.store.reads import Rows
 from monitor.server.store.tables import CELL_SEPARATOR
 from monitor.wire import STATUS_OK, ModelSpec
@@ -61,8 +60,8 @@ class SliceState:
             predictions=sum(s.predictions for s in states),
             errors=sum(s.errors for s in states),
             labelled=sum(s.labelled for s in states),
-            classification=_merge(ClassificationState, [s.classification for s in states]),
-            calibration=_merge(CalibrationState, [s.calibration for s in states]),
+            classification=_merge(ClassificationState, _same_classes([s.classification for s in states])),
+            calibration=_merge(CalibrationState, _same_classwise([s.calibration for s in states])),
             detection=_merge(DetectionState, [s.detection for s in states]),
             latency=QuantileSketch.merge(*(s.latency for s in states)),
             label_latency=QuantileSketch.merge(*(s.label_latency for s in states)),
@@ -95,6 +94,22 @@ class SliceState:
         )
 
 
+def _same_classes(states: list[ClassificationState | None]) -> list[ClassificationState | None]:
+    """Hours from before and after the model's class list grew (classes are only ever appended,
+    see store.registry) merge over the longer list."""
+    widest = max((s.num_classes for s in states if s is not None), default=0)
+    return [None if s is None else s.widen(widest) for s in states]
+
+
+def _same_classwise(states: list[CalibrationState | None]) -> list[CalibrationState | None]:
+    """Classwise tables of different class counts do not add up: a window across a change of the
+    class list has no classwise ECE (top-label ECE, MCE and Brier are unaffected)."""
+    shapes = {s.classwise_count.shape for s in states if s is not None and s.classwise_count is not None}
+    if len(shapes) <= 1:
+        return states
+    return [None if s is None else s.without_classwise() for s in states]
+
+
 def _merge(kind: Any, states: Sequence[Any]) -> Any:
     present = [s for s in states if s is not None]
     if not present:
@@ -104,11 +119,6 @@ def _merge(kind: Any, states: Sequence[Any]) -> Any:
 
 # --------------------------------------------------------------------------------------------
 # rows -> states
-
-
-def image_key(prediction_id: str) -> int:
-    """A stable int64 per image: it orders tied detection scores across images."""
-    return int.from_bytes(hashlib.blake2b(prediction_id.encode(), digest_size=8).digest(), "little", signed=True)
 
 
 def slice_states(
@@ -176,8 +186,7 @@ def _classification(rows: Rows, idx: np.ndarray, num_classes: int) -> tuple[Clas
     cls_parts: list[ClassificationState] = []
     cal_parts: list[CalibrationState] = []
     if with_probs:
-        probs = np.frombuffer(b"".join(rows.probabilities[i] for i in with_probs), dtype="<f4")  # type: ignore[misc]
-        probs = probs.reshape(len(with_probs), num_classes)
+        probs = probability_matrix([rows.probabilities[i] for i in with_probs], num_classes)  # type: ignore[misc]
         c, k = probability_states(rows.label[with_probs], probs, classwise=True, samples=True)
         cls_parts.append(c)
         cal_parts.append(k)
@@ -194,29 +203,11 @@ def _classification(rows: Rows, idx: np.ndarray, num_classes: int) -> tuple[Clas
 def _detection(rows: Rows, idx: np.ndarray) -> DetectionState | None:
     if idx.size == 0:
         return None
-    g_img: list[np.ndarray] = []
-    d_img: list[np.ndarray] = []
-    g_box, g_cls, g_crowd, d_box, d_cls, d_score = [], [], [], [], [], []  # type: ignore[var-annotated]
-    for i in idx:
-        key = image_key(rows.prediction_id[i])
-        gb = np.frombuffer(rows.gt_boxes[i] or b"", "<f4").reshape(-1, 4)
-        g_box.append(gb)
-        g_cls.append(np.frombuffer(rows.gt_classes[i] or b"", "<i4"))
-        crowd = rows.gt_crowd[i]
-        g_crowd.append(np.frombuffer(crowd, "u1") if crowd else np.zeros(len(gb), np.uint8))
-        g_img.append(np.full(len(gb), key, np.int64))
-        db = np.frombuffer(rows.boxes[i] or b"", "<f4").reshape(-1, 4)
-        d_box.append(db)
-        d_cls.append(np.frombuffer(rows.box_classes[i] or b"", "<i4"))
-        d_score.append(np.frombuffer(rows.box_scores[i] or b"", "<f4"))
-        d_img.append(np.full(len(db), key, np.int64))
-    return detection_state(
-        gt_images=np.concatenate(g_img), gt_boxes=np.concatenate(g_box).astype(np.float64),
-        gt_classes=np.concatenate(g_cls).astype(np.int64), gt_crowd=np.concatenate(g_crowd),
-        dt_images=np.concatenate(d_img), dt_boxes=np.concatenate(d_box).astype(np.float64),
-        dt_classes=np.concatenate(d_cls).astype(np.int64), dt_scores=np.concatenate(d_score).astype(np.float64),
-        n_images=int(idx.size),
-    )  # fmt: skip
+    return images_detection_state([
+        StoredImage(rows.prediction_id[i], rows.boxes[i], rows.box_classes[i], rows.box_scores[i],
+                    rows.gt_boxes[i], rows.gt_classes[i], rows.gt_crowd[i])
+        for i in idx
+    ])  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from monitor.server.slo.spec import SLO
 from monitor.server.store import tables as t
+from monitor.server.store.decode import StoredImage, image_key, images_detection_state
 from monitor.server.store.reads import Rows
 from monitor.wire import STATUS_OK, ModelSpec, Prediction
 
@@ -185,9 +186,6 @@ def _classification_events(slo: SLO, spec: ModelSpec, rows: Rows, member: np.nda
 
 def _detection_events(slo: SLO, spec: ModelSpec, rows: Rows, member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row (image): detection precision / recall events of class c and how many are bad."""
-    from monitor.metrics import detection_state
-    from monitor.server.jobs.states import image_key
-
     n = len(rows)
     events = np.zeros(n, np.int64)
     bad = np.zeros(n, np.int64)
@@ -197,31 +195,17 @@ def _detection_events(slo: SLO, spec: ModelSpec, rows: Rows, member: np.ndarray)
     idx = np.flatnonzero(member)
     keys = np.array([image_key(rows.prediction_id[i]) for i in idx], dtype=np.int64)
     row_of = {int(k): int(i) for k, i in zip(keys, idx, strict=True)}
-    gt_boxes, gt_classes, gt_crowd, gt_img = [], [], [], []
-    dt_boxes, dt_classes, dt_scores, dt_img = [], [], [], []
-    for key, i in zip(keys, idx, strict=True):
-        gb = np.frombuffer(rows.gt_boxes[i] or b"", "<f4").reshape(-1, 4)
-        gc = np.frombuffer(rows.gt_classes[i] or b"", "<i4")
-        crowd = rows.gt_crowd[i]
-        gk = np.frombuffer(crowd, "u1") if crowd else np.zeros(len(gb), np.uint8)
-        gt_boxes.append(gb)
-        gt_classes.append(gc)
-        gt_crowd.append(gk)
-        gt_img.append(np.full(len(gb), key, np.int64))
-        if slo.sli == "recall":  # every non-crowd ground-truth box of class c is an event
+    if slo.sli == "recall":  # every non-crowd ground-truth box of class c is an event
+        for i in idx:
+            gc = np.frombuffer(rows.gt_classes[i] or b"", "<i4")
+            crowd = rows.gt_crowd[i]
+            gk = np.frombuffer(crowd, "u1") if crowd else np.zeros(len(gc), np.uint8)
             events[i] = int(np.count_nonzero((gc == c) & (gk == 0)))
-        db = np.frombuffer(rows.boxes[i] or b"", "<f4").reshape(-1, 4)
-        dt_boxes.append(db)
-        dt_classes.append(np.frombuffer(rows.box_classes[i] or b"", "<i4"))
-        dt_scores.append(np.frombuffer(rows.box_scores[i] or b"", "<f4"))
-        dt_img.append(np.full(len(db), key, np.int64))
-    state = detection_state(
-        gt_images=np.concatenate(gt_img), gt_boxes=np.concatenate(gt_boxes).astype(np.float64),
-        gt_classes=np.concatenate(gt_classes).astype(np.int64), gt_crowd=np.concatenate(gt_crowd),
-        dt_images=np.concatenate(dt_img), dt_boxes=np.concatenate(dt_boxes).astype(np.float64),
-        dt_classes=np.concatenate(dt_classes).astype(np.int64), dt_scores=np.concatenate(dt_scores).astype(np.float64),
-        n_images=len(idx),
-    )  # fmt: skip
+    state = images_detection_state([
+        StoredImage(rows.prediction_id[i], rows.boxes[i], rows.box_classes[i], rows.box_scores[i],
+                    rows.gt_boxes[i], rows.gt_classes[i], rows.gt_crowd[i])
+        for i in idx
+    ])  # fmt: skip
     # The operating point of detection_metrics: score >= threshold, matched at IoU 0.50 over the
     # whole area range (flag bit 0); a detection matched to a crowd region (ignored) counts neither way.
     of_class = (state.det_class == c) & (state.score >= spec.operating_threshold) & ((state.ignored & 1) == 0)
