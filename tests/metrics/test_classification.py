@@ -145,3 +145,18 @@ def test_negative_zero_is_a_valid_probability():
     a = probability_states(labels, probs, classwise=True)
     b = probability_states(labels, flipped, classwise=True)
     assert [s.to_bytes() for s in a] == [s.to_bytes() for s in b]
+
+
+def test_widen_equals_counting_with_the_longer_class_list():
+    """A model gained classes: old hours widened equal the same samples counted over the new list."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(4, size=300)
+    predicted = rng.integers(4, size=300)
+    old = classification_state(labels, predictions=predicted, num_classes=4)
+    wide = classification_state(labels, predictions=predicted, num_classes=6)
+    widened = old.widen(6)
+    assert widened.num_classes == 6
+    assert np.array_equal(widened.cells, wide.cells) and np.array_equal(widened.cell_counts, wide.cell_counts)
+    assert old.widen(4) is old
+    with pytest.raises(ValueError, match="narrow"):
+        old.widen(3)
