@@ -12,11 +12,14 @@ Each run, for one model:
    ending at the current hour (``metric_latest``, what /metrics serves).
 
 Steps 1 and 2 run hour by hour, each in its own transaction that reads the hour (in one
-snapshot on PostgreSQL: REPEATABLE READ) and consumes exactly the dirty mark and increments it
-saw, so a label or prediction that commits meanwhile is picked up by the next run, never lost.
-The hour's mark is not deleted there but set to :data:`WINDOWS_PENDING` ("state current, windows
-not yet"), and deleted after step 3: a run that dies or fails between an hour and its windows
-(kill -9, a serialisation failure) leaves the mark, and the next run refreshes those windows.
+snapshot on PostgreSQL: REPEATABLE READ), writes its states and deletes the increments it saw.
+The dirty mark it saw is consumed right after, by its value (writers only ever move a mark
+later), so a label or prediction that commits meanwhile leaves the hour marked for the next run,
+never lost — and ingest, which marks the current hour with every batch, never makes the snapshot
+transaction fail (it did, for good under steady traffic, when the mark was consumed inside it).
+The mark is not deleted but set to :data:`WINDOWS_PENDING` ("state current, windows not yet"),
+and deleted after step 3: a run that dies or fails between an hour and its windows (kill -9, an
+error) leaves the mark, and the next run refreshes those windows.
 """
 
 from __future__ import annotations
@@ -151,6 +154,7 @@ def recompute_hour(engine: Engine, spec: ModelSpec, hour: datetime, config: Eval
         conn.execute(sa.delete(t.eval_states).where(t.eval_states.c.model == spec.name, t.eval_states.c.hour_start == hour))
         _insert_states(conn, spec.name, hour, states)
         _delete_increments(conn, spec.name, seen)
+    with write_transaction(engine) as conn:
         conn.execute(
             sa.update(d).where(d.c.model == spec.name, d.c.hour_start == hour, d.c.marked_at == marked).values(marked_at=WINDOWS_PENDING)
         )
@@ -218,6 +222,8 @@ def merge_increments(engine: Engine, spec: ModelSpec, hour: datetime, config: Ev
                 .values(**state.blobs(), computed_at=datetime.now(UTC))
             )  # fmt: skip
         _delete_increments(conn, spec.name, keys)
+    # outside the snapshot: a concurrent writer may be marking this hour right now
+    with write_transaction(engine) as conn:
         _windows_pending(conn, spec.name, hour)
     return True
 

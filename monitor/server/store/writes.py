@@ -262,11 +262,19 @@ def bump_versions(conn: Connection, rows: list[dict[str, Any]], *, pg: bool) -> 
 
 
 def mark_dirty(conn: Connection, hours: set[tuple[str, datetime]], now: datetime, *, pg: bool) -> None:
+    """Mark hours as changed. Every mark of an hour is later than the one before (by a microsecond
+    when the clocks agree), so the evaluate job can consume exactly the mark it saw by its value,
+    outside its snapshot, and a write it did not see leaves the hour marked."""
     if not hours:
         return
     d = t.dirty_hours
     stmt = _insert(pg, d)
-    stmt = stmt.on_conflict_do_update(index_elements=[d.c.model, d.c.hour_start], set_={"marked_at": stmt.excluded.marked_at})
+    # timestamptz on PostgreSQL, integer microseconds on SQLite
+    later = sa.literal_column("dirty_hours.marked_at + " + ("interval '1 microsecond'" if pg else "1"))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[d.c.model, d.c.hour_start],
+        set_={"marked_at": sa.case((stmt.excluded.marked_at > d.c.marked_at, stmt.excluded.marked_at), else_=later)},
+    )
     conn.execute(stmt, [{"model": m, "hour_start": h, "marked_at": now} for m, h in sorted(hours)])
 
 
