@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
@@ -46,6 +47,8 @@ from monitor.server.store.registry import model_specs
 from monitor.wire import ModelSpec
 
 log = logging.getLogger("cvmon.jobs.evaluate")
+
+T = TypeVar("T")
 
 HOUR = timedelta(hours=1)
 #: Windows are aligned to multiples of their length counted from a Monday (1970-01-05), so 1d
@@ -99,16 +102,14 @@ def evaluate(engine: Engine, model: str, *, settings: Settings, clock: Callable[
     for hour in sorted(dirty):
         if _retrying(lambda h=hour: recompute_hour(engine, spec, h, config)):  # type: ignore[misc]
             changed.add(hour)
-    increments = _increment_hours(engine, model)
-    for hour in sorted(increments):
-        if _retrying(lambda h=hour: merge_increments(engine, spec, h, config)):  # type: ignore[misc]
-            changed.add(hour)
+    increments = _retrying(lambda: merge_increments(engine, spec, config))
+    changed |= increments
     windows = refresh_windows(engine, spec, changed, config, now=clock())
     _windows_done(engine, model, changed)
     return f"{len(dirty)} dirty hours recomputed, late labels merged into {len(increments)} hours, {windows} windows updated"
 
 
-def _retrying(step: Callable[[], bool]) -> bool:
+def _retrying(step: Callable[[], T]) -> T:
     """Run a step; retry it when PostgreSQL reports a serialisation conflict with a writer."""
     for attempt in range(_RETRIES):
         try:
@@ -117,7 +118,7 @@ def _retrying(step: Callable[[], bool]) -> bool:
             if "could not serialize" not in str(exc) or attempt == _RETRIES - 1:
                 raise
             log.info("retrying after a concurrent write: %s", str(exc).splitlines()[0])
-    return False
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @contextmanager
@@ -174,58 +175,64 @@ def _windows_done(engine: Engine, model: str, hours: set[datetime]) -> None:
         )
 
 
-def _increment_hours(engine: Engine, model: str) -> set[datetime]:
-    inc = t.label_increments
-    with engine.connect() as conn:
-        stamps = conn.execute(
-            sa.select(inc.c.prediction_ts).where(inc.c.model == model).order_by(inc.c.prediction_ts).limit(MAX_INCREMENTS_PER_RUN)
-        ).scalars()
-        return {hour_floor(ts) for ts in stamps}
+def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set[datetime]:
+    """Merge the first labels of already-evaluated predictions into their hours' states.
 
-
-def merge_increments(engine: Engine, spec: ModelSpec, hour: datetime, config: EvalConfig) -> bool:
-    """Merge the first labels of already-evaluated predictions of ``hour`` into its states."""
+    One snapshot for all of them: a run's cost follows the number of late labels, not the number
+    of hours they fall in. Returns the hours whose states changed.
+    """
     inc, es = t.label_increments, t.eval_states
     with _snapshot(engine) as conn:
         keys = [
             (r.prediction_ts, r.prediction_id)
             for r in conn.execute(
-                sa.select(inc.c.prediction_ts, inc.c.prediction_id).where(
-                    inc.c.model == spec.name, inc.c.prediction_ts >= hour, inc.c.prediction_ts < hour + HOUR
-                )
+                sa.select(inc.c.prediction_ts, inc.c.prediction_id)
+                .where(inc.c.model == spec.name)
+                .order_by(inc.c.prediction_ts)
+                .limit(MAX_INCREMENTS_PER_RUN)
             )
         ]
         if not keys:
-            return False
-        stored = {
-            SliceKey(r.version, r.cohort_key, r.cohort_value): SliceState.from_row(r)
-            for r in conn.execute(sa.select(es).where(es.c.model == spec.name, es.c.hour_start == hour))
-        }
-        if not stored:  # never evaluated: recompute the hour instead
+            return set()
+        hours: dict[datetime, list[tuple[datetime, str]]] = defaultdict(list)
+        for key in keys:
+            hours[hour_floor(key[0])].append(key)
+        stored: dict[datetime, dict[SliceKey, SliceState]] = defaultdict(dict)
+        for r in conn.execute(sa.select(es).where(es.c.model == spec.name, es.c.hour_start.in_(sorted(hours)))):
+            stored[r.hour_start][SliceKey(r.version, r.cohort_key, r.cohort_value)] = SliceState.from_row(r)
+        for hour in [h for h in hours if h not in stored]:  # never evaluated: recompute the hour instead
             _mark_dirty(conn, spec.name, hour)
-            _delete_increments(conn, spec.name, keys)
-            return False
-        rows = read_keys(conn, spec.name, spec.task, keys)
-        delta = slice_states(rows, spec, config.cohort_keys, config.max_cohort_values)
-        merged = {}
-        for key, add in delta.items():
-            if key not in stored:
-                continue  # a cohort value beyond the cap in this hour: counted in the whole version only
-            # these predictions are already counted in the hour: add only what their labels bring
-            add = replace(add, predictions=0, errors=0, latency=QuantileSketch.empty())
-            merged[key] = SliceState.merge(stored[key], add)
-        for key, state in merged.items():
+            _delete_increments(conn, spec.name, hours.pop(hour))
+        rows = read_keys(conn, spec.name, spec.task, [k for ks in hours.values() for k in ks])
+        by_hour: dict[datetime, list[int]] = defaultdict(list)
+        for i, ts in enumerate(rows.ts):
+            by_hour[hour_floor(datetime.fromtimestamp(float(ts), UTC))].append(i)
+        updates = []
+        now = datetime.now(UTC)
+        for hour, idx in by_hour.items():
+            delta = slice_states(rows.take(idx), spec, config.cohort_keys, config.max_cohort_values)
+            for key, add in delta.items():
+                if key not in stored[hour]:
+                    continue  # a cohort value beyond the cap in this hour: counted in the whole version only
+                # these predictions are already counted in the hour: add only what their labels bring
+                add = replace(add, predictions=0, errors=0, latency=QuantileSketch.empty())
+                state = SliceState.merge(stored[hour][key], add)
+                updates.append({"h": hour, "v": key.version, "k": key.cohort_key, "c": key.cohort_value,
+                                "computed_at": now, **state.blobs()})  # fmt: skip
+        if updates:
             conn.execute(
                 sa.update(es)
-                .where(es.c.model == spec.name, es.c.hour_start == hour, es.c.version == key.version,
-                       es.c.cohort_key == key.cohort_key, es.c.cohort_value == key.cohort_value)
-                .values(**state.blobs(), computed_at=datetime.now(UTC))
+                .where(es.c.model == spec.name, es.c.hour_start == sa.bindparam("h"), es.c.version == sa.bindparam("v"),
+                       es.c.cohort_key == sa.bindparam("k"), es.c.cohort_value == sa.bindparam("c"))
+                .values({c: sa.bindparam(c) for c in updates[0] if c not in ("h", "v", "k", "c")}),
+                updates,
             )  # fmt: skip
-        _delete_increments(conn, spec.name, keys)
-    # outside the snapshot: a concurrent writer may be marking this hour right now
+        _delete_increments(conn, spec.name, [k for ks in hours.values() for k in ks])
+    # outside the snapshot: a concurrent writer may be marking these hours right now
     with write_transaction(engine) as conn:
-        _windows_pending(conn, spec.name, hour)
-    return True
+        for hour in hours:
+            _windows_pending(conn, spec.name, hour)
+    return set(hours)
 
 
 def _windows_pending(conn: Connection, model: str, hour: datetime) -> None:

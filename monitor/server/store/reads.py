@@ -8,7 +8,7 @@ Used by the evaluation jobs: an hour of one model (``read_hour``) or a set of pr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 from numpy.typing import NDArray
 from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from monitor.server.store import tables as t
 
@@ -49,6 +50,15 @@ class Rows:
 
     def __len__(self) -> int:
         return len(self.prediction_id)
+
+    def take(self, indices: Sequence[int]) -> Rows:
+        """The rows at ``indices``, in that order."""
+        idx = np.asarray(indices, dtype=np.intp)
+        picked = {}
+        for f in fields(self):
+            column = getattr(self, f.name)
+            picked[f.name] = column[idx] if isinstance(column, np.ndarray) else [column[i] for i in idx]
+        return Rows(**picked)
 
 
 _PREDICTION_COLUMNS = {
@@ -85,13 +95,40 @@ def read_hour(conn: Connection, model: str, task: str, hour_start: datetime) -> 
 
 def read_keys(conn: Connection, model: str, task: str, keys: Sequence[tuple[datetime, str]]) -> Rows:
     """The predictions ``(ts, prediction_id)`` of ``model`` with their ground truth."""
-    if not keys:
-        return _rows([], {}, task)
-    p, g = t.predictions.c, t.ground_truth.c
-    pairs = [(pid, ts) for ts, pid in keys]
-    preds = conn.execute(_predictions(task).where(p.model == model, sa.tuple_(p.prediction_id, p.ts).in_(pairs))).all()
-    labels = conn.execute(_labels(task).where(g.model == model, sa.tuple_(g.prediction_ts, g.prediction_id).in_(list(keys)))).all()
-    return _rows(preds, {r.prediction_id: r for r in labels}, task)
+    p, g = t.predictions, t.ground_truth
+    preds: list[Any] = []
+    labels: dict[str, Any] = {}
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = list(keys[start : start + _KEYS_PER_QUERY])
+        preds += conn.execute(by_keys(conn, _predictions(task), p, p.c.ts, model, chunk)).all()
+        labels.update(
+            (r.prediction_id, r) for r in conn.execute(by_keys(conn, _labels(task), g, g.c.prediction_ts, model, chunk))
+        )
+    return _rows(preds, labels, task)
+
+
+def by_keys(
+    conn: Connection, query: sa.Select[Any], table: sa.Table, ts: Any, model: str, keys: list[tuple[datetime, str]]
+) -> sa.Select[Any]:
+    """``query`` restricted to the rows of ``model`` with these (time, prediction id) keys.
+
+    On PostgreSQL a join with ``unnest`` of the two key arrays: one primary-key probe per key, with
+    run-time pruning to the key's partition (a row-value ``IN`` list plans as a large OR and was
+    ten times slower). SQLite takes the row-value ``IN``.
+    """
+    if conn.dialect.name == "postgresql":
+        wanted = sa.func.unnest(
+            sa.bindparam("key_ids", [pid for _, pid in keys], type_=ARRAY(sa.Text)),
+            sa.bindparam("key_ts", [k[0] for k in keys], type_=ARRAY(sa.DateTime(timezone=True))),
+        ).table_valued("pid", "ts").render_derived()
+        return query.join(wanted, sa.and_(table.c.prediction_id == wanted.c.pid, ts == wanted.c.ts)).where(
+            table.c.model == model
+        )
+    return query.where(table.c.model == model, sa.tuple_(ts, table.c.prediction_id).in_(keys))
+
+
+#: Keys per lookup query: large enough to amortise round trips, small enough for the planner.
+_KEYS_PER_QUERY = 2000
 
 
 def _seconds(values: Sequence[datetime | None]) -> NDArray[np.float64]:

@@ -36,6 +36,7 @@ from monitor.server.slo.spec import SLO
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.partitions import PartitionManager
+from monitor.server.store.reads import by_keys
 from monitor.wire import GroundTruth, Prediction
 
 
@@ -326,10 +327,8 @@ def _write_model_ground_truth(
     stored_gt: dict[str, Any] = {}
     if preds:  # labels of known predictions, looked up by their full key (prediction time first)
         keys = [(r.ts, pid) for pid, r in preds.items()]
-        stored_gt = {r.prediction_id: r for r in conn.execute(
-            sa.select(gt.prediction_id, *(gt[c] for c in _GT_VALUES))
-            .where(gt.model == model, sa.tuple_(gt.prediction_ts, gt.prediction_id).in_(keys))
-        )}  # fmt: skip
+        query = sa.select(gt.prediction_id, *(gt[c] for c in _GT_VALUES))
+        stored_gt = {r.prediction_id: r for r in conn.execute(by_keys(conn, query, t.ground_truth, gt.prediction_ts, model, keys))}
     stored_pending = {r.prediction_id: r for r in conn.execute(
         sa.select(pend.prediction_id, *(pend[c] for c in _GT_VALUES)).where(pend.model == model, _in(pend.prediction_id, ids, pg))
     )}  # fmt: skip
