@@ -132,3 +132,25 @@ def test_unencodable_text_in_a_registration_is_a_422_not_a_500(api, model_name, 
         r = c.put(f"/v1/models/{model_name}", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 422, r.text
     assert r.json()["detail"]
+
+
+def test_hostile_text_is_inert_in_the_weekly_report(api, hostile_model):
+    """The HTML report (Jinja2, inline SVG charts) shows class, version and cohort names as text:
+    no markup of theirs survives, no template expression of theirs is evaluated."""
+    import html5lib
+
+    from monitor.server.reports.build import build_report_data
+    from monitor.server.reports.render import render_report
+    from monitor.server.reports.weeks import Week
+
+    now = datetime.now(UTC)
+    week = Week.containing(now)
+    page = render_report(build_report_data(api.db.engine, hostile_model, week.start, settings=api.settings, clock=lambda: now))
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "{{7*7}}" in page  # shown as written, not evaluated to 49
+    tree = html5lib.parse(page, namespaceHTMLElements=False)
+    scripts = [s for s in tree.iter("script") if "alert(1)" in (s.text or "")]
+    assert scripts == []
+    assert not [e for e in tree.iter() if any(k.lower().startswith("on") for k in e.attrib)]  # no injected handlers
+    texts = "".join(tree.itertext())
+    assert "'); DROP TABLE predictions;--" in texts and "{% for i in range(3) %}x{% endfor %}" in texts
