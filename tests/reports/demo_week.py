@@ -139,3 +139,36 @@ def run_jobs(engine: Any, settings: Any, clock: SimClock, *, max_rounds: int = 1
         if not any(o.job == "drift" and o.status == "ok" and " 0 left for later" not in o.detail for o in done):
             break
     return outcomes
+
+
+def build_report(work: Path) -> Any:
+    """The demo's two weeks through the API and the jobs on a fresh embedded database in ``work``;
+    returns the report data of the demo week (what the Chromium test and docs/report.png show)."""
+    import httpx
+
+    from monitor.server.app import create_app
+    from monitor.server.reports.build import build_report_data
+    from monitor.server.settings import Settings
+    from monitor.server.slo.spec import load_slos
+    from monitor.server.store import migrate
+    from monitor.server.store.engine import make_engine, write_transaction
+    from monitor.server.store.keys import create_key
+    from tests.conftest import ThreadServer
+
+    url = f"sqlite:///{work / 'cvmon.db'}"
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+        with write_transaction(engine) as conn:
+            _, key = create_key(conn, scopes=["ingest", "read", "admin"], models=None, name="demo", now=datetime.now(UTC))
+        settings = Settings(database_url=url, scheduler=False, slos=load_slos(SLOS_YAML))
+        clock = SimClock(WEEK_START)
+        with (
+            ThreadServer(create_app(settings, clock=clock)) as server,
+            httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client,
+        ):
+            generate(client, clock, cache=work / "model-cache")
+        run_jobs(engine, settings, clock)
+        return build_report_data(engine, "digits", WEEK_START, settings=settings, clock=clock)
+    finally:
+        engine.dispose()

@@ -13,7 +13,6 @@ import argparse
 import struct
 import tempfile
 import zlib
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,40 +21,10 @@ from tests.reports.chromium import Chromium, decode_png
 
 
 def build_demo_html(work: Path) -> str:
-    import httpx
-
-    from monitor.server.app import create_app
-    from monitor.server.reports.build import build_report_data
     from monitor.server.reports.render import render_report
-    from monitor.server.settings import Settings
-    from monitor.server.slo.spec import load_slos
-    from monitor.server.store import migrate
-    from monitor.server.store.engine import make_engine, write_transaction
-    from monitor.server.store.keys import create_key
-    from tests.conftest import ThreadServer
     from tests.reports import demo_week
 
-    url = f"sqlite:///{work / 'cvmon.db'}"
-    engine = make_engine(url)
-    try:
-        migrate.upgrade(engine)
-        with write_transaction(engine) as conn:
-            _, key = create_key(
-                conn, scopes=["ingest", "read", "admin"], models=None, name="docs", now=datetime.now(UTC)
-            )
-        settings = Settings(database_url=url, scheduler=False, slos=load_slos(demo_week.SLOS_YAML))
-        clock = demo_week.SimClock(demo_week.WEEK_START)
-        with (
-            ThreadServer(create_app(settings, clock=clock)) as server,
-            httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client,
-        ):
-            demo_week.generate(client, clock, cache=work / "model-cache")
-        for outcome in demo_week.run_jobs(engine, settings, clock):
-            print(f"  {outcome.job}: {outcome.status} {outcome.detail}")
-        data = build_report_data(engine, "digits", demo_week.WEEK_START, settings=settings, clock=clock)
-    finally:
-        engine.dispose()
-    return render_report(data)
+    return render_report(demo_week.build_report(work))
 
 
 def palette_png(image: np.ndarray) -> bytes:

@@ -7,7 +7,6 @@ developer machine and fails under ``CI=true``.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import html5lib
@@ -37,39 +36,11 @@ def browser():
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory):
     """The demo's two weeks on a fresh embedded database, evaluated, and last week's report."""
-    import httpx
-
-    from monitor.server.app import create_app
-    from monitor.server.reports.build import build_report_data
     from monitor.server.reports.render import render_report
-    from monitor.server.settings import Settings
-    from monitor.server.slo.spec import load_slos
-    from monitor.server.store import migrate
-    from monitor.server.store.engine import make_engine, write_transaction
-    from monitor.server.store.keys import create_key
-    from tests.conftest import ThreadServer
     from tests.reports import demo_week
 
     work = tmp_path_factory.mktemp("demo-report")
-    url = f"sqlite:///{work / 'cvmon.db'}"
-    engine = make_engine(url)
-    try:
-        migrate.upgrade(engine)
-        with write_transaction(engine) as conn:
-            _, key = create_key(
-                conn, scopes=["ingest", "read", "admin"], models=None, name="test", now=datetime.now(UTC)
-            )
-        settings = Settings(database_url=url, scheduler=False, slos=load_slos(demo_week.SLOS_YAML))
-        clock = demo_week.SimClock(demo_week.WEEK_START)
-        with (
-            ThreadServer(create_app(settings, clock=clock)) as server,
-            httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client,
-        ):
-            demo_week.generate(client, clock, cache=work / "model-cache")
-        demo_week.run_jobs(engine, settings, clock)
-        data = build_report_data(engine, "digits", demo_week.WEEK_START, settings=settings, clock=clock)
-    finally:
-        engine.dispose()
+    data = demo_week.build_report(work)
     path = work / "report.html"
     path.write_text(render_report(data), encoding="utf-8")
     return path, data
