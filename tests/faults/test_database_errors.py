@@ -9,16 +9,39 @@ collector, the readiness check — so none of them can slip through as a 500 on 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import sqlalchemy.exc
 
+from tests.conftest import ThreadServer
+from tests.faults.servers import create_key
 from tests.server.records import cls_record
 
-#: The errors are raised by the test, so the database behind the app does not matter.
-pytestmark = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+MODEL = "db-errors"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """One server for the module (the errors are raised by the tests, so the database behind it
+    does not matter): its URL and an admin key. The key cache is off: every request checks its key."""
+    from monitor.server.app import create_app
+    from monitor.server.settings import Settings
+    from monitor.server.store import migrate
+    from monitor.server.store.engine import make_engine
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('db-errors') / 'cvmon.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    key = create_key(url, ["ingest", "read", "admin"])
+    with ThreadServer(create_app(Settings(database_url=url, scheduler=False, key_cache_seconds=0))) as live:
+        with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {key}"}) as c:
+            assert c.put(f"/v1/models/{MODEL}", json={"task": "classification", "classes": ["a", "b", "c"]}).status_code == 201
+        yield live.url, key
 
 
 def _sa(cls: type[sqlalchemy.exc.DBAPIError], orig: Exception) -> Exception:
@@ -47,35 +70,32 @@ PLACES = [
 
 @pytest.mark.parametrize("error", ERRORS)
 @pytest.mark.parametrize(("target", "request_"), PLACES)
-def test_database_errors_are_503_with_retry_after(make_api, model_name, monkeypatch, error, target, request_):
-    api = make_api(key_cache_seconds=0)
-    with api.admin() as c:
-        assert c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": ["a", "b", "c"]}).status_code == 201
+def test_database_errors_are_503_with_retry_after(server, monkeypatch, error, target, request_):
+    url, key = server
 
     def fail(*_: Any, **__: Any) -> Any:
         raise error()
 
     monkeypatch.setattr(target, fail)
     method, path, body = request_
-    json = {"records": [cls_record(model_name, "p1")]} if body else None
-    with api.admin() as c:
-        r = c.request(method, path.format(m=model_name), json=json)
+    json = {"records": [cls_record(MODEL, "p1")]} if body else None
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as c:
+        r = c.request(method, path.format(m=MODEL), json=json)
     assert r.status_code == 503, r.text
     assert int(r.headers["retry-after"]) > 0
     assert r.json() == {"detail": "the database is unavailable; retry later"}
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_a_programming_error_is_still_a_500(make_api, monkeypatch):
+def test_a_programming_error_is_still_a_500(server, monkeypatch):
     """The 503 mapping is for an unreachable database only: a bug must not hide behind it."""
-    api = make_api()
+    url, key = server
     monkeypatch.setattr("monitor.server.api.models.model_names", lambda conn: 1 / 0)
-    with api.admin() as c:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as c:
         assert c.get("/v1/models").status_code == 500
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["jobs", "run-once"]], ids=["serve", "worker", "jobs-run-once"])
-def test_commands_started_without_a_database_say_so_in_one_line(command, db):
+def test_commands_started_without_a_database_say_so_in_one_line(command):
     import os
     import subprocess
     import sys
