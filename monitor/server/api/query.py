@@ -90,6 +90,22 @@ def _cursor(text: str | None) -> int:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor is not one this API gave out") from None
 
 
+def _shift(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, or a 422 when that leaves the years 1-9999 (e.g. end=0001-01-01)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{moment.isoformat()} is out of range for this window") from None
+
+
+def _utc(moment: datetime) -> datetime:
+    """In UTC, or a 422 when that leaves the years 1-9999 (0001-01-01T00:00+01:00)."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{moment.isoformat()} is out of range") from None
+
+
 def _point(r: Any) -> MetricPoint:
     return MetricPoint(
         metric=r.metric, cls=r._mapping["class"], version=r.version,
@@ -118,8 +134,8 @@ def get_metrics(
     aligned windows, with sample counts and label coverage on every point."""
     principal.check_model(model)
     _window(window)
-    until = (until or state.clock()).astimezone(UTC)
-    since = (since or until - timedelta(days=7)).astimezone(UTC)
+    until = _utc(until or state.clock())
+    since = _utc(since or _shift(until, -timedelta(days=7)))
     offset = _cursor(cursor)
     slice_ = _cohort(cohort)
 
@@ -176,8 +192,8 @@ async def get_confusion_matrix(
     principal.check_model(model)
     seconds = _window(window)
     slice_ = _cohort(cohort)
-    window_end = hour_floor(end or state.clock()) + (timedelta(hours=1) if end is None else timedelta(0))
-    window_start = window_end - timedelta(seconds=seconds)
+    window_end = _shift(hour_floor(_utc(end or state.clock())), timedelta(hours=1) if end is None else timedelta(0))
+    window_start = _shift(window_end, -timedelta(seconds=seconds))
 
     def compute() -> ConfusionOut:
         with state.engine.connect() as conn:
