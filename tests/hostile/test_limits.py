@@ -119,3 +119,22 @@ def test_a_client_hanging_up_mid_body_is_not_a_server_error(api, model_name, cap
     lines = wait_for(lambda: sum(float(line.rsplit(" ", 1)[1]) for line in answered()) >= 3 and answered(), "the hang-ups to be seen")
     assert all('status="499"' in line for line in lines), lines
     assert "Exception in ASGI application" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        pytest.param("confusion-matrix", {"end": "0001-01-01T00:00:00Z"}, id="confusion-end-year-1"),
+        pytest.param("confusion-matrix", {"end": "0001-01-01T00:00:00+01:00"}, id="confusion-end-before-year-1-in-utc"),
+        pytest.param("confusion-matrix", {"end": "9999-12-31T23:30:00Z", "window": "1d"}, id="confusion-end-year-9999"),
+        pytest.param("metrics", {"until": "0001-01-01T00:00:00Z"}, id="metrics-until-year-1"),
+        pytest.param("metrics", {"until": "0001-01-01T00:00:00+01:00"}, id="metrics-until-before-year-1-in-utc"),
+        pytest.param("metrics", {"since": "9999-12-31T23:59:59-01:00"}, id="metrics-since-after-year-9999-in-utc"),
+    ],
+)
+def test_times_at_the_edge_of_the_calendar_are_422_not_500(api, model_name, path, params):
+    with api.admin() as c:
+        register(c, model_name)
+        r = c.get(f"/v1/models/{model_name}/{path}", params=params)
+    assert r.status_code in (200, 422), r.text
+    assert r.json()
