@@ -134,6 +134,8 @@ def get_metrics(
     aligned windows, with sample counts and label coverage on every point."""
     principal.check_model(model)
     _window(window)
+    if any("\x00" in text for text in (version or "", cohort or "", cls or "", *(metric or ()))):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "query parameters must not contain NUL characters")
     until = _utc(until or state.clock())
     since = _utc(since or _shift(until, -timedelta(days=7)))
     offset = _cursor(cursor)
