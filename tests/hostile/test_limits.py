@@ -138,3 +138,12 @@ def test_times_at_the_edge_of_the_calendar_are_422_not_500(api, model_name, path
         r = c.get(f"/v1/models/{model_name}/{path}", params=params)
     assert r.status_code in (200, 422), r.text
     assert r.json()
+
+
+@pytest.mark.parametrize("param", ["class", "version", "cohort", "metric"])
+def test_a_nul_character_in_a_query_filter_is_422_not_500(api, model_name, param):
+    """PostgreSQL refuses NUL in text: the filter must be refused before it reaches the database."""
+    with api.admin() as c:
+        register(c, model_name)
+        r = c.get(f"/v1/models/{model_name}/metrics", params={param: "a\x00b" if param != "cohort" else "camera:a\x00b"})
+    assert r.status_code == 422, r.text
