@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
 from monitor.server.api.models import ModelName
-from monitor.server.api.schemas import Problem
+from monitor.server.api.schemas import problems
 from monitor.server.jobs.drift_features import ESTIMATOR
 from monitor.server.jobs.drift_refs import Kind, ReferenceSpec, fitted_summary, load_specs, put_spec
 from monitor.server.settings import MAX_REFERENCE_SIZE
@@ -19,9 +19,7 @@ from monitor.server.store.registry import model_specs
 
 router = APIRouter(prefix="/v1", tags=["drift"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem},
-}  # fmt: skip
+_ERRORS = problems(400, 401, 403, 404, 422, 503)
 VersionName = Annotated[str, Field(max_length=64)]
 
 
