@@ -26,11 +26,11 @@ def load_settings(**overrides: object) -> Settings:
 
 def open_engine(settings: Settings, *, verify: bool = True) -> Engine:
     """The engine, refusing (with the fix) a schema that is not current when ``verify``."""
-    from monitor.server.store.engine import make_engine
-    from monitor.server.store.migrate import verify_schema
-
     import sqlalchemy.exc
     from sqlalchemy.engine import make_url
+
+    from monitor.server.store.engine import make_engine
+    from monitor.server.store.migrate import verify_schema
 
     engine = make_engine(settings.sqlalchemy_url)
     if verify:
