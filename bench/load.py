@@ -15,8 +15,8 @@ What it reports (and writes to ``--json``):
   * ingest p99: the SDK's POST latency as the clients saw it (every request timed through the
     SDK's transport seam), and the server's own histogram (cvmon_http_request_duration_seconds);
   * scrape p99 and size;
-  * RSS of every process sampled every 5 s: first, last, peak and the slope over the second half
-    of the run (growth that warm-up does not explain);
+  * RSS of every process sampled every 5 s: half-way, last, peak, and the growth and slope over
+    the second half of the run (growth that start-up does not explain);
   * errors: HTTP 5xx on the server, records the SDK dropped or the server rejected, scrapes that
     were not 200, failed job runs, tracebacks in the server's and worker's logs — and records
     lost or stored twice (every id the clients logged is counted in the database).
@@ -87,8 +87,22 @@ def run_client(args: argparse.Namespace) -> None:
 
     rng = np.random.default_rng(args.seed)
     transports = [TimedTransport(args.url), TimedTransport(args.url)]  # one connection per sender thread
-    common = {"api_key": args.key, "batch_size": 250, "flush_interval": 0.5, "embedding_dtype": "float16", "trace": False}
-    cls = Client(args.url, model=args.cls_model, version="v1", classes=CLASSES, spool_dir=args.spool, transport=transports[0], **common)
+    common = {
+        "api_key": args.key,
+        "batch_size": 250,
+        "flush_interval": 0.5,
+        "embedding_dtype": "float16",
+        "trace": False,
+    }
+    cls = Client(
+        args.url,
+        model=args.cls_model,
+        version="v1",
+        classes=CLASSES,
+        spool_dir=args.spool,
+        transport=transports[0],
+        **common,
+    )
     det = Client(args.url, model=args.det_model, version="v1", classes=DET_CLASSES, spool_dir=args.spool + "-det",
                  transport=transports[1], **common)  # fmt: skip
     pending: deque[tuple[float, Client, str, dict[str, Any]]] = deque()
@@ -162,10 +176,8 @@ class Proc:
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait()
@@ -184,7 +196,9 @@ def rss(pid: int) -> int:
 def spawn(name: str, argv: list[str], env: dict[str, str], logdir: Path) -> Proc:
     log = logdir / f"{name}.log"
     with log.open("ab") as sink:
-        popen = subprocess.Popen(argv, env={**os.environ, **env}, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        popen = subprocess.Popen(
+            argv, env={**os.environ, **env}, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Proc(name, popen, log)
 
 
@@ -225,12 +239,12 @@ def slope_mb_per_min(samples: list[tuple[float, int]]) -> float:
 
 
 def memory(samples: list[tuple[float, int]]) -> dict[str, Any]:
-    """RSS over the run: after start-up (the first sample a third into the run), at the end, the
-    peak, and the growth from the one to the other, with the slope over the second half."""
+    """RSS over the run: half-way (after start-up: the jobs' first runs import scipy, numba and
+    the detectors), at the end, the peak, the growth over the second half and its slope."""
     alive = [(t, b) for t, b in samples if b]  # a client that has exited reads 0
     if not alive:
         return {"warm_mb": 0, "last_mb": 0, "peak_mb": 0, "growth_mb": 0, "slope_mb_per_min": 0, "samples": []}
-    warm = alive[len(alive) // 3][1] / 2**20
+    warm = alive[len(alive) // 2][1] / 2**20
     last = alive[-1][1] / 2**20
     return {
         "warm_mb": warm, "last_mb": last, "peak_mb": max(b for _, b in alive) / 2**20, "growth_mb": last - warm,
@@ -265,7 +279,11 @@ def server_5xx(metrics_text: str) -> int:
     n = 0
     for family in text_string_to_metric_families(metrics_text):
         if family.name == "cvmon_http_request_duration_seconds":
-            n += sum(int(s.value) for s in family.samples if s.name.endswith("_count") and s.labels.get("status", "").startswith("5"))
+            n += sum(
+                int(s.value)
+                for s in family.samples
+                if s.name.endswith("_count") and s.labels.get("status", "").startswith("5")
+            )
     return n
 
 
@@ -285,7 +303,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name = f"cvmon_load_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin.replace("postgresql://", "postgresql+psycopg://", 1)).set(database=name).render_as_string(hide_password=False)
+    url = (
+        make_url(admin.replace("postgresql://", "postgresql+psycopg://", 1))
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
     workdir = Path(tempfile.mkdtemp(prefix="cvmon-load-"))
     procs: list[Proc] = []
     clients: list[Proc] = []
@@ -309,7 +331,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         procs.append(server)
         wait_ready(port, server)
         if not args.no_jobs:
-            procs.append(spawn("worker", [sys.executable, "-m", "monitor.server.cli", "worker", "--log-level", "warning"], env, workdir))
+            procs.append(
+                spawn(
+                    "worker",
+                    [sys.executable, "-m", "monitor.server.cli", "worker", "--log-level", "warning"],
+                    env,
+                    workdir,
+                )
+            )
         base = f"http://127.0.0.1:{port}"
         for c in range(args.clients):
             argv = [sys.executable, str(Path(__file__).resolve()), "--client", "--url", base, "--key", ingest_key,
@@ -361,30 +390,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         p = t.predictions.c
         with engine.connect() as conn:
             stored = dict(conn.execute(sa.select(p.model, sa.func.count()).group_by(p.model)).all())
-            counted = dict(conn.execute(sa.select(t.model_versions.c.model, sa.func.sum(t.model_versions.c.predictions)).group_by(t.model_versions.c.model)).all())
+            counted = dict(
+                conn.execute(
+                    sa.select(t.model_versions.c.model, sa.func.sum(t.model_versions.c.predictions)).group_by(
+                        t.model_versions.c.model
+                    )
+                ).all()
+            )
             labels = conn.execute(sa.select(sa.func.count()).select_from(t.ground_truth)).scalar_one()
             labels += conn.execute(sa.select(sa.func.count()).select_from(t.ground_truth_pending)).scalar_one()
-            jobs = conn.execute(sa.select(t.job_runs.c.job, sa.func.sum(t.job_runs.c.runs), sa.func.sum(t.job_runs.c.failures)).group_by(t.job_runs.c.job)).all()
+            jobs = conn.execute(
+                sa.select(
+                    t.job_runs.c.job, sa.func.sum(t.job_runs.c.runs), sa.func.sum(t.job_runs.c.failures)
+                ).group_by(t.job_runs.c.job)
+            ).all()
             evaluated = conn.execute(sa.select(sa.func.count()).select_from(t.metric_latest)).scalar_one()
         logged_preds = sum(r["logged"]["classification"] + r["logged"]["detection"] for r in results)
         logged_labels = sum(r["logged"]["labels"] for r in results)
         timings = [x for r in results for x in r["timings"]]
-        sdk = {k: sum(r["stats"][m][k] for r in results for m in ("classification", "detection")) for k in ("sent", "retried", "dropped", "rejected")}
+        sdk = {
+            k: sum(r["stats"][m][k] for r in results for m in ("classification", "detection"))
+            for k in ("sent", "retried", "dropped", "rejected")
+        }
         elapsed = max(c for c, _ in counts) if counts else args.duration
         steady = [(t_, n) for t_, n in counts if t_ <= args.duration]
         rate = (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0]) if len(steady) >= 2 else 0.0
         logs = {p.name: p.log.read_text(errors="replace") for p in procs}
         report: dict[str, Any] = {
-            "duration_s": args.duration, "clients": args.clients, "rate_per_client": args.rate, "workers": args.workers,
-            "scrape_interval_s": args.scrape_interval, "evaluate_interval_s": args.evaluate_interval, "jobs_on": not args.no_jobs,
-            "predictions_logged": logged_preds, "labels_logged": logged_labels,
-            "predictions_stored": int(sum(stored.values())), "predictions_counted": int(sum(counted.values())),
+            "duration_s": args.duration,
+            "clients": args.clients,
+            "rate_per_client": args.rate,
+            "workers": args.workers,
+            "scrape_interval_s": args.scrape_interval,
+            "evaluate_interval_s": args.evaluate_interval,
+            "jobs_on": not args.no_jobs,
+            "predictions_logged": logged_preds,
+            "labels_logged": logged_labels,
+            "predictions_stored": int(sum(stored.values())),
+            "predictions_counted": int(sum(counted.values())),
             "labels_stored": int(labels),
             "sustained_predictions_per_s": rate,
             "sustained_records_per_s": rate * (1 + logged_labels / max(logged_preds, 1)),
-            "ingest_p50_s": percentile(timings, 50), "ingest_p99_s": percentile(timings, 99), "ingest_requests": len(timings),
+            "ingest_p50_s": percentile(timings, 50),
+            "ingest_p99_s": percentile(timings, 99),
+            "ingest_requests": len(timings),
             "ingest_p99_server_bucket_s": histogram_p99(final_metrics, "/v1/predictions"),
-            "scrape_p99_s": percentile([s[0] for s in scrapes], 99), "scrapes": len(scrapes),
+            "scrape_p99_s": percentile([s[0] for s in scrapes], 99),
+            "scrapes": len(scrapes),
             "scrape_bytes": scrapes[-1][2] if scrapes else 0,
             "memory": {p.name: memory(p.rss) for p in procs},
             "jobs": {job: {"runs": int(runs), "failures": int(fail)} for job, runs, fail in jobs},
@@ -392,7 +444,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "errors": {
                 "server_5xx": server_5xx(final_metrics),
                 "client_5xx": sum(n for r in results for s, n in r["statuses"].items() if int(s) >= 500),
-                "sdk_dropped": sdk["dropped"], "sdk_rejected": sdk["rejected"],
+                "sdk_dropped": sdk["dropped"],
+                "sdk_rejected": sdk["rejected"],
                 "clients_not_flushed": sum(not r["flushed"] for r in results),
                 "scrapes_not_200": sum(1 for s in scrapes if s[1] != 200),
                 "job_failures": int(sum(f for _, _, f in jobs)),
@@ -422,13 +475,17 @@ def print_report(r: dict[str, Any]) -> None:
           f"scrape every {r['scrape_interval_s']:.0f} s)")  # fmt: skip
     print(f"  predictions logged {r['predictions_logged']}, stored {r['predictions_stored']}, counted {r['predictions_counted']}; "
           f"labels logged {r['labels_logged']}, stored {r['labels_stored']}")  # fmt: skip
-    print(f"  sustained: {r['sustained_predictions_per_s']:.0f} predictions/s, {r['sustained_records_per_s']:.0f} records/s (with labels)")
+    print(
+        f"  sustained: {r['sustained_predictions_per_s']:.0f} predictions/s, {r['sustained_records_per_s']:.0f} records/s (with labels)"
+    )
     print(f"  ingest latency (SDK POST of 250 records): p50 {ms(r['ingest_p50_s'])}, p99 {ms(r['ingest_p99_s'])} "
           f"over {r['ingest_requests']} requests; server histogram p99 <= {ms(r['ingest_p99_server_bucket_s'])}")  # fmt: skip
     print(f"  scrape: p99 {ms(r['scrape_p99_s'])} over {r['scrapes']} scrapes, {r['scrape_bytes'] / 1024:.0f} KiB")
-    print("  memory (RSS, MB)     at 1/3    last    peak   growth   slope MB/min (2nd half)")
+    print("  memory (RSS, MB)   half-way    last    peak   growth   slope MB/min (2nd half)")
     for name, m in r["memory"].items():
-        print(f"    {name:<16} {m['warm_mb']:>8.0f} {m['last_mb']:>7.0f} {m['peak_mb']:>7.0f} {m['growth_mb']:>+8.0f}   {m['slope_mb_per_min']:>+8.2f}")
+        print(
+            f"    {name:<16} {m['warm_mb']:>8.0f} {m['last_mb']:>7.0f} {m['peak_mb']:>7.0f} {m['growth_mb']:>+8.0f}   {m['slope_mb_per_min']:>+8.2f}"
+        )
     print(f"  jobs: {r['jobs']}; metric_latest rows {r['metric_latest_rows']}")
     print(f"  errors: {r['errors']}")
 
@@ -441,8 +498,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="cvmon serve --workers (default 2)")
     parser.add_argument("--label-delay", type=float, default=30, help="seconds before a label arrives (default 30)")
     parser.add_argument("--scrape-interval", type=float, default=15)
-    parser.add_argument("--evaluate-interval", type=float, default=60, help="CVMON_EVALUATE_INTERVAL_SECONDS (default 60)")
-    parser.add_argument("--database-url", default=os.environ.get("CVMON_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--evaluate-interval", type=float, default=60, help="CVMON_EVALUATE_INTERVAL_SECONDS (default 60)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("CVMON_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
     parser.add_argument("--no-jobs", action="store_true", help="ingest and scrapes only: no scheduler, no worker")
     parser.add_argument("--json", help="write the report here")
     # the client processes' own arguments

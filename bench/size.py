@@ -81,7 +81,10 @@ def write(url: str, model: str, records: list[dict], labels: bool, now: datetime
             written = ingest_predictions(engine, batch, now=now, partitions=parts, policy=CohortPolicy(settings))
             assert written.accepted == len(batch), written.rejected[:3]
             if labels:
-                gts = [{"prediction_id": r["prediction_id"], "model": model, "label": i % len(CLASSES)} for i, r in enumerate(batch)]
+                gts = [
+                    {"prediction_id": r["prediction_id"], "model": model, "label": i % len(CLASSES)}
+                    for i, r in enumerate(batch)
+                ]
                 assert ingest_ground_truth(engine, gts, now=now).accepted == len(batch)
     finally:
         engine.dispose()
@@ -101,7 +104,10 @@ def pg_sizes(dsn: str, day: date) -> dict[str, int]:
 def pg_empty_sizes(dsn: str, day: date) -> dict[str, int]:
     """An empty partition still has pages (its index root): subtracted from the figures."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return {t: conn.execute("SELECT pg_total_relation_size(%s::regclass)", (partition_name(t, day),)).fetchone()[0] for t in TABLES}
+        return {
+            t: conn.execute("SELECT pg_total_relation_size(%s::regclass)", (partition_name(t, day),)).fetchone()[0]
+            for t in TABLES
+        }
 
 
 def sqlite_size(records: list[dict], model: str, labels: bool, now: datetime) -> int:

@@ -255,7 +255,9 @@ def worker(url: str, log: Path, **env: str) -> Cvmon:
 def wait_ready(base: str, proc: Cvmon | None = None, timeout: float = 60.0) -> None:
     def ready() -> bool:
         if proc is not None and not proc.alive():
-            raise AssertionError(f"cvmon exited with {proc.proc.returncode if proc.proc else '?'}:\n{proc.output()[-3000:]}")
+            raise AssertionError(
+                f"cvmon exited with {proc.proc.returncode if proc.proc else '?'}:\n{proc.output()[-3000:]}"
+            )
         try:
             return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
         except httpx.TransportError:

@@ -40,7 +40,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     key = create_key(url, ["ingest", "read", "admin"])
     with ThreadServer(create_app(Settings(database_url=url, scheduler=False, key_cache_seconds=0))) as live:
         with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {key}"}) as c:
-            assert c.put(f"/v1/models/{MODEL}", json={"task": "classification", "classes": ["a", "b", "c"]}).status_code == 201
+            assert (
+                c.put(f"/v1/models/{MODEL}", json={"task": "classification", "classes": ["a", "b", "c"]}).status_code
+                == 201
+            )
         yield live.url, key
 
 
@@ -49,11 +52,25 @@ def _sa(cls: type[sqlalchemy.exc.DBAPIError], orig: Exception) -> Exception:
 
 
 ERRORS = [
-    pytest.param(lambda: _sa(sqlalchemy.exc.OperationalError, psycopg.OperationalError("connection refused")), id="sqlalchemy-operational"),
-    pytest.param(lambda: _sa(sqlalchemy.exc.InterfaceError, psycopg.InterfaceError("the connection is closed")), id="sqlalchemy-interface"),
-    pytest.param(lambda: sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached"), id="pool-timeout"),
-    pytest.param(lambda: psycopg.errors.AdminShutdown("terminating connection due to administrator command"), id="raw-admin-shutdown-mid-copy"),
-    pytest.param(lambda: psycopg.OperationalError("consuming input failed: server closed the connection"), id="raw-psycopg-operational"),
+    pytest.param(
+        lambda: _sa(sqlalchemy.exc.OperationalError, psycopg.OperationalError("connection refused")),
+        id="sqlalchemy-operational",
+    ),
+    pytest.param(
+        lambda: _sa(sqlalchemy.exc.InterfaceError, psycopg.InterfaceError("the connection is closed")),
+        id="sqlalchemy-interface",
+    ),
+    pytest.param(
+        lambda: sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached"), id="pool-timeout"
+    ),
+    pytest.param(
+        lambda: psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        id="raw-admin-shutdown-mid-copy",
+    ),
+    pytest.param(
+        lambda: psycopg.OperationalError("consuming input failed: server closed the connection"),
+        id="raw-psycopg-operational",
+    ),
     pytest.param(lambda: psycopg.InterfaceError("the connection is closed"), id="raw-psycopg-interface"),
     pytest.param(lambda: sqlalchemy.exc.DisconnectionError("connection invalidated"), id="disconnection"),
 ]
@@ -62,8 +79,16 @@ ERRORS = [
 PLACES = [
     pytest.param("monitor.server.api.deps.verify_key", ("GET", "/v1/models", None), id="key-check"),
     pytest.param("monitor.server.api.models.model_info", ("GET", "/v1/models/{m}", None), id="sync-route"),
-    pytest.param("monitor.server.api.ingest.ingest_predictions", ("POST", "/v1/predictions", "records"), id="ingest-in-threadpool"),
-    pytest.param("monitor.server.api.prometheus.StoredMetricsCollector.collect", ("GET", "/metrics", None), id="metrics-collector"),
+    pytest.param(
+        "monitor.server.api.ingest.ingest_predictions",
+        ("POST", "/v1/predictions", "records"),
+        id="ingest-in-threadpool",
+    ),
+    pytest.param(
+        "monitor.server.api.prometheus.StoredMetricsCollector.collect",
+        ("GET", "/metrics", None),
+        id="metrics-collector",
+    ),
     pytest.param("monitor.server.api.health.verify_schema", ("GET", "/readyz", None), id="readiness"),
 ]
 
@@ -94,7 +119,9 @@ def test_a_programming_error_is_still_a_500(server, monkeypatch):
         assert c.get("/v1/models").status_code == 500
 
 
-@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"], ["jobs", "run-once"]], ids=["serve", "worker", "jobs-run-once"])
+@pytest.mark.parametrize(
+    "command", [["serve", "--port", "1"], ["worker"], ["jobs", "run-once"]], ids=["serve", "worker", "jobs-run-once"]
+)
 def test_commands_started_without_a_database_say_so_in_one_line(command):
     import os
     import subprocess

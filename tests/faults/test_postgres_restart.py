@@ -48,7 +48,11 @@ class Probe:
             ("GET", f"/v1/models/{MODEL}/metrics", None),
             ("GET", "/metrics", None),
             ("GET", "/readyz", None),
-            ("POST", "/v1/predictions", {"records": [{"prediction_id": "probe", "model": MODEL, "model_version": "v1", "predicted_class": 0}]}),
+            (
+                "POST",
+                "/v1/predictions",
+                {"records": [{"prediction_id": "probe", "model": MODEL, "model_version": "v1", "predicted_class": 0}]},
+            ),
             ("POST", "/v1/ground-truth", {"records": [{"prediction_id": "probe", "model": MODEL, "label": 0}]}),
         ]
         with httpx.Client(base_url=self.base, headers=headers, timeout=30) as c:
@@ -185,12 +189,20 @@ def _rows(url: str) -> tuple[list[str], list[str], int]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            predictions = list(conn.execute(sa.select(t.predictions.c.prediction_id).where(t.predictions.c.model == MODEL)).scalars())
+            predictions = list(
+                conn.execute(sa.select(t.predictions.c.prediction_id).where(t.predictions.c.model == MODEL)).scalars()
+            )
             labels = [
-                *conn.execute(sa.select(t.ground_truth.c.prediction_id).where(t.ground_truth.c.model == MODEL)).scalars(),
-                *conn.execute(sa.select(t.ground_truth_pending.c.prediction_id).where(t.ground_truth_pending.c.model == MODEL)).scalars(),
+                *conn.execute(
+                    sa.select(t.ground_truth.c.prediction_id).where(t.ground_truth.c.model == MODEL)
+                ).scalars(),
+                *conn.execute(
+                    sa.select(t.ground_truth_pending.c.prediction_id).where(t.ground_truth_pending.c.model == MODEL)
+                ).scalars(),
             ]
-            counted = conn.execute(sa.select(sa.func.sum(t.model_versions.c.predictions)).where(t.model_versions.c.model == MODEL)).scalar_one()
+            counted = conn.execute(
+                sa.select(sa.func.sum(t.model_versions.c.predictions)).where(t.model_versions.c.model == MODEL)
+            ).scalar_one()
     finally:
         engine.dispose()
     return predictions, labels, int(counted)

@@ -33,8 +33,12 @@ def _setup(db, model: str) -> str:
 
 def _stored(db, model: str) -> tuple[list[str], int]:
     with db.engine.connect() as conn:
-        ids = list(conn.execute(sa.select(t.predictions.c.prediction_id).where(t.predictions.c.model == model)).scalars())
-        counted = conn.execute(sa.select(sa.func.sum(t.model_versions.c.predictions)).where(t.model_versions.c.model == model)).scalar()
+        ids = list(
+            conn.execute(sa.select(t.predictions.c.prediction_id).where(t.predictions.c.model == model)).scalars()
+        )
+        counted = conn.execute(
+            sa.select(sa.func.sum(t.model_versions.c.predictions)).where(t.model_versions.c.model == model)
+        ).scalar()
     return ids, int(counted or 0)
 
 

@@ -44,7 +44,9 @@ def _load(engine, settings: Settings, model: str, now: datetime) -> None:
             labels.append({"prediction_id": pid, "model": model, "label": int(rng.integers(len(CLASSES)))})
     parts = PartitionManager(engine)
     for k in range(0, len(preds), 2000):
-        assert ingest_predictions(engine, preds[k : k + 2000], now=now, partitions=parts, policy=CohortPolicy(settings)).accepted == len(preds[k : k + 2000])
+        assert ingest_predictions(
+            engine, preds[k : k + 2000], now=now, partitions=parts, policy=CohortPolicy(settings)
+        ).accepted == len(preds[k : k + 2000])
     assert ingest_ground_truth(engine, labels, now=now).accepted == len(labels)
 
 
@@ -87,14 +89,25 @@ def test_a_killed_worker_releases_the_evaluate_lock_and_the_next_run_completes_t
                 _load(engine, settings, model, now)
             assert _marks(engine, "kill-a") == (HOURS, 0)
             proc = worker(url, tmp_path / "worker.log")
-            wait_for(lambda: _lock_held(engine, "kill-a") or not proc.alive(), "the worker to start evaluating kill-a", timeout=120)
+            wait_for(
+                lambda: _lock_held(engine, "kill-a") or not proc.alive(),
+                "the worker to start evaluating kill-a",
+                timeout=120,
+            )
             assert proc.alive(), proc.output()[-3000:]
-            wait_for(lambda: _marks(engine, "kill-a")[0] < HOURS - 20, "the worker to get some hours done", timeout=120, every=0.01)
+            wait_for(
+                lambda: _marks(engine, "kill-a")[0] < HOURS - 20,
+                "the worker to get some hours done",
+                timeout=120,
+                every=0.01,
+            )
             proc.kill9()
             left, pending = _marks(engine, "kill-a")
             assert 0 < left < HOURS, f"{left} dirty hours left: the kill must land in the middle of the job"
             assert pending == HOURS - left  # recomputed, but the windows were never refreshed
-            wait_for(lambda: not _lock_held(engine, "kill-a"), "PostgreSQL to release the dead worker's lock", timeout=30)
+            wait_for(
+                lambda: not _lock_held(engine, "kill-a"), "PostgreSQL to release the dead worker's lock", timeout=30
+            )
 
             # the next run, from another process: takes the lock and finishes the job
             done = subprocess.run(
@@ -106,12 +119,16 @@ def test_a_killed_worker_releases_the_evaluate_lock_and_the_next_run_completes_t
             assert _marks(engine, "kill-a") == (0, 0)
 
             # the twin, evaluated without interruption, is the reference
-            assert [o.status for o in run_once(engine, settings, clock=lambda: now, models=["kill-b"], jobs=["evaluate"])] == ["ok"]
+            assert [
+                o.status for o in run_once(engine, settings, clock=lambda: now, models=["kill-b"], jobs=["evaluate"])
+            ] == ["ok"]
             interrupted, reference = _points(engine, "kill-a"), _points(engine, "kill-b")
             assert len(reference) > HOURS
             assert interrupted == reference
             with engine.connect() as conn:
-                run = conn.execute(sa.select(t.job_runs).where(t.job_runs.c.job == "evaluate", t.job_runs.c.model == "kill-a")).one()
+                run = conn.execute(
+                    sa.select(t.job_runs).where(t.job_runs.c.job == "evaluate", t.job_runs.c.model == "kill-a")
+                ).one()
             assert run.last_success is not None and run.last_error is None
         finally:
             if proc is not None:

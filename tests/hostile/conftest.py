@@ -52,7 +52,10 @@ def seed(c: httpx.Client, model: str, detector: str, now: datetime) -> None:
     ]  # fmt: skip
     assert c.post("/v1/predictions", json={"records": preds + dets}).json()["accepted"] == 30
     labels = [{"prediction_id": f"p{i}", "model": model, "label": "scratch"} for i in range(15)]
-    labels += [{"prediction_id": f"d{i}", "model": detector, "boxes": [[0, 0, 10, 11]], "box_classes": ["dent"]} for i in range(10)]
+    labels += [
+        {"prediction_id": f"d{i}", "model": detector, "boxes": [[0, 0, 10, 11]], "box_classes": ["dent"]}
+        for i in range(10)
+    ]
     assert c.post("/v1/ground-truth", json={"records": labels}).json()["accepted"] == 25
 
 

@@ -54,7 +54,9 @@ def hostile_model(api, model_name):
         assert c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": HOSTILE}).status_code == 201
         body = c.post("/v1/predictions", json={"records": records}).json()
         assert body == {"accepted": len(HOSTILE), "duplicates": 0, "rejected": []}
-        labels = [{"prediction_id": f"{text}#{i}", "model": model_name, "label": text} for i, text in enumerate(HOSTILE)]
+        labels = [
+            {"prediction_id": f"{text}#{i}", "model": model_name, "label": text} for i, text in enumerate(HOSTILE)
+        ]
         assert c.post("/v1/ground-truth", json={"records": labels}).json()["accepted"] == len(HOSTILE)
     outcomes = run_once(api.db.engine, api.settings, clock=lambda: now, models=[model_name], jobs=["evaluate"])
     assert [o.status for o in outcomes] == ["ok"]
@@ -80,7 +82,9 @@ def test_hostile_text_comes_back_verbatim_from_the_json_api(api, hostile_model):
     with api.admin() as c:
         info = c.get(f"/v1/models/{hostile_model}").json()
         metrics = c.get(f"/v1/models/{hostile_model}/metrics", params={"metric": "precision", "window": "1d"}).json()
-        per_cohort = c.get(f"/v1/models/{hostile_model}/metrics", params={"cohort": f"camera:{HOSTILE[2]}", "window": "1d"}).json()
+        per_cohort = c.get(
+            f"/v1/models/{hostile_model}/metrics", params={"cohort": f"camera:{HOSTILE[2]}", "window": "1d"}
+        ).json()
         confusion = c.get(f"/v1/models/{hostile_model}/confusion-matrix").json()
     assert info["classes"] == HOSTILE
     assert sorted(v["version"] for v in info["versions"]) == sorted(text[:64] for text in HOSTILE)
@@ -103,12 +107,16 @@ def test_hostile_text_is_escaped_in_prometheus_labels(api, hostile_model):
     accuracy = [s for s in families["cvmon_accuracy_ratio"].samples if s.labels["model"] == hostile_model]
     assert {s.labels["camera"] for s in accuracy} == {"", *HOSTILE}
     counters = families["cvmon_predictions"].samples
-    assert {s.labels["version"] for s in counters if s.labels["model"] == hostile_model} == {text[:64] for text in HOSTILE}
+    assert {s.labels["version"] for s in counters if s.labels["model"] == hostile_model} == {
+        text[:64] for text in HOSTILE
+    }
 
 
 def test_a_hostile_model_name_is_refused_and_changes_nothing(api, model_name):
     with api.admin() as c:
-        assert c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": ["a", "b"]}).status_code == 201
+        assert (
+            c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": ["a", "b"]}).status_code == 201
+        )
         for text in HOSTILE:
             r = c.put("/v1/models/" + quote(text, safe=""), json={"task": "classification", "classes": ["a"]})
             assert r.status_code in (404, 422), (text, r.status_code)
@@ -145,7 +153,9 @@ def test_hostile_text_is_inert_in_the_weekly_report(api, hostile_model):
 
     now = datetime.now(UTC)
     week = Week.containing(now)
-    page = render_report(build_report_data(api.db.engine, hostile_model, week.start, settings=api.settings, clock=lambda: now))
+    page = render_report(
+        build_report_data(api.db.engine, hostile_model, week.start, settings=api.settings, clock=lambda: now)
+    )
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "{{7*7}}" in page  # shown as written, not evaluated to 49
     tree = html5lib.parse(page, namespaceHTMLElements=False)

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.server.jobs import run_once
 from monitor.server.store import keys as key_store
-from tests.faults.servers import serve
 from tests.conftest import free_port
+from tests.faults.servers import serve
 
 SECRET_CLASSES = ["b-secret-class-1", "b-secret-class-2"]
 #: Path parameters other than ``model`` and how to fill them (extend when a route adds one).
@@ -31,7 +31,9 @@ PATH_SAMPLES = {"report_id": "latest"}
 #: operation with a body: a refusal must still not depend on whether the model exists.
 BODIES = {
     ("put", "/v1/models/{model}"): lambda m: {"task": "classification", "classes": ["x", "y"]},
-    ("post", "/v1/predictions"): lambda m: {"records": [{"prediction_id": "p-iso", "model": m, "model_version": "v1", "predicted_class": 0}]},
+    ("post", "/v1/predictions"): lambda m: {
+        "records": [{"prediction_id": "p-iso", "model": m, "model_version": "v1", "predicted_class": 0}]
+    },
     ("post", "/v1/ground-truth"): lambda m: {"records": [{"prediction_id": "b0", "model": m, "label": 0}]},
 }
 #: Operations without a model in the path that still name one: in their body.
@@ -52,7 +54,12 @@ def two_models(api, model_name):
             recs = [{"prediction_id": f"{name[-1]}{i}", "model": name, "model_version": f"{name}-v1", "timestamp": ts,
                      "probabilities": [0.9, 0.1], "cohort": {"camera": f"{name}-cam"}} for i in range(4)]  # fmt: skip
             assert c.post("/v1/predictions", json={"records": recs}).json()["accepted"] == 4
-            assert c.post("/v1/ground-truth", json={"records": [{"prediction_id": f"{name[-1]}0", "model": name, "label": 0}]}).status_code == 200
+            assert (
+                c.post(
+                    "/v1/ground-truth", json={"records": [{"prediction_id": f"{name[-1]}0", "model": name, "label": 0}]}
+                ).status_code
+                == 200
+            )
     run_once(api.db.engine, api.settings, clock=lambda: now, models=[a, b], jobs=["evaluate"])
     key = api.create_key(["ingest", "read", "admin"], models=[a])
     return a, b, key
@@ -66,19 +73,25 @@ def _operations(api) -> list[tuple[str, str, dict[str, Any]]]:
 def _call(c: httpx.Client, method: str, path: str, op: dict[str, Any], model: str) -> httpx.Response:
     params = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
     unknown = params - {"model"} - set(PATH_SAMPLES)
-    assert not unknown, f"{method.upper()} {path}: the isolation walk does not know how to fill {sorted(unknown)}; add it to PATH_SAMPLES"
+    assert not unknown, (
+        f"{method.upper()} {path}: the isolation walk does not know how to fill {sorted(unknown)}; add it to PATH_SAMPLES"
+    )
     url = path.format(model=model, **PATH_SAMPLES)
     body = None
     if "requestBody" in op:
         build = BODIES.get((method, path))
         if build is None and "{model}" not in path:
-            pytest.fail(f"{method.upper()} {path} takes a body but names no model in its path: teach the walk (BODIES, MODEL_IN_BODY)")
+            pytest.fail(
+                f"{method.upper()} {path} takes a body but names no model in its path: teach the walk (BODIES, MODEL_IN_BODY)"
+            )
         body = build(model) if build else {}
     return c.request(method.upper(), url, json=body)
 
 
 def _same_refusal(b: httpx.Response, n: httpx.Response, b_name: str, n_name: str) -> None:
-    assert b.status_code == n.status_code, f"B answers {b.status_code}, a missing model {n.status_code}: B's existence leaks"
+    assert b.status_code == n.status_code, (
+        f"B answers {b.status_code}, a missing model {n.status_code}: B's existence leaks"
+    )
     assert b.text.replace(b_name, "<m>") == n.text.replace(n_name, "<m>")
 
 
@@ -122,9 +135,14 @@ def test_a_bound_key_writing_its_own_model_cannot_touch_b_by_prediction_id(api, 
     a, b, key = two_models
     with api.client(key) as c:
         # B's prediction ids, sent under A: they are A's records, not B's
-        r = c.post("/v1/ground-truth", json={"records": [{"prediction_id": f"b{i}", "model": a, "label": 1} for i in range(4)]})
+        r = c.post(
+            "/v1/ground-truth", json={"records": [{"prediction_id": f"b{i}", "model": a, "label": 1} for i in range(4)]}
+        )
         assert r.status_code == 200
-        r = c.post("/v1/predictions", json={"records": [{"prediction_id": "b1", "model": a, "model_version": "v", "predicted_class": 0}]})
+        r = c.post(
+            "/v1/predictions",
+            json={"records": [{"prediction_id": "b1", "model": a, "model_version": "v", "predicted_class": 0}]},
+        )
         assert r.json()["accepted"] == 1
     with api.admin() as admin:
         assert admin.get(f"/v1/models/{b}").json()["counts"] == {"predictions": 4, "ground_truth": 1, "labelled": 1}

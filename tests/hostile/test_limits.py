@@ -43,7 +43,11 @@ def test_a_gzip_bomb_of_a_hundred_million_values_is_refused_within_the_limit(mak
         register(c, model_name)
         tracemalloc.start()
         try:
-            r = c.post("/v1/predictions", content=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+            r = c.post(
+                "/v1/predictions",
+                content=body,
+                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            )
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
@@ -59,7 +63,8 @@ def test_a_declared_200_mb_body_is_refused_before_it_is_read(make_api, model_nam
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(
             f"POST /v1/predictions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {api.admin_key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {2 * N + 100}\r\n\r\n".encode() + b'{"records": [{"embedding": [0,0,0'
+            f"Content-Type: application/json\r\nContent-Length: {2 * N + 100}\r\n\r\n".encode()
+            + b'{"records": [{"embedding": [0,0,0'
         )
         status_line = s.recv(4096).split(b"\r\n", 1)[0]
     assert status_line.split()[1] == b"413"
@@ -69,7 +74,9 @@ def test_a_declared_200_mb_body_is_refused_before_it_is_read(make_api, model_nam
     ("body", "status"),
     [
         pytest.param(b"[" * 100_000 + b"]" * 100_000, 400, id="100k-nested-arrays"),
-        pytest.param(b'{"records": [{"cohort": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_000 + b"}]}", 400, id="5k-nested-objects"),
+        pytest.param(
+            b'{"records": [{"cohort": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_000 + b"}]}", 400, id="5k-nested-objects"
+        ),
     ],
 )
 def test_deeply_nested_json_is_a_400_not_a_crash(api, body, status):
@@ -80,7 +87,10 @@ def test_deeply_nested_json_is_a_400_not_a_crash(api, body, status):
 
 def test_nesting_a_parser_accepts_is_a_rejected_record(api, model_name):
     deep = '{"a": ' * 500 + "1" + "}" * 500
-    records = json.dumps({"records": [cls_record(model_name, "ok")]})[:-2] + f', {{"prediction_id": "deep", "model": "{model_name}", "model_version": "v", "predicted_class": 0, "cohort": {deep}}}]}}'
+    records = (
+        json.dumps({"records": [cls_record(model_name, "ok")]})[:-2]
+        + f', {{"prediction_id": "deep", "model": "{model_name}", "model_version": "v", "predicted_class": 0, "cohort": {deep}}}]}}'
+    )
     with api.admin() as c:
         register(c, model_name)
         body = c.post("/v1/predictions", content=records.encode(), headers={"Content-Type": "application/json"}).json()
@@ -108,15 +118,19 @@ def test_a_client_hanging_up_mid_body_is_not_a_server_error(api, model_name, cap
         with socket.create_connection((host, int(port)), timeout=10) as s:
             s.sendall(
                 f"POST /v1/predictions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {api.admin_key}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n".encode() + b'{"records": [{"pred'
+                f"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n".encode()
+                + b'{"records": [{"pred'
             )
+
     def answered() -> list[str]:
         with api.admin() as c:
             text = c.get("/metrics").text
         return [line for line in text.splitlines()
                 if line.startswith("cvmon_http_request_duration_seconds_count") and 'route="/v1/predictions"' in line]  # fmt: skip
 
-    lines = wait_for(lambda: sum(float(line.rsplit(" ", 1)[1]) for line in answered()) >= 3 and answered(), "the hang-ups to be seen")
+    lines = wait_for(
+        lambda: sum(float(line.rsplit(" ", 1)[1]) for line in answered()) >= 3 and answered(), "the hang-ups to be seen"
+    )
     assert all('status="499"' in line for line in lines), lines
     assert "Exception in ASGI application" not in caplog.text
 
@@ -145,5 +159,7 @@ def test_a_nul_character_in_a_query_filter_is_422_not_500(api, model_name, param
     """PostgreSQL refuses NUL in text: the filter must be refused before it reaches the database."""
     with api.admin() as c:
         register(c, model_name)
-        r = c.get(f"/v1/models/{model_name}/metrics", params={param: "a\x00b" if param != "cohort" else "camera:a\x00b"})
+        r = c.get(
+            f"/v1/models/{model_name}/metrics", params={param: "a\x00b" if param != "cohort" else "camera:a\x00b"}
+        )
     assert r.status_code == 422, r.text

@@ -13,7 +13,6 @@ import itertools
 import os
 from typing import Any
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -43,8 +42,6 @@ FUZZ = settings(
     derandomize=IN_CI,
 )
 _turn = itertools.count()
-
-
 
 
 def _openapi() -> dict[str, Any]:
@@ -88,7 +85,9 @@ def test_without_a_key(case, live):
     if not public:
         # a body FastAPI cannot parse (400) or validate (422) is refused before the key is read:
         # a refusal either way, and the same whether the model exists or not
-        assert response.status_code in (400, 401, 404, 405, 422), f"{case.method} {case.path} answered {response.status_code} without a key"
+        assert response.status_code in (400, 401, 404, 405, 422), (
+            f"{case.method} {case.path} answered {response.status_code} without a key"
+        )
 
 
 @schema.parametrize()

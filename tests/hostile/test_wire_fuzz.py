@@ -9,6 +9,7 @@ bug: on the server it would be a 500 for the whole batch instead of a rejected r
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import tracemalloc
 from datetime import UTC, datetime, timedelta
@@ -124,14 +125,24 @@ BOXES = st.one_of(
 CLASS_REFS = st.one_of(st.sampled_from(CLASSES), st.integers(-3, len(CLASSES) + 2), TEXT, JSON)
 TIMESTAMPS = st.one_of(
     st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
-    st.sampled_from(["2026-11-20T10:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
-                     "2026-11-20T10:00:00", "2026-13-01T00:00:00Z", "yesterday"]),  # fmt: skip
+    st.sampled_from(
+        [
+            "2026-11-20T10:00:00Z",
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-01:00",
+            "2026-11-20T10:00:00",
+            "2026-13-01T00:00:00Z",
+            "yesterday",
+        ]
+    ),
     NUMBERS,
     JSON,
 )
 COHORTS = st.one_of(
     st.dictionaries(TEXT, st.one_of(SCALARS, JSON), max_size=20),
-    st.dictionaries(st.sampled_from(["camera", "site", "ünï", "'); DROP", "{{7*7}}"]), st.one_of(TEXT, NUMBERS, st.booleans())),
+    st.dictionaries(
+        st.sampled_from(["camera", "site", "ünï", "'); DROP", "{{7*7}}"]), st.one_of(TEXT, NUMBERS, st.booleans())
+    ),
     JSON,
 )
 
@@ -162,7 +173,9 @@ GOOD_COHORT = st.dictionaries(
 
 
 @st.composite
-def good_arrays(draw: st.DrawFn, n: int, lo: float = -1e4, hi: float = 1e4, *, dtypes: tuple[str, ...] = ("float32", "float16")) -> Any:
+def good_arrays(
+    draw: st.DrawFn, n: int, lo: float = -1e4, hi: float = 1e4, *, dtypes: tuple[str, ...] = ("float32", "float16")
+) -> Any:
     values = np.array(draw(st.lists(st.floats(lo, hi, width=16), min_size=n, max_size=n)), dtype=np.float64)
     return _as_wire(draw, values, dtypes)
 
@@ -233,7 +246,9 @@ def good_ground_truth(draw: st.DrawFn) -> dict[str, Any]:
     return rec
 
 
-def mutated(good: st.SearchStrategy[dict[str, Any]], fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+def mutated(
+    good: st.SearchStrategy[dict[str, Any]], fields: dict[str, st.SearchStrategy[Any]]
+) -> st.SearchStrategy[Any]:
     """A valid record, untouched or with up to three fields replaced by hostile values or removed."""
 
     @st.composite
@@ -402,7 +417,9 @@ def test_any_ground_truth_record_parses_within_limits_or_is_a_wire_error(record)
 
 
 @FUZZ
-@given(ARRAYS, st.sampled_from(["float", "int"]), st.integers(0, 64), st.sampled_from(["float32", "float16", "float64"]))
+@given(
+    ARRAYS, st.sampled_from(["float", "int"]), st.integers(0, 64), st.sampled_from(["float32", "float16", "float64"])
+)
 def test_any_array_decodes_within_limits_or_is_a_wire_error(value, kind, max_len, default_dtype):
     try:
         arr = decode_array(value, field="x", max_len=max_len, kind=kind, default_dtype=default_dtype)
@@ -461,7 +478,9 @@ def test_wrong_types_in_arrays_are_wire_errors(value):
         decode_array(value, field="probabilities", max_len=8)
 
 
-@pytest.mark.parametrize("value", [[1e30], [2.0**63], [-1.7e308, 1.7e308], [0.5], [2**40]], ids=["1e30", "2^63", "huge-pair", "half", "2^40"])
+@pytest.mark.parametrize(
+    "value", [[1e30], [2.0**63], [-1.7e308, 1.7e308], [0.5], [2**40]], ids=["1e30", "2^63", "huge-pair", "half", "2^40"]
+)
 def test_integer_arrays_refuse_values_outside_their_range_without_a_numpy_warning(value):
     with pytest.raises(WireError):
         decode_array(value, field="box_classes", max_len=8, kind="int")
@@ -495,7 +514,9 @@ def test_unicode_and_hostile_class_names_resolve_by_name(name):
         {"prediction_id": "p", "model": "cls", "model_version": "v1", "predicted_class": name}, SPECS.get, now=NOW
     )
     assert p.predicted_class == CLASSES.index(name)
-    g = parse_ground_truth({"prediction_id": "p", "model": "det", "boxes": [[0, 0, 1, 1]], "box_classes": [name]}, SPECS.get, now=NOW)
+    g = parse_ground_truth(
+        {"prediction_id": "p", "model": "det", "boxes": [[0, 0, 1, 1]], "box_classes": [name]}, SPECS.get, now=NOW
+    )
     assert g.box_classes is not None and g.box_classes.tolist() == [CLASSES.index(name)]
 
 
@@ -572,7 +593,5 @@ def test_future_limit_is_relative_to_now():
 def test_any_json_value_as_a_whole_record_is_a_wire_error_or_parses(value):
     assume(not isinstance(value, dict) or value)
     for parse in (parse_prediction, parse_ground_truth):
-        try:
+        with contextlib.suppress(WireError):  # anything else fails the test
             parse(value, SPECS.get, now=NOW)
-        except WireError:
-            pass

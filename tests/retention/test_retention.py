@@ -75,7 +75,9 @@ def _fill(db: Database) -> Settings:
         labels = [{"prediction_id": f"d{age}-{i}", "model": MODEL, "label": "a"} for i in range(3)]
         labels.append({"prediction_id": f"never-{age}", "model": MODEL, "label": "b"})  # waits for a prediction
         assert ingest_ground_truth(engine, labels, now=ts).accepted == 4
-    assert [o.status for o in run_once(engine, settings, clock=lambda: NOW, models=[MODEL], jobs=["evaluate"])] == ["ok"]
+    assert [o.status for o in run_once(engine, settings, clock=lambda: NOW, models=[MODEL], jobs=["evaluate"])] == [
+        "ok"
+    ]
     return settings
 
 
@@ -104,7 +106,11 @@ def test_expired_data_goes_and_the_rest_stays(own_db):
     assert _pending(db) == {"never-10", "never-3", "never-1"}
     assert {round((NOW - h).total_seconds() / DAY) for h in _hours(db, t.eval_states)} == {10, 3, 1}
     with db.engine.connect() as conn:
-        ends = conn.execute(sa.select(t.metric_points.c.window_end).where(t.metric_points.c.model == MODEL)).scalars().all()
+        ends = (
+            conn.execute(sa.select(t.metric_points.c.window_end).where(t.metric_points.c.model == MODEL))
+            .scalars()
+            .all()
+        )
     assert ends and min(ends) >= NOW - timedelta(days=90)
     assert any(e < NOW - timedelta(days=37) for e in ends)  # history outlives the hour states
     big = ("predictions", "embeddings", "ground_truth")
@@ -113,7 +119,11 @@ def test_expired_data_goes_and_the_rest_stays(own_db):
         assert dropped == set(big)
         days = {table: PartitionManager(db.engine).existing_days(table) for table in big}
         assert min(days["predictions"]) >= (NOW - timedelta(days=30)).date() - timedelta(days=1)
-        assert not [s for s in statements if s.lstrip().upper().startswith("DELETE") and any(f"FROM {b} " in s + " " for b in big)]
+        assert not [
+            s
+            for s in statements
+            if s.lstrip().upper().startswith("DELETE") and any(f"FROM {b} " in s + " " for b in big)
+        ]
         assert any(s.startswith("DROP TABLE") for s in statements)
     else:
         assert result.deleted_rows["predictions"] == 15 and result.dropped_partitions == []
@@ -137,7 +147,9 @@ def test_retention_is_idempotent_and_ingest_goes_on_after_it(own_db):
              "timestamp": (NOW - timedelta(days=age)).isoformat(), "probabilities": [0.5, 0.5]}
             for age in (0, 29, 31, 95)
         ]  # fmt: skip
-        body = httpx.post(f"{server.url}/v1/predictions", json={"records": recs}, headers={"Authorization": f"Bearer {key}"}).json()
+        body = httpx.post(
+            f"{server.url}/v1/predictions", json={"records": recs}, headers={"Authorization": f"Bearer {key}"}
+        ).json()
     assert body["accepted"] == 2
     assert [r["index"] for r in body["rejected"]] == [2, 3]
     assert "older than the predictions retention" in body["rejected"][0]["error"]
@@ -204,9 +216,13 @@ def test_a_partition_drop_does_not_wait_behind_a_long_reader(own_db):
 
 
 def test_retention_settings_from_yaml_and_environment(tmp_path):
-    (tmp_path / "cvmon.yaml").write_text("retention:\n  embeddings: 3d\n  predictions: 60d\n  eval_states: 70d\n  metric_points: forever\n")
+    (tmp_path / "cvmon.yaml").write_text(
+        "retention:\n  embeddings: 3d\n  predictions: 60d\n  eval_states: 70d\n  metric_points: forever\n"
+    )
     settings = Settings.load({"CVMON_CONFIG": str(tmp_path / "cvmon.yaml"), "CVMON_RETENTION_EMBEDDINGS": "36h"})
-    assert settings.retention == Retention(embeddings=36 * 3600, predictions=60 * DAY, eval_states=70 * DAY, metric_points=None)
+    assert settings.retention == Retention(
+        embeddings=36 * 3600, predictions=60 * DAY, eval_states=70 * DAY, metric_points=None
+    )
     assert settings.retention.cutoff("metric_points", NOW) is None
     assert settings.retention.cutoff("predictions", NOW) == NOW - timedelta(days=60)
     assert Settings.load({}).retention == Retention()
@@ -216,7 +232,9 @@ def test_retention_settings_from_yaml_and_environment(tmp_path):
     ("section", "message"),
     [
         pytest.param({"embeddings": "100d"}, "embeddings must not be longer", id="embeddings-outlive-predictions"),
-        pytest.param({"eval_states": "90d"}, "at least retention.predictions plus the longest window", id="states-too-short"),
+        pytest.param(
+            {"eval_states": "90d"}, "at least retention.predictions plus the longest window", id="states-too-short"
+        ),
         pytest.param({"metric_points": "30d"}, "metric_points must not be shorter", id="history-too-short"),
         pytest.param({"embeddings": "2h"}, "at least 1d", id="under-a-day"),
         pytest.param({"predictions": "ninety days"}, "must look like", id="not-a-duration"),

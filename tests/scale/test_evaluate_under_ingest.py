@@ -39,7 +39,9 @@ def test_evaluate_succeeds_while_ingest_keeps_marking_its_hour(db, model_name):
         while not stop.is_set():
             batch = [{"prediction_id": f"p{i}-{k}", "model": model_name, "model_version": "v1", "timestamp": now.isoformat(),
                       "probabilities": [0.6, 0.4]} for k in range(20)]  # fmt: skip
-            written[0] += ingest_predictions(db.engine, batch, now=now, partitions=parts, policy=CohortPolicy(settings)).accepted
+            written[0] += ingest_predictions(
+                db.engine, batch, now=now, partitions=parts, policy=CohortPolicy(settings)
+            ).accepted
             i += 1
 
     thread = threading.Thread(target=writer)
@@ -53,13 +55,17 @@ def test_evaluate_succeeds_while_ingest_keeps_marking_its_hour(db, model_name):
         thread.join()
     assert [o.status for o in outcomes] == ["ok"] * 8, [o.detail for o in outcomes if o.status != "ok"]
     assert written[0] > 200
-    assert [o.status for o in run_once(db.engine, settings, clock=lambda: now, models=[model_name], jobs=["evaluate"])] == ["ok"]
+    assert [
+        o.status for o in run_once(db.engine, settings, clock=lambda: now, models=[model_name], jobs=["evaluate"])
+    ] == ["ok"]
     es = t.eval_states.c
     with db.engine.connect() as conn:
         evaluated = conn.execute(
             sa.select(es.predictions).where(es.model == model_name, es.cohort_key == "", es.version == "v1")
         ).scalar_one()
-        marks = conn.execute(sa.select(sa.func.count()).select_from(t.dirty_hours).where(t.dirty_hours.c.model == model_name)).scalar_one()
+        marks = conn.execute(
+            sa.select(sa.func.count()).select_from(t.dirty_hours).where(t.dirty_hours.c.model == model_name)
+        ).scalar_one()
     assert evaluated == written[0]
     assert marks == 0
 
@@ -74,5 +80,9 @@ def test_every_mark_of_an_hour_is_later_than_the_one_before_even_with_a_stopped_
     for _ in range(3):
         with write_transaction(db.engine) as conn:
             mark_dirty(conn, {(model_name, hour)}, frozen, pg=db.is_pg)
-            seen.append(conn.execute(sa.select(t.dirty_hours.c.marked_at).where(t.dirty_hours.c.model == model_name)).scalar_one())
+            seen.append(
+                conn.execute(
+                    sa.select(t.dirty_hours.c.marked_at).where(t.dirty_hours.c.model == model_name)
+                ).scalar_one()
+            )
     assert seen[0] == frozen and seen[0] < seen[1] < seen[2]

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections import defaultdict
@@ -51,7 +52,9 @@ def _backlog(engine, settings: Settings, now: datetime) -> None:
              "timestamp": (now - timedelta(hours=h + 2)).isoformat(), "probabilities": rng.dirichlet(np.ones(3)).tolist()}
             for h in range(BACKLOG_HOURS) for i in range(4)
         ]  # fmt: skip
-        assert ingest_predictions(engine, recs, now=now, partitions=parts, policy=CohortPolicy(settings)).accepted == len(recs)
+        assert ingest_predictions(
+            engine, recs, now=now, partitions=parts, policy=CohortPolicy(settings)
+        ).accepted == len(recs)
 
 
 def _runs(logs: dict[str, str]) -> dict[tuple[str, str], list[tuple[float, float, str]]]:
@@ -85,7 +88,9 @@ def test_two_replicas_and_two_workers_add_up_and_run_each_job_once(tmp_path):
             _backlog(engine, settings, now)
             env = {"CVMON_EVALUATE_INTERVAL_SECONDS": "2"}
             ports = [free_port(), free_port()]
-            procs += [serve(url, port, tmp_path / f"serve-{i}.log", scheduler=True, **env) for i, port in enumerate(ports)]
+            procs += [
+                serve(url, port, tmp_path / f"serve-{i}.log", scheduler=True, **env) for i, port in enumerate(ports)
+            ]
             procs += [worker(url, tmp_path / f"worker-{i}.log", **env) for i in range(2)]
             bases = [f"http://127.0.0.1:{port}" for port in ports]
 
@@ -98,13 +103,19 @@ def test_two_replicas_and_two_workers_add_up_and_run_each_job_once(tmp_path):
                 for model in MODELS:
                     mon = Client(bases[replica], model=model, version="v1", api_key=key, classes=CLASSES,
                                  spool_dir=tmp_path / f"spool-{replica}-{model}", batch_size=200, trace=False)  # fmt: skip
-                    ids = [mon.log_classification([0.7, 0.2, 0.1], cohort={"camera": f"r{replica}"}) for _ in range(1500)]
+                    ids = [
+                        mon.log_classification([0.7, 0.2, 0.1], cohort={"camera": f"r{replica}"}) for _ in range(1500)
+                    ]
                     for pid in ids[::3]:
                         mon.log_ground_truth(pid, label="a")
                     assert mon.flush(timeout=120), mon.stats()
                     mon.close()
                     sent[model].update(ids)
-                r = httpx.post(f"{bases[replica]}/v1/predictions", json={"records": shared}, headers={"Authorization": f"Bearer {key}"})
+                r = httpx.post(
+                    f"{bases[replica]}/v1/predictions",
+                    json={"records": shared},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
                 assert r.status_code == 200
 
             producers = [threading.Thread(target=produce, args=(i,)) for i in range(2)]
@@ -125,13 +136,19 @@ def test_two_replicas_and_two_workers_add_up_and_run_each_job_once(tmp_path):
                 expected = len(sent[model]) + BACKLOG_HOURS * 4
                 assert infos[0]["counts"]["predictions"] == infos[1]["counts"]["predictions"] == expected
                 assert infos[0]["counts"] == infos[1]["counts"]
-                history = [c.get(f"/v1/models/{model}/metrics", params={"window": "1h", "limit": 10_000}).json() for c in clients]
+                history = [
+                    c.get(f"/v1/models/{model}/metrics", params={"window": "1h", "limit": 10_000}).json()
+                    for c in clients
+                ]
                 assert history[0] == history[1] and len(history[0]["series"]) > BACKLOG_HOURS
             scraped = [_stored_series(c.get("/metrics").text) for c in clients]
             for c in clients:
                 c.close()
             assert scraped[0] == scraped[1]
-            assert scraped[0][("cvmon_predictions_total", (("model", MODELS[0]), ("version", "v1")))] == len(sent[MODELS[0]]) + BACKLOG_HOURS * 4
+            assert (
+                scraped[0][("cvmon_predictions_total", (("model", MODELS[0]), ("version", "v1")))]
+                == len(sent[MODELS[0]]) + BACKLOG_HOURS * 4
+            )
         finally:
             for proc in procs:
                 proc.stop()
@@ -147,5 +164,7 @@ def test_two_replicas_and_two_workers_add_up_and_run_each_job_once(tmp_path):
     assert longest > 2, "no evaluate run outlasted a tick: nothing could have overlapped"
     for (job, model), spans in runs.items():
         spans.sort()
-        for (s1, e1, p1), (s2, e2, p2) in zip(spans, spans[1:], strict=False):
-            assert s2 >= e1 - 0.02, f"{job} for {model} ran in {p1} ({s1:.2f}-{e1:.2f}) and {p2} ({s2:.2f}-{e2:.2f}) at once"
+        for (s1, e1, p1), (s2, e2, p2) in itertools.pairwise(spans):
+            assert s2 >= e1 - 0.02, (
+                f"{job} for {model} ran in {p1} ({s1:.2f}-{e1:.2f}) and {p2} ({s2:.2f}-{e2:.2f}) at once"
+            )

@@ -78,7 +78,9 @@ def apply_retention(
                 result.deleted_rows[table] = _delete(engine, t.metadata.tables[table], column, cutoff)
         predictions = retention.cutoff("predictions", now)
         if predictions is not None:
-            result.deleted_rows["ground_truth_pending"] = _delete(engine, t.ground_truth_pending, "received_at", predictions)
+            result.deleted_rows["ground_truth_pending"] = _delete(
+                engine, t.ground_truth_pending, "received_at", predictions
+            )
             result.deleted_rows["label_increments"] = _delete(engine, t.label_increments, "prediction_ts", predictions)
             result.deleted_rows["dirty_hours"] = _delete(engine, t.dirty_hours, "hour_start", predictions)
         states = retention.cutoff("eval_states", now)
