@@ -12,7 +12,7 @@ For each, the same run measures
     transaction, no validation, no HTTP.
 and prints both and the ratio.
 
-    python bench/ingest.py [--records 200000] [--workers 2] [--clients 3] [--database-url URL]
+    python bench/ingest.py [--records 200000] [--workers 3] [--clients 4] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -167,7 +167,8 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000, help="records per workload (default 200000)")
-    parser.add_argument("--workers", type=int, default=2, help="API worker processes (default 2)")
+    # three workers on two cores: while one waits on PostgreSQL, the others parse
+    parser.add_argument("--workers", type=int, default=3, help="API worker processes (default 3)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client connections (default 4)")
     parser.add_argument("--database-url", default=os.environ.get("CVMON_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
                         help="an existing PostgreSQL database; a scratch database is created next to it")  # fmt: skip

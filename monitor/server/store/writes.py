@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from monitor.server.slo import events as slo_events
 from monitor.server.slo.spec import SLO
@@ -112,17 +113,30 @@ def write_predictions(
         return WriteResult(0, duplicates)
     partitions.ensure_timestamps(p.ts for p in unique.values())
     pg = engine.dialect.name == "postgresql"
+    try:
+        new = _write_new(engine, unique, now, slos, pg=pg, row_by_row=False)
+    except IntegrityError:
+        # A concurrent batch stored some of these ids between our lookup and the COPY, which
+        # aborted the transaction: redo the batch with row-wise ON CONFLICT DO NOTHING.
+        new = _write_new(engine, unique, now, slos, pg=pg, row_by_row=True)
+    return WriteResult(len(new), len(preds) - len(new))
+
+
+def _write_new(
+    engine: Engine, unique: dict[tuple[str, str], Prediction], now: datetime, slos: Sequence[SLO], *, pg: bool, row_by_row: bool
+) -> list[Prediction]:
+    """One transaction: find the ids already stored, write the others, count and mark them."""
     with write_transaction(engine) as conn:
         existing = _existing_predictions(conn, list(unique.values()), pg=pg)
         new = [p for key, p in unique.items() if key not in existing]
         if new:
-            new = _insert_predictions(conn, new, now, pg=pg)
+            new = _insert_predictions(conn, new, now, pg=pg, row_by_row=row_by_row)
             adopted = _after_predictions(conn, new, now, pg=pg)
             # SLO events: the new predictions, and the labels that were waiting for them
             slo_events.count_predictions(conn, slos, new, now, pg=pg)
             for model, keys in adopted.items():
                 slo_events.count_labels(conn, slos, model, keys, now, pg=pg)
-    return WriteResult(len(new), len(preds) - len(new))
+    return new
 
 
 def _existing_predictions(conn: Connection, preds: list[Prediction], *, pg: bool) -> set[tuple[str, str]]:
@@ -163,32 +177,41 @@ def _lookup(
     return ((model, pid) for pid in conn.execute(query).scalars())
 
 
-def _insert_predictions(conn: Connection, new: list[Prediction], now: datetime, *, pg: bool) -> list[Prediction]:
+def _insert_predictions(
+    conn: Connection, new: list[Prediction], now: datetime, *, pg: bool, row_by_row: bool
+) -> list[Prediction]:
     if pg:
-        return _copy_predictions(conn, new, now)
+        return _copy_predictions(conn, new, now, row_by_row=row_by_row)
     rows = [dict(zip(PREDICTION_COLUMNS, prediction_row(p, now, p.cohort), strict=True)) for p in new]
-    conn.execute(sqlite_insert(t.predictions).on_conflict_do_nothing(), rows)
+    # the write lock held since the lookup makes conflicts impossible here; RETURNING keeps the
+    # count honest all the same
+    stmt = sqlite_insert(t.predictions).on_conflict_do_nothing().returning(t.predictions.c.prediction_id)
+    inserted = set(conn.execute(stmt, rows).scalars())
+    new = [p for p in new if p.prediction_id in inserted]
     embedded = [dict(zip(EMBEDDING_COLUMNS, embedding_row(p), strict=True)) for p in new if p.embedding is not None]
     if embedded:
         conn.execute(sqlite_insert(t.embeddings).on_conflict_do_nothing(), embedded)
     return new
 
 
-def _copy_predictions(conn: Connection, new: list[Prediction], now: datetime) -> list[Prediction]:
+def _copy_predictions(conn: Connection, new: list[Prediction], now: datetime, *, row_by_row: bool) -> list[Prediction]:
     import orjson
     import psycopg
     from psycopg.types.json import Jsonb
 
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
-    try:
-        with conn.begin_nested(), raw.cursor() as cur:
-            _copy(cur, "predictions", PREDICTION_COLUMNS, _PREDICTION_PG_TYPES,
-                  (prediction_row(p, now, None if p.cohort is None else Jsonb(p.cohort, orjson.dumps)) for p in new))  # fmt: skip
-    except psycopg.errors.UniqueViolation:
-        # A concurrent batch stored some of these ids after our lookup: fall back to row-wise
-        # ON CONFLICT DO NOTHING and keep only what this transaction inserted.
+    if row_by_row:
         new = _insert_on_conflict(conn, new, now)
+    else:
+        # no savepoint around the COPY (two round trips a batch): a duplicate key aborts the whole
+        # transaction, and write_predictions redoes the batch row by row
+        try:
+            with raw.cursor() as cur:
+                _copy(cur, "predictions", PREDICTION_COLUMNS, _PREDICTION_PG_TYPES,
+                      (prediction_row(p, now, None if p.cohort is None else Jsonb(p.cohort, orjson.dumps)) for p in new))  # fmt: skip
+        except psycopg.errors.UniqueViolation as exc:
+            raise IntegrityError("COPY predictions", None, exc) from exc
     embedded = [p for p in new if p.embedding is not None]
     if embedded:
         with raw.cursor() as cur:
