@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run serve test venv dev clean
+.PHONY: run serve test lint bench bench-quick venv dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,20 @@ serve: venv
 
 test: dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Static checks: ruff's lint rules (pyproject.toml) and mypy on the packages.
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy monitor detectors
+
+# The benchmarks of the notes (bench/*.py; each prints cvmon beside its reference tool and the
+# ratio). They need the PostgreSQL of CVMON_TEST_DATABASE_URL and a quiet machine; see bench/.
+bench-quick: dev
+	$(BIN)/python bench/metrics.py --quick
+	$(BIN)/python bench/pipeline.py --quick
+
+bench: dev
+	for b in ingest metrics pipeline sdk drift report size; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) cvmon.db cvmon.db-wal cvmon.db-shm .pytest_cache

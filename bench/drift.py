@@ -30,9 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import drift_digits  # noqa: E402
+import drift_digits
 
-from detectors import (  # noqa: E402
+from detectors import (
     ChiSquareDrift,
     ClassifierDrift,
     Detector,
@@ -113,10 +113,10 @@ def run_timing(n: int, d: int, repeat: int, seed: int) -> None:
     for case in CVMON + EVIDENTLY:
         reference, current = data[case.data]
         detector = case.make(0)
-        fit = best_of(lambda: case.make(0).fit(reference), 1 if case.evidently else repeat)
+        fit = best_of(lambda case=case, reference=reference: case.make(0).fit(reference), 1 if case.evidently else repeat)
         detector.fit(reference)
         detector.score(current)  # warm-up: lazy imports (scipy, sklearn, evidently) are not the detector's cost
-        score = best_of(lambda: detector.score(current), 1 if case.evidently else repeat)
+        score = best_of(lambda detector=detector, current=current: detector.score(current), 1 if case.evidently else repeat)
         rows[case.name] = (fit, score)
     print(f"| {'detector':34s} | {'fit s':>7s} | {'score s':>8s} | {'Evidently counterpart':30s} | {'its s':>7s} | {'speed-up':>8s} |")
     print(f"|{'-' * 36}|{'-' * 9}|{'-' * 10}|{'-' * 32}|{'-' * 9}|{'-' * 10}|")
@@ -185,7 +185,7 @@ def run_rates(trials: int, power_trials: int, quick: bool) -> None:
             pool = pools[case.data]
             null = flag_rate(case, disjoint(pool, pool, n), trials, 2026)
             draw = gaussian[case.data]
-            independent = flag_rate(case, lambda rng: (draw(rng, n), draw(rng, n)), trials, 2027)
+            independent = flag_rate(case, lambda rng, draw=draw, n=n: (draw(rng, n), draw(rng, n)), trials, 2027)
             if case.data == "embeddings":
                 power = [flag_rate(case, disjoint(emb, s, n), power_trials, 7) for s in shifts.values()]
                 text = " / ".join(f"{p:.0%}" for p in power)

@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from monitor.sdk._records import encode as sdk_encode  # noqa: E402
 from monitor.server.store import migrate  # noqa: E402
 from monitor.server.store.engine import make_engine  # noqa: E402
 from monitor.server.store.partitions import PartitionManager  # noqa: E402
@@ -50,7 +51,6 @@ from monitor.server.store.writes import (  # noqa: E402
     embedding_row,
     prediction_row,
 )
-from monitor.sdk._records import encode as sdk_encode  # noqa: E402
 from monitor.wire import ModelSpec, parse_prediction  # noqa: E402
 
 CLASSES = [f"class-{i}" for i in range(10)]

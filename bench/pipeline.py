@@ -29,14 +29,14 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.server.jobs import run_once  # noqa: E402
-from monitor.server.settings import Settings  # noqa: E402
-from monitor.server.store import migrate  # noqa: E402
-from monitor.server.store.engine import make_engine, write_transaction  # noqa: E402
-from monitor.server.store.partitions import PartitionManager  # noqa: E402
-from monitor.server.store.registry import register_model  # noqa: E402
-from monitor.server.store.writes import write_ground_truth, write_predictions  # noqa: E402
-from monitor.wire import GroundTruth, Prediction  # noqa: E402
+from monitor.server.jobs import run_once
+from monitor.server.settings import Settings
+from monitor.server.store import migrate
+from monitor.server.store.engine import make_engine, write_transaction
+from monitor.server.store.partitions import PartitionManager
+from monitor.server.store.registry import register_model
+from monitor.server.store.writes import write_ground_truth, write_predictions
+from monitor.wire import GroundTruth, Prediction
 
 NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
 WEEK = 7 * 24 * 3600
@@ -138,13 +138,13 @@ def scrape(engine, settings: Settings, n_models: int, n_classes: int, per_model:
         names.append(name)
     run_once(engine, settings, clock=lambda: NOW, models=names, jobs=["evaluate"])
     times = []
-    with ThreadServer(create_app(settings.with_(auth_disabled=True), engine=engine, clock=lambda: NOW)) as server:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
-            body = client.get("/metrics").text
-            for _ in range(20):
-                t0 = time.perf_counter()
-                client.get("/metrics").raise_for_status()
-                times.append(time.perf_counter() - t0)
+    app = create_app(settings.with_(auth_disabled=True), engine=engine, clock=lambda: NOW)
+    with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        body = client.get("/metrics").text
+        for _ in range(20):
+            t0 = time.perf_counter()
+            client.get("/metrics").raise_for_status()
+            times.append(time.perf_counter() - t0)
     print(f"    /metrics: {len(body.splitlines()):,} lines, {len(body) / 1e6:.1f} MB")
     return times
 

@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from monitor.sdk import Client, MockTransport, Request, Response
+from monitor.sdk import Client, MockTransport, Request, Response  # noqa: E402
 
 CLASSES = 10
 DIM = 512

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -59,7 +60,7 @@ class Bins:
         if self.kind == "categorical":
             return [str(c) for c in range(self.n_classes)] + ["unseen"]
         bounds = ["-inf", *(f"{e:.6g}" for e in self.edges), "inf"]
-        return [f"({lo}, {hi}]" for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [f"({lo}, {hi}]" for lo, hi in pairwise(bounds)]
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "n_classes": self.n_classes, "edges": list(self.edges)}
@@ -93,7 +94,7 @@ def fit_bins(values: ArrayLike, kind: Literal["auto", "categorical", "quantile"]
 
 
 def null_threshold(
-    statistic: Callable[[FloatArray, FloatArray], FloatArray],
+    statistic: Callable[[IntArray, IntArray], FloatArray],
     reference_counts: IntArray,
     n_current: int,
     alpha: float,

@@ -115,7 +115,7 @@ class PCAKSDrift(Detector):
         rng = rng_for(self.seed, _FIT)
         x = bounded_sample(x, self.max_reference, rng)
         order = rng.permutation(len(x))
-        n_axes = min(max(int(round(self.axes_fraction * len(x))), 2), len(x) - 2)
+        n_axes = min(max(round(self.axes_fraction * len(x)), 2), len(x) - 2)
         fitting, held_out = x[order[:n_axes]], x[order[n_axes:]]
         mean = fitting.mean(axis=0)
         _, singular, vt = np.linalg.svd(fitting - mean, full_matrices=False)

@@ -10,7 +10,7 @@ from alembic import context
 from monitor.server.store.tables import PARTITIONED, metadata
 
 #: Daily partitions (predictions_p20261125, ...) are created at run time, not by migrations.
-_PARTITION = re.compile(r"^(%s)_p\d{8}$" % "|".join(PARTITIONED))
+_PARTITION = re.compile(rf"^({'|'.join(PARTITIONED)})_p\d{{8}}$")
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:

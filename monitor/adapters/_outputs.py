@@ -118,11 +118,7 @@ def _log(
         emb = np.asarray(named[spec.embedding]).reshape(n, -1)
     if prediction_ids is not None and len(prediction_ids) != n:
         raise ValueError(f"{len(prediction_ids)} prediction_ids for a batch of {n}")
-    cohorts: Sequence[Cohort | None]
-    if cohort is None or isinstance(cohort, Mapping):
-        cohorts = [cohort] * n
-    else:
-        cohorts = cohort
+    cohorts: Sequence[Cohort | None] = [cohort] * n if cohort is None or isinstance(cohort, Mapping) else cohort
     ids = []
     for i in range(n):
         pid = prediction_ids[i] if prediction_ids is not None else None

@@ -296,7 +296,7 @@ class Sender(threading.Thread):
         except OSError as exc:
             self._warn("down", logging.WARNING, "cvmon at %s is unreachable (%s); retrying, spooling meanwhile", self._o.url, exc)
             return _RETRY
-        except Exception as exc:  # noqa: BLE001 - a custom transport's bug: keep the data, say so
+        except Exception as exc:
             self._warn("transport", logging.ERROR, "cvmon: the transport failed: %r", exc)
             return _RETRY
         status = answer.status

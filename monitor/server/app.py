@@ -103,7 +103,8 @@ def create_app(
     app.add_middleware(TimingMiddleware, metrics=state.service_metrics)
     for schema in ingest.SCHEMAS:  # referenced by the hand-validated ingest request bodies
         _add_schema(app, schema)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
+    # Starlette types a handler's exception as Exception, though it is only called with the registered class
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     for error in _unavailable_errors():
         app.add_exception_handler(error, _database_unavailable)
     return app

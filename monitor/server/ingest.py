@@ -21,7 +21,15 @@ from monitor.server.slo.spec import SLO
 from monitor.server.store.partitions import PartitionManager
 from monitor.server.store.registry import model_specs
 from monitor.server.store.writes import write_ground_truth, write_predictions
-from monitor.wire import DEFAULT_LIMITS, GroundTruth, Limits, ModelSpec, Prediction, parse_ground_truth, parse_prediction
+from monitor.wire import (
+    DEFAULT_LIMITS,
+    GroundTruth,
+    Limits,
+    ModelSpec,
+    Prediction,
+    parse_ground_truth,
+    parse_prediction,
+)
 
 MAX_RECORDS = 10_000
 

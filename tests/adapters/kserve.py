@@ -116,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Inference-Header-Content-Length")
         try:
             out, header_length = self.app.infer(body, int(length) if length else None)
-        except Exception as exc:  # noqa: BLE001 - answered as KServe does: 400 with {"error"}
+        except Exception as exc:
             self._send(400, json.dumps({"error": repr(exc)}).encode())
             return
         self._send(200, out, header_length)

@@ -15,8 +15,8 @@ import pytest
 # The digits helper lives in bench/ so the benchmark (and later the demo) use the same data.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-import drift_digits  # noqa: E402
-from drift_trials import Digits  # noqa: E402
+import drift_digits
+from drift_trials import Digits
 
 
 @pytest.fixture(scope="session", autouse=True)

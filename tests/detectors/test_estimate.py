@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import drift_digits
 import numpy as np
 import pytest
 from drift_trials import Digits
 
-import drift_digits
 from detectors import AccuracyEstimate, LabelFreeAccuracy, LabelFreeDetectionPrecision, NotFittedError, SummaryError
 
 Window = Callable[[Digits, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import drift_digits
 import numpy as np
 import pytest
 from drift_trials import MAX_FALSE_ALARM_RATE, NULL_TRIALS, Digits, PairSampler, disjoint_pair, flag_rate
 
-import drift_digits
 from detectors import (
     ChiSquareDrift,
     ClassifierDrift,

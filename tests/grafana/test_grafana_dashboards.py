@@ -163,7 +163,7 @@ def test_layout_is_a_grid_of_unique_panels() -> None:
         assert len(ids) == len(set(ids))
         for p in board["panels"]:
             pos = p["gridPos"]
-            assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24
+            assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24
 
 
 def test_the_three_dashboards_cover_the_issue() -> None:

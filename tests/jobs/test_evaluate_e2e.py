@@ -19,8 +19,8 @@ from monitor.metrics import (
     probability_states,
 )
 from monitor.server.jobs import run_once
-from monitor.server.store.decode import image_key
 from monitor.server.store import tables as t
+from monitor.server.store.decode import image_key
 from monitor.wire import encode_array
 
 CLASSES = ["cat", "dog", "fox", "owl"]

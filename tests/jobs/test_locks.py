@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from itertools import pairwise
 
 import psycopg
 import pytest
@@ -75,7 +76,7 @@ def test_two_workers_never_run_the_same_job_and_model_at_once(probe_table):
     assert len({r[3] for r in runs}) == 2  # both processes did some of the work
     for model in models:
         spans = [(s, e) for m, s, e, _ in runs if m == model]
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in pairwise(spans):
             assert start >= end, f"two runs of (probe, {model}) overlapped"
 
 

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 
 from monitor.metrics import detection_metrics, detection_state
 from monitor.server.ingest import CohortPolicy, ingest_ground_truth, ingest_predictions
-from monitor.server.store.decode import image_key
 from monitor.server.settings import Settings
 from monitor.server.slo.spec import SLO, load_slos
 from monitor.server.store import tables as t
+from monitor.server.store.decode import image_key
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.partitions import PartitionManager
 from monitor.server.store.registry import register_model

@@ -9,6 +9,7 @@ import pytest
 from monitor.errors import ConfigError
 from monitor.server.slo.burnrate import DAY, HOUR, MINUTE
 from monitor.server.slo.spec import SLO, load_slos
+from tests.slo.conftest import EXAMPLE
 
 
 def load(text: str) -> tuple[SLO, ...]:
@@ -32,7 +33,9 @@ def test_example_config_loads(example_slos: tuple[SLO, ...]) -> None:
     assert (recall.class_name, recall.window, recall.objective) == ("7", "7d", 0.95)
     assert by_name["digits-accuracy-cam-3"].cohort == (("camera", "cam-3"),)
     assert by_name["digits-latency"].threshold == 0.05
-    assert by_name["digits-latency"].line == 16
+    # the line of the SLO's `- name:` in the file, for error messages that point at it
+    lines = EXAMPLE.read_text("utf-8").splitlines()
+    assert lines[by_name["digits-latency"].line - 1].strip() == "- name: digits-latency"
     assert by_name["shelf-detector-map"].time_slice and not by_name["digits-accuracy"].time_slice
     assert [a.severity for a in by_name["digits-drift"].alerts] == ["ticket", "ticket"]
 

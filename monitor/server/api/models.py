@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
 
+from monitor.errors import RegistryConflict
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
 from monitor.server.api.schemas import Counts, ModelList, ModelOut, ModelRegistration, VersionOut, problems
 from monitor.server.store.engine import write_transaction
-from monitor.errors import RegistryConflict
 from monitor.server.store.registry import ModelInfo, model_info, model_names, register_model
 
 router = APIRouter(prefix="/v1", tags=["models"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from monitor.server.cli._common import load_settings, now, open_engine
@@ -36,7 +38,7 @@ def run_once_cmd(models: tuple[str, ...], jobs: tuple[str, ...]) -> None:
         names = list(models) or model_names(conn)
     maintenance(engine, settings, clock=now)
     outcomes = []
-    with click.progressbar(names, label="running jobs", show_pos=True, file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(names, label="running jobs", show_pos=True, file=sys.stderr) as bar:
         for model in bar:
             outcomes += run_once(engine, settings, clock=now, models=[model], jobs=list(jobs) or None)
     for o in outcomes:

@@ -63,8 +63,8 @@ def show(model: str) -> None:
               help="The score threshold the model acts on (detection precision/recall are measured there).")  # fmt: skip
 def register(model: str, task: str, classes: str, operating_threshold: float) -> None:
     """Register MODEL or update it. Classes may be appended later, never reordered or removed."""
-    from monitor.server.store.engine import write_transaction
     from monitor.errors import RegistryConflict
+    from monitor.server.store.engine import write_transaction
     from monitor.server.store.registry import register_model
 
     if classes.startswith("@"):

@@ -195,8 +195,8 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
         if not keys:
             return set()
         hours: dict[datetime, list[tuple[datetime, str]]] = defaultdict(list)
-        for key in keys:
-            hours[hour_floor(key[0])].append(key)
+        for pkey in keys:
+            hours[hour_floor(pkey[0])].append(pkey)
         stored: dict[datetime, dict[SliceKey, SliceState]] = defaultdict(dict)
         for r in conn.execute(sa.select(es).where(es.c.model == spec.name, es.c.hour_start.in_(sorted(hours)))):
             stored[r.hour_start][SliceKey(r.version, r.cohort_key, r.cohort_value)] = SliceState.from_row(r)

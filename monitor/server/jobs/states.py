@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 
@@ -37,6 +37,19 @@ class SliceKey(NamedTuple):
     version: str
     cohort_key: str
     cohort_value: str
+
+
+class StateColumns(TypedDict):
+    """The ``eval_states`` columns of one slice state: counts, and serialised states."""
+
+    predictions: int
+    errors: int
+    labelled: int
+    classification: bytes | None
+    calibration: bytes | None
+    detection: bytes | None
+    latency: bytes
+    label_latency: bytes
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,7 @@ class SliceState:
             label_latency=QuantileSketch.merge(*(s.label_latency for s in states)),
         )
 
-    def blobs(self) -> dict[str, bytes | None]:
+    def blobs(self) -> StateColumns:
         """The ``eval_states`` columns."""
         return {
             "predictions": self.predictions,
@@ -78,7 +91,7 @@ class SliceState:
             "detection": None if self.detection is None else self.detection.to_bytes(),
             "latency": self.latency.to_bytes(),
             "label_latency": self.label_latency.to_bytes(),
-        }  # type: ignore[return-value]
+        }
 
     @classmethod
     def from_row(cls, row: Any) -> SliceState:

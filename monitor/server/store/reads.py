@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import sqlalchemy as sa
@@ -54,7 +54,7 @@ class Rows:
     def take(self, indices: Sequence[int]) -> Rows:
         """The rows at ``indices``, in that order."""
         idx = np.asarray(indices, dtype=np.intp)
-        picked = {}
+        picked: dict[str, Any] = {}  # one column per field, each of its own type
         for f in fields(self):
             column = getattr(self, f.name)
             picked[f.name] = column[idx] if isinstance(column, np.ndarray) else [column[i] for i in idx]
@@ -135,11 +135,24 @@ def _seconds(values: Sequence[datetime | None]) -> NDArray[np.float64]:
     return np.array([np.nan if v is None else v.timestamp() for v in values], dtype=np.float64)
 
 
+class _CommonColumns(TypedDict):
+    """The :class:`Rows` columns shared by every task."""
+
+    prediction_id: list[str]
+    version: list[str]
+    cohort: list[dict[str, Any] | None]
+    ts: NDArray[np.float64]
+    status: NDArray[np.int8]
+    latency_ms: NDArray[np.float64]
+    labelled: NDArray[np.bool_]
+    labelled_at: NDArray[np.float64]
+
+
 def _rows(preds: Sequence[Any], labels: dict[str, Any], task: str) -> Rows:
     n = len(preds)
     got = [labels.get(r.prediction_id) for r in preds]
     empty: list[bytes | None] = [None] * n
-    common = {
+    common: _CommonColumns = {
         "prediction_id": [r.prediction_id for r in preds],
         "version": [r.model_version for r in preds],
         "cohort": [r.cohort for r in preds],

@@ -28,12 +28,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    REAL,
     BigInteger,
     Column,
     DateTime,
     Dialect,
     Float,
-    REAL,
     Index,
     Integer,
     LargeBinary,

@@ -294,7 +294,9 @@ def mark_dirty(conn: Connection, hours: set[tuple[str, datetime]], now: datetime
     d = t.dirty_hours
     stmt = _insert(pg, d)
     # timestamptz on PostgreSQL, integer microseconds on SQLite
-    later = sa.literal_column("dirty_hours.marked_at + " + ("interval '1 microsecond'" if pg else "1"))
+    later: sa.ColumnClause[datetime] = sa.literal_column(
+        "dirty_hours.marked_at + " + ("interval '1 microsecond'" if pg else "1")
+    )
     stmt = stmt.on_conflict_do_update(
         index_elements=[d.c.model, d.c.hour_start],
         set_={"marked_at": sa.case((stmt.excluded.marked_at > d.c.marked_at, stmt.excluded.marked_at), else_=later)},
