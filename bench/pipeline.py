@@ -8,7 +8,8 @@ up to 20 detections), spread over 7 days, 60% labelled. Then:
   1. full: the evaluate job for both models from nothing (every hour dirty);
   2. incremental: 1% more of the predictions get their first label (late labels spread over
      the whole week), then the same run again;
-  3. scrape: 20 models x 50 classes evaluated, then GET /metrics over HTTP (p50 / max of 20).
+  3. scrape: 20 models x 50 classes evaluated, then GET /metrics over HTTP (p50 / max of 20) when
+     every model's results changed since the previous scrape, when 5 did, and when none did.
 
     python bench/pipeline.py [--predictions 1000000] [--images 100000] [--quick]
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from monitor.server.jobs import run_once
 from monitor.server.settings import Settings
 from monitor.server.store import migrate
+from monitor.server.store import tables as t
 from monitor.server.store.engine import make_engine, write_transaction
 from monitor.server.store.partitions import PartitionManager
 from monitor.server.store.registry import register_model
@@ -121,7 +124,7 @@ def timed_run(engine, settings: Settings, models: list[str]) -> float:  # type: 
     return seconds
 
 
-def scrape(engine, settings: Settings, n_models: int, n_classes: int, per_model: int) -> list[float]:  # type: ignore[no-untyped-def]
+def scrape(engine, settings: Settings, n_models: int, n_classes: int, per_model: int) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
     import httpx
 
     from monitor.server.app import create_app
@@ -137,14 +140,22 @@ def scrape(engine, settings: Settings, n_models: int, n_classes: int, per_model:
         write(engine, partitions, preds, labels_for(name, np.arange(per_model), labels, None, NOW))
         names.append(name)
     run_once(engine, settings, clock=lambda: NOW, models=names, jobs=["evaluate"])
-    times = []
     app = create_app(settings.with_(auth_disabled=True), engine=engine, clock=lambda: NOW)
+    generations = t.metric_latest_generations
+    times: dict[str, list[float]] = {}
     with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         body = client.get("/metrics").text
-        for _ in range(20):
-            t0 = time.perf_counter()
-            client.get("/metrics").raise_for_status()
-            times.append(time.perf_counter() - t0)
+        # what a scrape finds changed since the previous one: every model (the first scrape after
+        # a start), a quarter (the evaluate job runs every 60 s, Prometheus scrapes every 15 s), none
+        for case, changed in (("all 20 models changed", names), ("5 models changed", names[:5]), ("nothing changed", [])):
+            for _ in range(20):
+                with write_transaction(engine) as conn:
+                    conn.execute(
+                        sa.update(generations).where(generations.c.model.in_(changed)).values(generation=generations.c.generation + 1)
+                    )
+                t0 = time.perf_counter()
+                client.get("/metrics").raise_for_status()
+                times.setdefault(case, []).append(time.perf_counter() - t0)
     print(f"    /metrics: {len(body.splitlines()):,} lines, {len(body) / 1e6:.1f} MB")
     return times
 
@@ -154,9 +165,12 @@ def main() -> None:
     parser.add_argument("--predictions", type=int, default=1_000_000)
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="100 000 predictions, 10 000 images, 5 scrape models")
+    parser.add_argument("--scrape-models", type=int, help="models in the scrape (default 20, 5 with --quick)")
+    parser.add_argument("--scrape-only", action="store_true", help="skip the evaluation runs: only the /metrics scrape")
     parser.add_argument("--database-url", default=os.environ.get("CVMON_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
     n_pred, n_img, n_models = (100_000, 10_000, 5) if args.quick else (args.predictions, args.images, 20)
+    n_models = args.scrape_models or n_models
 
     admin = args.database_url
     name = f"cvmon_bench_pipeline_{os.getpid()}"
@@ -169,35 +183,38 @@ def main() -> None:
         settings = Settings(database_url=url, cohort_keys=("camera",), scheduler=False)
         partitions = PartitionManager(engine)
         partitions.ensure_days((NOW - timedelta(days=d)).date() for d in range(9))
-        with write_transaction(engine) as conn:
-            register_model(conn, "bench-cls", "classification", [f"c{c}" for c in range(10)], 0.5, now=NOW)
-            register_model(conn, "bench-det", "detection", [f"d{c}" for c in range(80)], 0.5, now=NOW)
-        print(f"loading {n_pred:,} classification predictions and {n_img:,} detection images over 7 days, 60% labelled ...")
-        t0 = time.perf_counter()
-        rng = np.random.default_rng(0)
-        cls_preds, cls_labels = classification("bench-cls", n_pred, 10, seed=1)
-        det_preds, det_truth = detection("bench-det", n_img, seed=2)
-        cls_order, det_order = rng.permutation(n_pred), rng.permutation(n_img)
-        cls_first, det_first = cls_order[: int(0.6 * n_pred)], det_order[: int(0.6 * n_img)]
-        write(engine, partitions, cls_preds, labels_for("bench-cls", cls_first, cls_labels, None, NOW))
-        write(engine, partitions, det_preds, labels_for("bench-det", det_first, None, det_truth, NOW))
-        print(f"    loaded in {time.perf_counter() - t0:.0f}s")
+        if not args.scrape_only:
+            with write_transaction(engine) as conn:
+                register_model(conn, "bench-cls", "classification", [f"c{c}" for c in range(10)], 0.5, now=NOW)
+                register_model(conn, "bench-det", "detection", [f"d{c}" for c in range(80)], 0.5, now=NOW)
+            print(f"loading {n_pred:,} classification predictions and {n_img:,} detection images over 7 days, 60% labelled ...")
+            t0 = time.perf_counter()
+            rng = np.random.default_rng(0)
+            cls_preds, cls_labels = classification("bench-cls", n_pred, 10, seed=1)
+            det_preds, det_truth = detection("bench-det", n_img, seed=2)
+            cls_order, det_order = rng.permutation(n_pred), rng.permutation(n_img)
+            cls_first, det_first = cls_order[: int(0.6 * n_pred)], det_order[: int(0.6 * n_img)]
+            write(engine, partitions, cls_preds, labels_for("bench-cls", cls_first, cls_labels, None, NOW))
+            write(engine, partitions, det_preds, labels_for("bench-det", det_first, None, det_truth, NOW))
+            print(f"    loaded in {time.perf_counter() - t0:.0f}s")
 
-        print("1. first full evaluation")
-        full = timed_run(engine, settings, ["bench-cls", "bench-det"])
-        late_cls = cls_order[int(0.6 * n_pred) : int(0.61 * n_pred)]
-        late_det = det_order[int(0.6 * n_img) : int(0.61 * n_img)]
-        later = NOW + timedelta(minutes=5)
-        write_ground_truth(engine, labels_for("bench-cls", late_cls, cls_labels, None, later), now=later)
-        write_ground_truth(engine, labels_for("bench-det", late_det, None, det_truth, later), now=later)
-        print(f"2. incremental run after 1% late labels ({len(late_cls):,} + {len(late_det):,}, spread over the week)")
-        incremental = timed_run(engine, settings, ["bench-cls", "bench-det"])
+            print("1. first full evaluation")
+            full = timed_run(engine, settings, ["bench-cls", "bench-det"])
+            late_cls = cls_order[int(0.6 * n_pred) : int(0.61 * n_pred)]
+            late_det = det_order[int(0.6 * n_img) : int(0.61 * n_img)]
+            later = NOW + timedelta(minutes=5)
+            write_ground_truth(engine, labels_for("bench-cls", late_cls, cls_labels, None, later), now=later)
+            write_ground_truth(engine, labels_for("bench-det", late_det, None, det_truth, later), now=later)
+            print(f"2. incremental run after 1% late labels ({len(late_cls):,} + {len(late_det):,}, spread over the week)")
+            incremental = timed_run(engine, settings, ["bench-cls", "bench-det"])
         print(f"3. scrape with {n_models} models x 50 classes")
         scrapes = scrape(engine, settings, n_models, 50, 2000)
         print()
-        print(f"{'full evaluation':<36} {full:8.1f} s")
-        print(f"{'incremental after 1% late labels':<36} {incremental:8.1f} s   ({incremental / full:.1%} of full)")
-        print(f"{'GET /metrics (p50 / max of 20)':<36} {1e3 * statistics.median(scrapes):8.1f} ms / {1e3 * max(scrapes):.1f} ms")
+        if not args.scrape_only:
+            print(f"{'full evaluation':<36} {full:8.1f} s")
+            print(f"{'incremental after 1% late labels':<36} {incremental:8.1f} s   ({incremental / full:.1%} of full)")
+        for case, seconds in scrapes.items():
+            print(f"{'GET /metrics, ' + case:<36} {1e3 * statistics.median(seconds):8.1f} ms p50, {1e3 * max(seconds):.1f} ms max of 20")
         engine.dispose()
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

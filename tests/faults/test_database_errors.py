@@ -89,6 +89,11 @@ PLACES = [
         ("GET", "/metrics", None),
         id="metrics-collector",
     ),
+    pytest.param(
+        "monitor.server.exporters.collectors.QualityExposition.text",
+        ("GET", "/metrics", None),
+        id="metrics-quality",
+    ),
     pytest.param("monitor.server.api.health.verify_schema", ("GET", "/readyz", None), id="readiness"),
 ]
 

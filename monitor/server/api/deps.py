@@ -15,6 +15,7 @@ from fastapi import Depends, HTTPException, Request, status
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
+from monitor.server.exporters.collectors import QualityExposition
 from monitor.server.exporters.service import ServiceMetrics
 from monitor.server.ingest import CohortPolicy
 from monitor.server.settings import Settings
@@ -39,11 +40,13 @@ class AppState:
     keys: KeyCache = field(init=False)
     cohort_policy: CohortPolicy = field(init=False)
     service_metrics: ServiceMetrics = field(init=False)
+    quality_exposition: QualityExposition = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = KeyCache(self.engine, ttl_seconds=self.settings.key_cache_seconds)
         self.cohort_policy = CohortPolicy(self.settings)
         self.service_metrics = ServiceMetrics(CollectorRegistry())
+        self.quality_exposition = QualityExposition(self.settings.cohort_keys)
 
 
 class KeyCache:

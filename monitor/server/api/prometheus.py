@@ -25,11 +25,13 @@ async def metrics(state: StateDep, principal: ReadAuth) -> Response:
     (Prometheus: `authorization: {credentials: <key>}`); a key bound to models sees only those.
     Values are read from the database: a scrape never computes a metric."""
     stored = CollectorRegistry()
-    stored.register(StoredMetricsCollector(state.engine, state.settings.cohort_keys, principal.allows_model))
+    stored.register(StoredMetricsCollector(state.engine, principal.allows_model))
     if state.settings.slos:
         stored.register(SloCollector(state.engine, state.settings.slos, state.clock, principal.allows_model))
 
     def render() -> bytes:
-        return generate_latest(state.service_metrics.scrape_registry()) + generate_latest(stored)
+        with state.engine.connect() as conn:
+            quality = state.quality_exposition.text(conn, principal.allows_model)
+        return generate_latest(state.service_metrics.scrape_registry()) + generate_latest(stored) + quality.encode()
 
     return Response(await run_in_threadpool(render), media_type=CONTENT_TYPE_LATEST)

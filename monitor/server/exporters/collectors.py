@@ -1,13 +1,16 @@
-"""Prometheus collectors that read stored results: a scrape never computes a metric.
+"""What /metrics reads from the database: a scrape never computes a metric.
 
-:class:`StoredMetricsCollector` turns the rows of ``metric_latest`` (written by the evaluate and drift
-jobs), the per-version counters and ``job_runs`` into metric families named by :mod:`.names`. Because
+:class:`QualityExposition` turns the rows of ``metric_latest`` (written by the evaluate and drift
+jobs) into the quality series, :class:`StoredMetricsCollector` the per-version counters and
+``job_runs`` into metric families; all names come from :mod:`.names`. Because
 every value comes from the database, any API process (or replica) answers a scrape with the same
 numbers, and a restart loses none.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from monitor.server.exporters.names import METRIC
 from monitor.server.store import tables as t
@@ -62,11 +65,11 @@ EXPORTS: dict[str, Export] = {
     "reliability_confidence": Export("cvmon_reliability_confidence_ratio", class_label="bin"),
     "labelled": Export("cvmon_labelled_predictions"),
     "label_coverage": Export("cvmon_label_coverage_ratio"),
-    "label_latency_p50": Export("cvmon_label_latency_seconds", ((_Q, "0.5"),)),
-    "label_latency_p95": Export("cvmon_label_latency_seconds", ((_Q, "0.95"),)),
-    "latency_p50": Export("cvmon_inference_latency_seconds", ((_Q, "0.5"),), scale=1e-3),
-    "latency_p95": Export("cvmon_inference_latency_seconds", ((_Q, "0.95"),), scale=1e-3),
-    "latency_p99": Export("cvmon_inference_latency_seconds", ((_Q, "0.99"),), scale=1e-3),
+    "label_latency_p50_seconds": Export("cvmon_label_latency_seconds", ((_Q, "0.5"),)),
+    "label_latency_p95_seconds": Export("cvmon_label_latency_seconds", ((_Q, "0.95"),)),
+    "latency_p50_ms": Export("cvmon_inference_latency_seconds", ((_Q, "0.5"),), scale=1e-3),
+    "latency_p95_ms": Export("cvmon_inference_latency_seconds", ((_Q, "0.95"),), scale=1e-3),
+    "latency_p99_ms": Export("cvmon_inference_latency_seconds", ((_Q, "0.99"),), scale=1e-3),
     "error_rate": Export("cvmon_inference_error_ratio"),
     "confusion": Export(
         "cvmon_confusion_matrix_predictions", class_label=("true_class", "predicted_class"), separator=CELL_SEPARATOR
@@ -80,64 +83,164 @@ for _export in EXPORTS.values():  # the names table is the single source of name
     assert _export.name in METRIC, _export.name
 
 
-class StoredMetricsCollector(Collector):
-    """Model quality, counters and job runs, read from the database at scrape time."""
+def _escape_value(value: str) -> str:
+    """A label value in the text format: backslash, double quote and newline escaped."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
 
-    def __init__(self, engine: Engine, cohort_keys: Sequence[str], allows_model: Callable[[str], bool] = lambda _: True) -> None:
-        self.engine = engine
+
+def _escape_help(text: str) -> str:
+    """HELP text in the text format: backslash and newline escaped."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+#: Sample values as Prometheus parses them: Go's ParseFloat reads Python's repr of a finite float.
+_NON_FINITE = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
+
+
+#: The exported quality families in names-table order, each with its HELP and TYPE lines.
+_FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(export.name for export in EXPORTS.values()))
+
+
+class QualityExposition:
+    """The model-quality series of /metrics (rows of ``metric_latest``) as Prometheus text.
+
+    Written by hand rather than through prometheus_client's metric families because of the
+    volume: 20 models x 50 classes are ~30 000 series, and ``generate_latest`` validates and
+    escapes every label *name* of every sample (0.55 s of a 0.9 s scrape, bench/pipeline.py).
+    Here label names come from the names table (validated once, below), only label values are
+    escaped, and each model's lines are kept until its rows change: writers raise the model's
+    counter in ``metric_latest_generations`` in the same transaction
+    (:func:`monitor.server.store.latest.replace_latest`), so a scrape reads one small table and
+    re-reads only the models evaluated since the previous scrape. tests/server/test_exposition.py
+    checks the text against prometheus_client's own rendering of the same rows.
+
+    One per API process; thread-safe (scrapes run in the threadpool).
+    """
+
+    def __init__(self, cohort_keys: Sequence[str]) -> None:
         self.cohort_keys = tuple(cohort_keys)
+        #: model -> (generation, family -> sample lines)
+        self._models: dict[str, tuple[int, dict[str, list[str]]]] = {}
+        self._lock = threading.Lock()
+        self._label_names = {
+            name: list(METRIC[name].labels) + (list(self.cohort_keys) if METRIC[name].cohort_labels else [])
+            for name in _FAMILIES
+        }
+        for names in self._label_names.values():
+            for label in names:
+                if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
+                    raise ValueError(f"{label!r} is not a Prometheus label name")
+
+    def text(self, conn: Connection, allows_model: Callable[[str], bool] = lambda _: True) -> str:
+        """The exposition of every model ``allows_model`` admits, read through ``conn``."""
+        g = t.metric_latest_generations
+        # the counters first: rows committed after this read only make the next scrape re-read
+        generations = {m: n for m, n in conn.execute(sa.select(g.c.model, g.c.generation)) if allows_model(m)}
+        with self._lock:
+            stale = sorted(m for m, n in generations.items() if m not in self._models or self._models[m][0] != n)
+            if stale:
+                rendered = self._render(conn, stale)
+                for model in stale:
+                    self._models[model] = (generations[model], rendered.get(model, {}))
+            models = [(m, self._models[m][1]) for m in sorted(generations)]
+        out: list[str] = []
+        for name in _FAMILIES:
+            lines = [line for _, families in models for line in families.get(name, ())]
+            if lines:
+                spec = METRIC[name]
+                out.append(f"# HELP {name} {_escape_help(spec.help)}\n")
+                out.append(f"# TYPE {name} gauge\n")
+                out.extend(lines)
+        return "".join(out)
+
+    def _render(self, conn: Connection, models: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+        ml = t.metric_latest.c
+        rows = conn.execute(
+            sa.select(ml.model, ml.window, ml.version, ml.cohort_key, ml.cohort_value, ml.metric, ml["class"], ml.value).where(
+                ml.model.in_(models), ml.metric.in_(list(EXPORTS)), ml.value.is_not(None)
+            )
+        ).all()
+        out: dict[str, dict[str, list[str]]] = {model: defaultdict(list) for model in models}
+        escaped = _Escaped()
+        lines: dict[tuple[str, str], _Line | None] = {}
+        for model, window, version, cohort_key, cohort_value, metric, cls, value in rows:
+            try:
+                line = lines[metric, cohort_key]
+            except KeyError:
+                line = lines[metric, cohort_key] = self._line(metric, cohort_key)
+            if line is None:
+                continue
+            first, _, second = cls.partition(line.separator) if line.separator else (cls, "", "")
+            number = repr(value * line.scale)
+            out[model][line.family].append(
+                line.template.format(
+                    escaped[model], escaped[version], escaped[window], escaped[first], escaped[second],
+                    escaped[cohort_value], _NON_FINITE.get(number, number),
+                )
+            )  # fmt: skip
+        return out
+
+    def _line(self, metric: str, cohort_key: str) -> _Line | None:
+        """How a stored row of ``metric`` (and ``cohort_key``) becomes a sample line: a format string
+        taking model, version, window, class (or its two halves), cohort value and value; None for a
+        row that is not exported (e.g. a cohort row of a metric exported for whole versions)."""
+        export = EXPORTS[metric]
+        spec = METRIC[export.name]
+        if cohort_key and (not spec.cohort_labels or cohort_key not in self.cohort_keys):
+            return None
+        fields = {"model": "{0}", "version": "{1}", "window": "{2}"}
+        fields |= {name: _escape_value(value).replace("{", "{{").replace("}", "}}") for name, value in export.labels}
+        if isinstance(export.class_label, tuple):
+            fields |= {export.class_label[0]: "{3}", export.class_label[1]: "{4}"}
+        elif export.class_label:
+            fields[export.class_label] = "{3}"
+        if spec.cohort_labels:
+            fields |= {key: "{5}" if key == cohort_key else "" for key in self.cohort_keys}
+        labels = ",".join(f'{name}="{fields.get(name, "")}"' for name in self._label_names[export.name])
+        return _Line(export.name, f"{export.name}{{{{{labels}}}}} {{6}}\n", export.separator, export.scale)
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    family: str
+    template: str
+    separator: str
+    scale: float
+
+
+class _Escaped(dict[str, str]):
+    """Label values escaped once per scrape: most values (models, windows, classes) repeat."""
+
+    def __missing__(self, value: str) -> str:
+        self[value] = escaped = _escape_value(value)
+        return escaped
+
+
+#: Prometheus's label-name syntax.
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+class StoredMetricsCollector(Collector):
+    """Per-version counters and job runs, read from the database at scrape time (a few rows per
+    model; the quality series are :class:`QualityExposition`'s)."""
+
+    def __init__(self, engine: Engine, allows_model: Callable[[str], bool] = lambda _: True) -> None:
+        self.engine = engine
         #: A scrape with a key bound to some models sees only those models.
         self.allows_model = allows_model
 
     def collect(self) -> Iterator[Metric]:
         with self.engine.connect() as conn:
-            latest = conn.execute(
-                sa.select(
-                    t.metric_latest.c.model, t.metric_latest.c.window, t.metric_latest.c.version,
-                    t.metric_latest.c.cohort_key, t.metric_latest.c.cohort_value, t.metric_latest.c.metric,
-                    t.metric_latest.c["class"], t.metric_latest.c.value,
-                ).where(t.metric_latest.c.metric.in_(list(EXPORTS)), t.metric_latest.c.value.is_not(None))
-            ).all()  # fmt: skip
             versions = conn.execute(
                 sa.select(t.model_versions.c.model, t.model_versions.c.version, t.model_versions.c.predictions,
                           t.model_versions.c.errors, t.model_versions.c.labelled)
             ).all()  # fmt: skip
             runs = conn.execute(sa.select(t.job_runs)).all()
         allowed = self.allows_model
-        yield from self._quality([r for r in latest if allowed(r.model)])
         yield from self._counters([r for r in versions if allowed(r.model)])
         yield from self._jobs([r for r in runs if allowed(r.model)])
-
-    def _quality(self, rows: Sequence[Any]) -> Iterator[Metric]:
-        families: dict[str, GaugeMetricFamily] = {}
-        label_names: dict[str, list[str]] = {}
-        samples: dict[str, list[tuple[list[str], float]]] = defaultdict(list)
-        for model, window, version, cohort_key, cohort_value, metric, cls, value in rows:
-            export = EXPORTS[metric]
-            spec = METRIC[export.name]
-            if cohort_key and not spec.cohort_labels:
-                continue  # e.g. reliability bins are exported for whole versions only
-            if cohort_key and cohort_key not in self.cohort_keys:
-                continue
-            names = label_names.get(export.name)
-            if names is None:
-                names = list(spec.labels) + (list(self.cohort_keys) if spec.cohort_labels else [])
-                label_names[export.name] = names
-            labels = {"model": model, "version": version, "window": window, **dict(export.labels)}
-            if isinstance(export.class_label, tuple):
-                first, second = export.class_label
-                labels[first], _, labels[second] = cls.partition(export.separator)
-            elif export.class_label:
-                labels[export.class_label] = cls
-            if spec.cohort_labels:
-                for key in self.cohort_keys:
-                    labels[key] = cohort_value if key == cohort_key else ""
-            samples[export.name].append(([labels.get(n, "") for n in names], value * export.scale))
-        for name, values in samples.items():
-            family = families.setdefault(name, GaugeMetricFamily(name, METRIC[name].help, labels=label_names[name]))
-            for label_values, value in values:
-                family.add_metric(label_values, value)
-            yield family
 
     def _counters(self, rows: Sequence[Any]) -> Iterator[Metric]:
         for name, column in (

@@ -45,6 +45,7 @@ from monitor.server.store import tables as t
 from monitor.server.store.bulk import bulk_insert
 from monitor.server.store.drift_reads import read_range
 from monitor.server.store.engine import write_transaction
+from monitor.server.store.latest import replace_latest
 from monitor.server.store.registry import model_specs
 from monitor.wire import ModelSpec
 
@@ -262,7 +263,4 @@ def _refresh_latest(
         if not points and not have:
             continue
         with write_transaction(engine) as conn:
-            conn.execute(
-                sa.delete(t.metric_latest).where(ml.model == model, ml.window == name, ml.metric.in_(JOB_METRICS))
-            )
-            bulk_insert(conn, t.metric_latest, [dict(p._mapping) for p in points])
+            replace_latest(conn, model, name, ml.metric.in_(JOB_METRICS), [dict(p._mapping) for p in points])

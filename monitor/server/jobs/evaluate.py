@@ -42,6 +42,7 @@ from monitor.server.settings import Settings, parse_window
 from monitor.server.store import tables as t
 from monitor.server.store.bulk import bulk_insert
 from monitor.server.store.engine import write_transaction
+from monitor.server.store.latest import replace_latest
 from monitor.server.store.reads import read_hour, read_keys
 from monitor.server.store.registry import model_specs
 from monitor.wire import ModelSpec
@@ -320,11 +321,7 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
             bulk_insert(conn, t.metric_points, rows)
         for span in latest:
             rows = _window_rows(spec, span, states, config, confusion=True, computed_at=computed_at)
-            ml = t.metric_latest.c
-            conn.execute(
-                sa.delete(t.metric_latest).where(ml.model == spec.name, ml.window == span.name, ml.metric.not_in(DRIFT_JOB_METRICS))
-            )
-            bulk_insert(conn, t.metric_latest, rows)
+            replace_latest(conn, spec.name, span.name, t.metric_latest.c.metric.not_in(DRIFT_JOB_METRICS), rows)
     return len(spans)
 
 

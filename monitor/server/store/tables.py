@@ -318,6 +318,16 @@ metric_latest = Table(
     PrimaryKeyConstraint("model", "window", "version", "cohort_key", "cohort_value", "metric", "class"),
 )
 
+#: A counter per model, raised in the same transaction as every change to its ``metric_latest``
+#: rows: /metrics keeps each model's rendered series until its counter moves
+#: (monitor/server/exporters/collectors.py, QualityExposition).
+metric_latest_generations = Table(
+    "metric_latest_generations",
+    metadata,
+    Column("model", ModelName, primary_key=True),
+    Column("generation", BigInteger, nullable=False),
+)
+
 #: The last run of each scheduled job per model, shared by every scheduler process.
 job_runs = Table(
     "job_runs",
