@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+import zlib
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +16,8 @@ from monitor.server.settings import Settings
 from monitor.server.store import migrate
 from monitor.server.store.engine import make_engine
 from monitor.server.store.partitions import PartitionManager
+from monitor.server.store.writes import write_predictions
+from monitor.wire import Prediction
 
 
 def test_migrations_from_empty_match_the_code(db):
@@ -87,3 +91,29 @@ def test_partitions_are_created_ahead_and_on_demand(pg_engine):
             "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE c.relname = 'predictions_p20190504'"
         )).scalar()  # fmt: skip
     assert "2019-05-04 00:00:00+00" in bound and "2019-05-05 00:00:00+00" in bound
+
+
+def test_a_day_being_filled_is_analysed_so_id_lookups_probe_the_key(pg_engine, model_name):
+    """The duplicate check looks up a batch's ids in its day's partition; planned on a partition
+    never analysed, PostgreSQL scanned the (model, ts) index and compared every row with every id."""
+    day = datetime(2033, 1, 1, tzinfo=UTC) + timedelta(days=zlib.crc32(model_name.encode()) % 3000)
+    partition = f"predictions_p{day:%Y%m%d}"
+    preds = [
+        Prediction(prediction_id=f"p{i}", model=model_name, model_version="v1", ts=day + timedelta(seconds=20 * i),
+                   ts_defaulted=False, status=0, predicted_class=0, confidence=0.9)
+        for i in range(1500)
+    ]  # fmt: skip
+    manager = PartitionManager(pg_engine)
+    write_predictions(pg_engine, preds[:600], now=day, partitions=manager)
+    with pg_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE relname = :r"), {"r": partition}).scalar() < 600
+    write_predictions(pg_engine, preds[600:], now=day, partitions=manager)
+    with pg_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE relname = :r"), {"r": partition}).scalar() >= 1000
+        plan = conn.execute(
+            sa.text("EXPLAIN SELECT prediction_id FROM predictions WHERE model = :m AND prediction_id = ANY(:ids) AND ts BETWEEN :lo AND :hi"),
+            {"m": model_name, "ids": [p.prediction_id for p in preds[:500]], "lo": day, "hi": day + timedelta(hours=23)},
+        ).scalars().all()
+    # the planner knows the day holds the batch's 500 rows (never analysed, it guessed 1)
+    estimate = int(re.search(r"rows=(\d+)", plan[0]).group(1))
+    assert 250 <= estimate <= 1000, plan[0]

@@ -119,6 +119,7 @@ def write_predictions(
         # A concurrent batch stored some of these ids between our lookup and the COPY, which
         # aborted the transaction: redo the batch with row-wise ON CONFLICT DO NOTHING.
         new = _write_new(engine, unique, now, slos, pg=pg, row_by_row=True)
+    partitions.note_written(p.ts for p in new)
     return WriteResult(len(new), len(preds) - len(new))
 
 
