@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import psycopg
+from _scratch import create_scratch_database, drop_scratch_database, libpq_dsn, sqlalchemy_url
 from psycopg.types.json import Jsonb
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -175,13 +175,8 @@ def main() -> None:
     args = parser.parse_args()
     n = args.records - args.records % BATCH
 
-    admin = args.database_url
-    name = f"cvmon_bench_{os.getpid()}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin.replace("postgresql://", "postgresql+psycopg://", 1)).set(database=name)
-    sa_url = url.render_as_string(hide_password=False)
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    scratch = create_scratch_database(args.database_url, "cvmon_bench_ingest")
+    sa_url, dsn = sqlalchemy_url(scratch), libpq_dsn(scratch)
     proc = None
     try:
         engine = make_engine(sa_url)
@@ -211,8 +206,7 @@ def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_scratch_database(args.database_url, scratch)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -289,9 +288,8 @@ def server_5xx(metrics_text: str) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import httpx
-    import psycopg
     import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
+    from _scratch import create_scratch_database, drop_scratch_database, sqlalchemy_url
 
     from monitor.server.store import migrate
     from monitor.server.store import tables as t
@@ -299,15 +297,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from monitor.server.store.keys import create_key
     from monitor.server.store.registry import register_model
 
-    admin = args.database_url
-    name = f"cvmon_load_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = (
-        make_url(admin.replace("postgresql://", "postgresql+psycopg://", 1))
-        .set(database=name)
-        .render_as_string(hide_password=False)
-    )
+    scratch = create_scratch_database(args.database_url, "cvmon_bench_load")
+    url = sqlalchemy_url(scratch)
     workdir = Path(tempfile.mkdtemp(prefix="cvmon-load-"))
     procs: list[Proc] = []
     clients: list[Proc] = []
@@ -464,8 +455,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             p.stop()
         with contextlib.suppress(Exception):
             engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_scratch_database(args.database_url, scratch)
 
 
 def print_report(r: dict[str, Any]) -> None:

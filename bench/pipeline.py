@@ -25,9 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from _scratch import create_scratch_database, drop_scratch_database, sqlalchemy_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -147,7 +146,9 @@ def scrape(engine, settings: Settings, n_models: int, n_classes: int, per_model:
         body = client.get("/metrics").text
         # what a scrape finds changed since the previous one: every model (the first scrape after
         # a start), a quarter (the evaluate job runs every 60 s, Prometheus scrapes every 15 s), none
-        for case, changed in (("all 20 models changed", names), ("5 models changed", names[:5]), ("nothing changed", [])):
+        quarter = names[: max(1, len(names) // 4)]
+        cases = ((f"all {len(names)} models changed", names), (f"{len(quarter)} models changed", quarter), ("nothing changed", []))
+        for case, changed in cases:
             for _ in range(20):
                 with write_transaction(engine) as conn:
                     conn.execute(
@@ -172,11 +173,8 @@ def main() -> None:
     n_pred, n_img, n_models = (100_000, 10_000, 5) if args.quick else (args.predictions, args.images, 20)
     n_models = args.scrape_models or n_models
 
-    admin = args.database_url
-    name = f"cvmon_bench_pipeline_{os.getpid()}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin.replace("postgresql://", "postgresql+psycopg://", 1)).set(database=name).render_as_string(hide_password=False)
+    scratch = create_scratch_database(args.database_url, "cvmon_bench_pipeline")
+    url = sqlalchemy_url(scratch)
     try:
         engine = make_engine(url)
         migrate.upgrade(engine)
@@ -217,8 +215,7 @@ def main() -> None:
             print(f"{'GET /metrics, ' + case:<36} {1e3 * statistics.median(seconds):8.1f} ms p50, {1e3 * max(seconds):.1f} ms max of 20")
         engine.dispose()
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_scratch_database(args.database_url, scratch)
 
 
 if __name__ == "__main__":

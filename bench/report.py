@@ -21,8 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import psycopg
-from sqlalchemy.engine import make_url
+from _scratch import create_scratch_database, drop_scratch_database, sqlalchemy_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -89,15 +88,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    admin = args.database_url
-    name = f"cvmon_bench_report_{os.getpid()}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = (
-        make_url(admin.replace("postgresql://", "postgresql+psycopg://", 1))
-        .set(database=name)
-        .render_as_string(hide_password=False)
-    )
+    scratch = create_scratch_database(args.database_url, "cvmon_bench_report")
+    url = sqlalchemy_url(scratch)
     engine = make_engine(url)
     try:
         migrate.upgrade(engine)
@@ -182,8 +174,7 @@ def main() -> None:
             print(f"written to {args.out}")
     finally:
         engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_scratch_database(args.database_url, scratch)
 
 
 if __name__ == "__main__":

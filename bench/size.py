@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from sqlalchemy.engine import make_url
+from _scratch import create_scratch_database, drop_scratch_database, libpq_dsn, sqlalchemy_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -136,13 +136,8 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite comparison")
     args = parser.parse_args()
 
-    admin = args.database_url
-    name = f"cvmon_size_{os.getpid()}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin.replace("postgresql://", "postgresql+psycopg://", 1)).set(database=name)
-    sa_url = url.render_as_string(hide_password=False)
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    scratch = create_scratch_database(args.database_url, "cvmon_bench_size")
+    sa_url, dsn = sqlalchemy_url(scratch), libpq_dsn(scratch)
     now = datetime.now(UTC)
     try:
         engine = make_engine(sa_url)
@@ -170,8 +165,7 @@ def main() -> None:
                 line += f"   {sqlite_size(records, 'size-bench', labels, now) / args.rows:>11.0f}"
             print(line, flush=True)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_scratch_database(args.database_url, scratch)
 
 
 if __name__ == "__main__":
