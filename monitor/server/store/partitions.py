@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.server.store.tables import PARTITIONED
 
@@ -78,12 +78,13 @@ class PartitionManager:
         """
         if not self.enabled:
             return
+        batch = Counter(ts.astimezone(UTC).date() for ts in stamps)
         due = []
         with self._lock:
-            self._written.update(ts.astimezone(UTC).date() for ts in stamps)
-            for day, n in self._written.items():
-                if n >= self._analyze_at.get(day, ANALYZE_FIRST_ROWS):
-                    self._analyze_at[day] = 2 * n
+            self._written.update(batch)
+            for day in batch:
+                if self._written[day] >= self._analyze_at.get(day, ANALYZE_FIRST_ROWS):
+                    self._analyze_at[day] = 2 * self._written[day]
                     due.append(day)
         for day in due:
             try:
@@ -91,7 +92,7 @@ class PartitionManager:
                     conn.execute(text("SET LOCAL lock_timeout = '1s'"))  # never queue behind a partition drop
                     conn.execute(text(f'ANALYZE "{partition_name("predictions", day)}"'))
                     conn.commit()
-            except OperationalError as exc:  # the next doubling tries again
+            except DBAPIError as exc:  # the batch is stored whatever happens here; the next doubling tries again
                 log.warning("could not analyse the predictions of %s: %s", day, exc.orig)
 
     def ensure_timestamps(self, stamps: Iterable[datetime]) -> None:
@@ -127,6 +128,8 @@ class PartitionManager:
                     raise
                 break  # busy: the rest waits for the next run, oldest first
             self._known.discard(day)
+            self._written.pop(day, None)
+            self._analyze_at.pop(day, None)
             dropped.append(name)
         return dropped
 
