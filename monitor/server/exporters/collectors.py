@@ -99,7 +99,7 @@ def _escape_help(text: str) -> str:
 _NON_FINITE = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
 
 
-#: The exported quality families in names-table order, each with its HELP and TYPE lines.
+#: The exported quality families, in the order of EXPORTS (each written with HELP and TYPE once).
 _FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(export.name for export in EXPORTS.values()))
 
 
@@ -114,7 +114,8 @@ class QualityExposition:
     counter in ``metric_latest_generations`` in the same transaction
     (:func:`monitor.server.store.latest.replace_latest`), so a scrape reads one small table and
     re-reads only the models evaluated since the previous scrape. tests/server/test_exposition.py
-    checks the text against prometheus_client's own rendering of the same rows.
+    reads the text back with prometheus_client's parser and ``promtool check metrics`` (hostile
+    label values included) and checks which models a scrape re-reads.
 
     One per API process; thread-safe (scrapes run in the threadpool).
     """
@@ -211,7 +212,7 @@ class _Line:
 
 
 class _Escaped(dict[str, str]):
-    """Label values escaped once per scrape: most values (models, windows, classes) repeat."""
+    """Label values escaped once per render: most values (models, windows, classes) repeat."""
 
     def __missing__(self, value: str) -> str:
         self[value] = escaped = _escape_value(value)
