@@ -112,18 +112,25 @@ def by_keys(
 ) -> sa.Select[Any]:
     """``query`` restricted to the rows of ``model`` with these (time, prediction id) keys.
 
-    On PostgreSQL a join with ``unnest`` of the two key arrays: one primary-key probe per key, with
-    run-time pruning to the key's partition (a row-value ``IN`` list plans as a large OR and was
-    ten times slower). SQLite takes the row-value ``IN``.
+    On PostgreSQL one primary-key probe per key, with run-time pruning to the key's partition: the
+    two key arrays are unnested and ``query`` runs as a ``LATERAL`` subquery per key. ``LIMIT 1``
+    (a key is unique) keeps the planner from flattening it into a plain join, whose plan follows
+    the partitions' statistics: a ground-truth partition filled since its last ANALYZE looked
+    empty, and the join sorted all of its rows for every 2 000 keys (0.7 s, against 0.05 s of
+    probes). A row-value ``IN`` list plans as a large OR and was ten times slower. SQLite takes
+    the row-value ``IN``.
     """
     if conn.dialect.name == "postgresql":
         wanted = sa.func.unnest(
             sa.bindparam("key_ids", [pid for _, pid in keys], type_=ARRAY(sa.Text)),
             sa.bindparam("key_ts", [k[0] for k in keys], type_=ARRAY(sa.DateTime(timezone=True))),
         ).table_valued("pid", "ts").render_derived()
-        return query.join(wanted, sa.and_(table.c.prediction_id == wanted.c.pid, ts == wanted.c.ts)).where(
-            table.c.model == model
+        probe = (
+            query.where(table.c.model == model, table.c.prediction_id == wanted.c.pid, ts == wanted.c.ts)
+            .limit(1)
+            .lateral("probe")
         )
+        return sa.select(*probe.c).select_from(wanted).join(probe, sa.true())
     return query.where(table.c.model == model, sa.tuple_(ts, table.c.prediction_id).in_(keys))
 
 
