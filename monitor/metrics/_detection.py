@@ -104,17 +104,20 @@ class DetectionState:
         counts = np.zeros((classes.size, N_AREA), dtype=np.int64)
         for s in states:
             counts[np.searchsorted(classes, s.classes)] += s.gt_counts
-        return build_state(
-            classes,
-            counts,
-            sum(s.n_images for s in states),
-            np.concatenate([s.det_class for s in states]),
-            np.concatenate([s.score for s in states]),
-            np.concatenate([s.image for s in states]),
-            np.concatenate([s.rank for s in states]),
-            np.concatenate([s.tp for s in states]),
-            np.concatenate([s.ignored for s in states]),
+        det_class, score, image, rank, tp, ignored = (
+            np.concatenate([getattr(s, name) for s in states])
+            for name in ("det_class", "score", "image", "rank", "tp", "ignored")
         )
+        # every part is in the canonical order already: merging the sorted runs gives the order
+        # a sort of the whole would (keys equal in all six columns are equal rows), in
+        # O(n log parts) rather than the six stable passes of a lexsort (most of a window's cost)
+        runs = np.cumsum([0] + [s.n_detections for s in states], dtype=np.int64)
+        order = np.empty(int(runs[-1]), dtype=np.int64)
+        _merge_sorted_runs(det_class, score, image, rank, tp, ignored, runs, order)
+        return DetectionState(
+            readonly(classes), readonly(counts), sum(s.n_images for s in states),
+            *(readonly(c[order]) for c in (det_class, score, image, rank, tp, ignored)),
+        )  # fmt: skip
 
     def to_bytes(self) -> bytes:
         """Compact, versioned bytes (see :mod:`monitor.metrics._codec`); no pickle.
@@ -185,6 +188,57 @@ def build_state(
         readonly(tp[order]),
         readonly(ignored[order]),
     )
+
+
+@kernel
+def _merge_sorted_runs(det_class: Any, score: Any, image: Any, rank: Any, tp: Any, ignored: Any, runs: Any, order: Any) -> None:
+    """The permutation that puts concatenated runs, each sorted by (class, -score, image, rank,
+    tp, ignored), in that order overall: adjacent runs merged pairwise until one is left."""
+    src = np.arange(order.shape[0])
+    dst = np.empty_like(src)
+    bounds = runs.copy()
+    while bounds.shape[0] > 2:
+        n_runs = bounds.shape[0] - 1
+        merged = np.empty((n_runs + 1) // 2 + 1, dtype=np.int64)
+        for p in range(0, n_runs, 2):
+            lo, mid = bounds[p], bounds[p + 1]
+            hi = bounds[p + 2] if p + 2 <= n_runs else mid
+            i, j, out = lo, mid, lo
+            while i < mid and j < hi:
+                a, b = src[i], src[j]
+                # does b come strictly before a? (ties take a: the merge is stable)
+                if det_class[b] != det_class[a]:
+                    b_first = det_class[b] < det_class[a]
+                elif score[b] != score[a]:
+                    b_first = score[b] > score[a]
+                elif image[b] != image[a]:
+                    b_first = image[b] < image[a]
+                elif rank[b] != rank[a]:
+                    b_first = rank[b] < rank[a]
+                elif tp[b] != tp[a]:
+                    b_first = tp[b] < tp[a]
+                else:
+                    b_first = ignored[b] < ignored[a]
+                if b_first:
+                    dst[out] = b
+                    j += 1
+                else:
+                    dst[out] = a
+                    i += 1
+                out += 1
+            while i < mid:
+                dst[out] = src[i]
+                i += 1
+                out += 1
+            while j < hi:
+                dst[out] = src[j]
+                j += 1
+                out += 1
+            merged[p // 2] = lo
+        merged[-1] = bounds[-1]
+        bounds = merged
+        src, dst = dst, src
+    order[:] = src
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,9 +328,9 @@ def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, de
     class_index = np.repeat(np.arange(k), ends - starts)
     tps = np.bincount(class_index, weights=tp50 & above, minlength=k).astype(np.int64).tolist()
     fps = np.bincount(class_index, weights=~tp50 & ~ig50 & above, minlength=k).astype(np.int64).tolist()
-    ap = _defined_means(precision[0, -1], axes=(0, 1))
-    ap50 = _defined_means(precision[0, -1, 0], axes=(0,))
-    ap75 = _defined_means(precision[0, -1, 5], axes=(0,))
+    ap = _defined_means(precision[0], axes=(0, 1))
+    ap50 = _defined_means(precision[0, 0], axes=(0,))
+    ap75 = _defined_means(precision[0, 5], axes=(0,))
     n_gt = state.gt_counts[:, 0].tolist() if k else []
     n_det = (ends - starts).tolist()
     per_class = {
@@ -295,12 +349,12 @@ def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, de
     dece, bins = _dece(state.score[counted], tp50[counted], dece_bins)
     a_small, a_medium, a_large = 1, 2, 3
     return DetectionMetrics(
-        ap=_mean_defined(precision[0, 2]),
-        ap50=_mean_defined(precision[0, 2, 0]),
-        ap75=_mean_defined(precision[0, 2, 5]),
-        ap_small=_mean_defined(precision[a_small, 2]),
-        ap_medium=_mean_defined(precision[a_medium, 2]),
-        ap_large=_mean_defined(precision[a_large, 2]),
+        ap=_mean_defined(precision[0]),
+        ap50=_mean_defined(precision[0, 0]),
+        ap75=_mean_defined(precision[0, 5]),
+        ap_small=_mean_defined(precision[a_small]),
+        ap_medium=_mean_defined(precision[a_medium]),
+        ap_large=_mean_defined(precision[a_large]),
         ar1=_mean_defined(recall[0, 0]),
         ar10=_mean_defined(recall[0, 1]),
         ar100=_mean_defined(recall[0, 2]),
@@ -320,13 +374,16 @@ def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, de
 
 
 def _accumulate(state: DetectionState) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Precision ``(A, M, T, R, K)`` and recall ``(A, M, T, K)``, -1 where undefined.
+    """Precision ``(A, T, R, K)`` at the largest maxDets and recall ``(A, M, T, K)``, -1 where
+    undefined.
 
     pycocotools' arrays are ``(T, R, K, A, M)`` and ``(T, K, A, M)``; the axes are permuted so
-    that ``precision[a, m]`` flattens in pycocotools' (T, R, K) order and means sum alike.
+    that ``precision[a]`` flattens in pycocotools' (T, R, K) order and means sum alike. Its
+    precision at maxDets 1 and 10 is never summarised (AP is read at maxDets 100 only), so it
+    is not computed: at 80 classes those two thirds of the array were most of the time.
     """
     k_count = state.classes.size
-    precision = -np.ones((N_AREA, len(MAX_DETS), N_IOU, RECALL_THRESHOLDS.size, k_count))
+    precision = -np.ones((N_AREA, N_IOU, RECALL_THRESHOLDS.size, k_count))
     recall = -np.ones((N_AREA, len(MAX_DETS), N_IOU, k_count))
     starts = np.searchsorted(state.det_class, state.classes, side="left")
     ends = np.searchsorted(state.det_class, state.classes, side="right")
@@ -353,50 +410,76 @@ def _accumulate_classes(
 ) -> None:
     """pycocotools' ``accumulate`` on the sorted detections of each class.
 
-    Per class, maxDets cut, area range and IoU threshold: cumulative true / false positives
-    over the detections in order (ignored ones count as neither), recall ``tp / npig``,
-    precision ``tp / (tp + fp + eps)`` made non-increasing from the right, then read at the
-    first detection whose recall reaches each of the 101 recall points (0 past the last).
-    The arithmetic is pycocotools' own, operation for operation, so the values agree bit for bit.
+    Per class, maxDets cut, area range and IoU threshold, pycocotools takes cumulative true /
+    false positives over the detections in order (ignored ones count as neither), recall
+    ``tp / npig`` and precision ``tp / (tp + fp + eps)`` at every detection, makes precision
+    non-increasing from the right, and reads it at the first detection whose recall reaches each
+    of the 101 recall points (0 past the last).
+
+    Recall is the true positives of the cut over ``npig``. Precision (at the last cut only) takes
+    a division per true positive rather than two per detection: recall only rises at a true
+    positive, so every read lands on one (or on the first detection, for recall point 0); and
+    between two true positives precision only falls (same ``tp``, more ``fp``, and correctly
+    rounded division is monotone), so the running maximum from the right over true positives
+    equals pycocotools' over all detections. Each value is computed by the same floating-point
+    operations as pycocotools', so the results agree bit for bit (the oracle tests compare
+    with ``==``).
     """
     n_area = gt_counts.shape[1]
     eps = np.spacing(1.0)
+    n_rec = rec_thrs.shape[0]
+    last = max_dets.shape[0] - 1
+    n_bits = n_area * n_thr
+    tp_count = np.empty(n_bits)
     for k in range(starts.shape[0]):
         s0 = starts[k]
         n_all = ends[k] - s0
-        keep = np.empty(n_all, dtype=np.int64)
-        rc = np.empty(n_all)
         pr = np.empty(n_all)
         for m in range(max_dets.shape[0]):
+            tp_count[:] = 0.0
             nd = 0
-            for i in range(n_all):
-                if rank[s0 + i] < max_dets[m]:
-                    keep[nd] = s0 + i
+            for i in range(s0, s0 + n_all):
+                if rank[i] < max_dets[m]:
                     nd += 1
+                    for b in range(n_bits):
+                        if tp[i] & (np.int64(1) << b):
+                            tp_count[b] += 1.0
             for a in range(n_area):
-                npig = gt_counts[k, a]
-                if npig == 0:
-                    continue  # no ground truth that counts: stays -1
-                for t in range(n_thr):
-                    bit = np.int64(1) << (a * n_thr + t)
-                    tps = 0.0
-                    fps = 0.0
-                    for i in range(nd):
-                        j = keep[i]
-                        if tp[j] & bit:
-                            tps += 1.0
-                        elif not ignored[j] & bit:
-                            fps += 1.0
-                        rc[i] = tps / npig
-                        pr[i] = tps / (fps + tps + eps)
-                    recall[a, m, t, k] = rc[nd - 1] if nd else 0.0
-                    for i in range(nd - 1, 0, -1):
-                        pr[i - 1] = max(pr[i - 1], pr[i])
-                    i = 0
-                    for r in range(rec_thrs.shape[0]):
-                        while i < nd and rc[i] < rec_thrs[r]:
-                            i += 1
-                        precision[a, m, t, r, k] = pr[i] if i < nd else 0.0
+                if gt_counts[k, a] > 0:
+                    for t in range(n_thr):
+                        recall[a, m, t, k] = tp_count[a * n_thr + t] / gt_counts[k, a] if nd else 0.0
+        for a in range(n_area):
+            npig = gt_counts[k, a]
+            if npig == 0:
+                continue  # no ground truth that counts: stays -1
+            for t in range(n_thr):
+                bit = np.int64(1) << (a * n_thr + t)
+                # precision at each true positive, in order
+                tps = 0.0
+                fps = 0.0
+                n_tp = 0
+                for i in range(s0, s0 + n_all):
+                    if rank[i] >= max_dets[last]:
+                        continue
+                    if tp[i] & bit:
+                        tps += 1.0
+                        pr[n_tp] = tps / (fps + tps + eps)
+                        n_tp += 1
+                    elif not ignored[i] & bit:
+                        fps += 1.0
+                for i in range(n_tp - 1, 0, -1):
+                    pr[i - 1] = max(pr[i - 1], pr[i])
+                # recall point 0 reads the first detection: the best precision of all, or 0
+                # without a true positive (every precision before the first one is 0)
+                first = 0
+                if rec_thrs[0] <= 0.0:
+                    precision[a, t, 0, k] = pr[0] if n_tp else 0.0
+                    first = 1
+                i = 0
+                for r in range(first, n_rec):
+                    while i < n_tp and (i + 1.0) / npig < rec_thrs[r]:
+                        i += 1
+                    precision[a, t, r, k] = pr[i] if i < n_tp else 0.0
 
 
 def _mean_defined(values: NDArray[np.float64]) -> float | None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from monitor.metrics import coco_input, detection_metrics
+from monitor.metrics._detection import _accumulate
 
 from ._oracles import coco_matches, coco_per_class, coco_summary, netcal_dece, pycocotools_eval
 from ._synth import CocoOptions, coco_like
@@ -55,6 +56,24 @@ def test_summary_and_per_class_ap_equal_pycocotools(options, seed):
         mine = metrics.per_class.get(cat)
         _assert_close(None if mine is None else mine.ap, ap, f"class {cat} AP")
         _assert_close(None if mine is None else mine.ap50, ap50, f"class {cat} AP50")
+
+
+@pytest.mark.parametrize(("options", "seed"), CASES)
+def test_precision_and_recall_arrays_equal_pycocotools_bit_for_bit(options, seed):
+    """Every entry of ``accumulate``'s arrays, not only their means: precision (area x IoU x
+    recall point x class, at maxDets 100, the only one summarised) is read at true positives
+    only, which must give pycocotools' numbers exactly; recall at every maxDets."""
+    gt, dt = coco_like(seed, options)
+    oracle = pycocotools_eval(gt, dt)
+    state = coco_input(gt, dt).detection_state()
+    precision, recall = _accumulate(state)
+    cat_ids = list(oracle.params.catIds)
+    theirs_p = oracle.eval["precision"][..., -1].transpose(3, 0, 1, 2)  # (T, R, K, A, M=100) -> (A, T, R, K)
+    theirs_r = oracle.eval["recall"].transpose(2, 3, 0, 1)  # (T, K, A, M) -> (A, M, T, K)
+    for i, cat in enumerate(state.classes.tolist()):
+        k = cat_ids.index(cat)
+        assert np.array_equal(precision[..., i], theirs_p[..., k]), f"class {cat} precision"
+        assert np.array_equal(recall[..., i], theirs_r[..., k]), f"class {cat} recall"
 
 
 @pytest.mark.parametrize(
