@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 CLASSES = ["scratch", "dent", "ok"]
-TS = "2026-11-20T10:15:00Z"
+#: A few days back, always within the 90-day retention (a fixed date would fall out of it).
+TS = f"{(datetime.now(UTC) - timedelta(days=5)).date().isoformat()}T10:15:00Z"
 
 
 def register(client: Any, model: str, task: str = "classification", classes: list[str] | None = None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import sqlalchemy as sa
 
@@ -93,9 +95,11 @@ def test_revision_of_pending_ground_truth(api, model_name):
 
 
 def test_weeks_late_ground_truth_lands_in_the_prediction_partition(api, model_name):
+    # three weeks back from today (a fixed date fell out of the 90-day retention, and was refused)
+    day = (datetime.now(UTC) - timedelta(weeks=3)).date()
     with api.admin() as c:
         register(c, model_name)
-        c.post("/v1/predictions", json={"records": [cls_record(model_name, "old", timestamp="2026-09-01T08:30:00Z")]})
+        c.post("/v1/predictions", json={"records": [cls_record(model_name, "old", timestamp=f"{day.isoformat()}T08:30:00Z")]})
         assert c.post("/v1/ground-truth", json={"records": [gt(model_name, "old", "dent")]}).json()["accepted"] == 1
     g = t.ground_truth
     with api.db.engine.connect() as conn:
@@ -103,9 +107,9 @@ def test_weeks_late_ground_truth_lands_in_the_prediction_partition(api, model_na
         hours = conn.execute(sa.select(t.dirty_hours.c.hour_start).where(t.dirty_hours.c.model == model_name)).scalars().all()
         if api.db.is_pg:
             part = conn.execute(sa.text("SELECT tableoid::regclass::text FROM ground_truth WHERE model = :m"), {"m": model_name}).scalar()
-            assert part == "ground_truth_p20260901"
-    assert row.prediction_ts.isoformat().startswith("2026-09-01T08:30")
-    assert any(h.isoformat().startswith("2026-09-01T08:00") for h in hours)
+            assert part == f"ground_truth_p{day:%Y%m%d}"
+    assert row.prediction_ts.isoformat().startswith(f"{day.isoformat()}T08:30")
+    assert any(h.isoformat().startswith(f"{day.isoformat()}T08:00") for h in hours)
 
 
 def test_detection_ground_truth_with_crowd(api, model_name):

@@ -255,7 +255,7 @@ def test_a_batch_racing_a_concurrent_copy_of_the_same_ids_falls_back_row_by_row(
     from monitor.server.store.registry import register_model
     from monitor.wire import ModelSpec, parse_prediction
 
-    now = datetime(2026, 11, 21, tzinfo=UTC)
+    now = datetime.now(UTC)
     with write_transaction(db.engine) as conn:
         register_model(conn, model_name, "classification", CLASSES, 0.5, now=now)
     spec = ModelSpec.create(model_name, "classification", CLASSES)
