@@ -30,7 +30,7 @@ def row(model: str, metric: str, value: float, *, cls: str = "", version: str = 
 
 def store(engine, model: str, rows: list[dict]) -> None:
     with write_transaction(engine) as conn:
-        replace_latest(conn, model, "1d", t.metric_latest.c.metric.is_not(None), rows)
+        replace_latest(conn, model, ["1d"], t.metric_latest.c.metric.is_not(None), rows)
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:

@@ -20,12 +20,12 @@ from monitor.server.store.bulk import bulk_insert
 
 
 def replace_latest(
-    conn: Connection, model: str, window: str, metrics: sa.ColumnElement[bool], rows: Sequence[Mapping[str, Any]]
+    conn: Connection, model: str, windows: Sequence[str], metrics: sa.ColumnElement[bool], rows: Sequence[Mapping[str, Any]]
 ) -> None:
-    """Replace the rows of ``model`` and ``window`` whose metric matches ``metrics`` with ``rows``
+    """Replace the rows of ``model`` in ``windows`` whose metric matches ``metrics`` with ``rows``
     (in the caller's transaction)."""
     ml = t.metric_latest.c
-    conn.execute(sa.delete(t.metric_latest).where(ml.model == model, ml.window == window, metrics))
+    conn.execute(sa.delete(t.metric_latest).where(ml.model == model, ml.window.in_(windows), metrics))
     bulk_insert(conn, t.metric_latest, rows)
     bump_generation(conn, model)
 

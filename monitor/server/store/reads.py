@@ -121,10 +121,7 @@ def by_keys(
     the row-value ``IN``.
     """
     if conn.dialect.name == "postgresql":
-        wanted = sa.func.unnest(
-            sa.bindparam("key_ids", [pid for _, pid in keys], type_=ARRAY(sa.Text)),
-            sa.bindparam("key_ts", [k[0] for k in keys], type_=ARRAY(sa.DateTime(timezone=True))),
-        ).table_valued("pid", "ts").render_derived()
+        wanted = key_table(keys)
         probe = (
             query.where(table.c.model == model, table.c.prediction_id == wanted.c.pid, ts == wanted.c.ts)
             .limit(1)
@@ -132,6 +129,19 @@ def by_keys(
         )
         return sa.select(*probe.c).select_from(wanted).join(probe, sa.true())
     return query.where(table.c.model == model, sa.tuple_(ts, table.c.prediction_id).in_(keys))
+
+
+def key_table(keys: Sequence[tuple[datetime, str]]) -> Any:
+    """PostgreSQL: the (time, prediction id) keys as a table ``(pid, ts)``, two array parameters
+    unnested (one parameter each however many keys)."""
+    return (
+        sa.func.unnest(
+            sa.bindparam("key_ids", [pid for _, pid in keys], type_=ARRAY(sa.Text)),
+            sa.bindparam("key_ts", [ts for ts, _ in keys], type_=ARRAY(sa.DateTime(timezone=True))),
+        )
+        .table_valued("pid", "ts")
+        .render_derived()
+    )
 
 
 #: Keys per lookup query: large enough to amortise round trips, small enough for the planner.
