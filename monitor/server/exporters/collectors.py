@@ -103,28 +103,18 @@ _NON_FINITE = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
 _FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(export.name for export in EXPORTS.values()))
 
 
-class QualityExposition:
-    """The model-quality series of /metrics (rows of ``metric_latest``) as Prometheus text.
+class ExpositionRenderer:
+    """Rows of ``metric_latest`` -> Prometheus sample lines, per model and family.
 
     Written by hand rather than through prometheus_client's metric families because of the
     volume: 20 models x 50 classes are ~30 000 series, and ``generate_latest`` validates and
     escapes every label *name* of every sample (0.55 s of a 0.9 s scrape, bench/pipeline.py).
-    Here label names come from the names table (validated once, below), only label values are
-    escaped, and each model's lines are kept until its rows change: writers raise the model's
-    counter in ``metric_latest_generations`` in the same transaction
-    (:func:`monitor.server.store.latest.replace_latest`), so a scrape reads one small table and
-    re-reads only the models evaluated since the previous scrape. tests/server/test_exposition.py
-    reads the text back with prometheus_client's parser and ``promtool check metrics`` (hostile
-    label values included) and checks which models a scrape re-reads.
-
-    One per API process; thread-safe (scrapes run in the threadpool).
+    Here label names come from the names table (validated once, below) and only label values
+    are escaped. The configured cohort keys are labels of every cohort-sliced family.
     """
 
     def __init__(self, cohort_keys: Sequence[str]) -> None:
         self.cohort_keys = tuple(cohort_keys)
-        #: model -> (generation, family -> sample lines)
-        self._models: dict[str, tuple[int, dict[str, list[str]]]] = {}
-        self._lock = threading.Lock()
         self._label_names = {
             name: list(METRIC[name].labels) + (list(self.cohort_keys) if METRIC[name].cohort_labels else [])
             for name in _FAMILIES
@@ -134,29 +124,13 @@ class QualityExposition:
                 if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
                     raise ValueError(f"{label!r} is not a Prometheus label name")
 
-    def text(self, conn: Connection, allows_model: Callable[[str], bool] = lambda _: True) -> str:
-        """The exposition of every model ``allows_model`` admits, read through ``conn``."""
-        g = t.metric_latest_generations
-        # the counters first: rows committed after this read only make the next scrape re-read
-        generations = {m: n for m, n in conn.execute(sa.select(g.c.model, g.c.generation)) if allows_model(m)}
-        with self._lock:
-            stale = sorted(m for m, n in generations.items() if m not in self._models or self._models[m][0] != n)
-            if stale:
-                rendered = self._render(conn, stale)
-                for model in stale:
-                    self._models[model] = (generations[model], rendered.get(model, {}))
-            models = [(m, self._models[m][1]) for m in sorted(generations)]
-        out: list[str] = []
-        for name in _FAMILIES:
-            lines = [line for _, families in models for line in families.get(name, ())]
-            if lines:
-                spec = METRIC[name]
-                out.append(f"# HELP {name} {_escape_help(spec.help)}\n")
-                out.append(f"# TYPE {name} gauge\n")
-                out.extend(lines)
-        return "".join(out)
+    @property
+    def key(self) -> str:
+        """The cohort keys as ``metric_exposition.cohort_keys`` stores them."""
+        return ",".join(self.cohort_keys)
 
-    def _render(self, conn: Connection, models: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+    def render(self, conn: Connection, models: Sequence[str]) -> dict[str, dict[str, str]]:
+        """model -> family -> its sample lines (text), from the models' ``metric_latest`` rows."""
         ml = t.metric_latest.c
         rows = conn.execute(
             sa.select(ml.model, ml.window, ml.version, ml.cohort_key, ml.cohort_value, ml.metric, ml["class"], ml.value).where(
@@ -181,7 +155,7 @@ class QualityExposition:
                     escaped[cohort_value], _NON_FINITE.get(number, number),
                 )
             )  # fmt: skip
-        return out
+        return {model: {family: "".join(text) for family, text in families.items()} for model, families in out.items()}
 
     def _line(self, metric: str, cohort_key: str) -> _Line | None:
         """How a stored row of ``metric`` (and ``cohort_key``) becomes a sample line: a format string
@@ -201,6 +175,77 @@ class QualityExposition:
             fields |= {key: "{5}" if key == cohort_key else "" for key in self.cohort_keys}
         labels = ",".join(f'{name}="{fields.get(name, "")}"' for name in self._label_names[export.name])
         return _Line(export.name, f"{export.name}{{{{{labels}}}}} {{6}}\n", export.separator, export.scale)
+
+
+def store_exposition(conn: Connection, model: str, cohort_keys: Sequence[str]) -> None:
+    """Render ``model``'s quality series into ``metric_exposition`` (in the caller's transaction,
+    the one that changed its ``metric_latest`` rows)."""
+    renderer = ExpositionRenderer(cohort_keys)
+    families = renderer.render(conn, [model])[model]
+    conn.execute(sa.delete(t.metric_exposition).where(t.metric_exposition.c.model == model))
+    if families:
+        conn.execute(
+            sa.insert(t.metric_exposition),
+            [{"model": model, "family": f, "cohort_keys": renderer.key, "lines": text} for f, text in families.items()],
+        )
+
+
+class QualityExposition:
+    """The model-quality series of /metrics as Prometheus text.
+
+    Each model's lines are kept until its rows change: writers raise the model's counter in
+    ``metric_latest_generations`` in the same transaction
+    (:func:`monitor.server.store.latest.replace_latest`), so a scrape reads one small table and
+    re-reads only the models evaluated since the previous scrape. It reads their text as the
+    writer rendered it (``metric_exposition``, :func:`store_exposition`): the first scrape after
+    an evaluation of 20 models x 50 classes copies 3 MB instead of rendering 29 000 rows. A model
+    rendered for other cohort keys than this process's (or before that table existed) is
+    rendered here from its rows. tests/server/test_exposition.py reads the text back with
+    prometheus_client's parser and ``promtool check metrics`` (hostile label values included)
+    and checks which models a scrape re-reads.
+
+    One per API process; thread-safe (scrapes run in the threadpool).
+    """
+
+    def __init__(self, cohort_keys: Sequence[str]) -> None:
+        self.renderer = ExpositionRenderer(cohort_keys)
+        #: model -> (generation, family -> sample lines)
+        self._models: dict[str, tuple[int, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+
+    def text(self, conn: Connection, allows_model: Callable[[str], bool] = lambda _: True) -> str:
+        """The exposition of every model ``allows_model`` admits, read through ``conn``."""
+        g = t.metric_latest_generations
+        # the counters first: rows committed after this read only make the next scrape re-read
+        generations = {m: n for m, n in conn.execute(sa.select(g.c.model, g.c.generation)) if allows_model(m)}
+        with self._lock:
+            stale = sorted(m for m, n in generations.items() if m not in self._models or self._models[m][0] != n)
+            if stale:
+                read = self._read(conn, stale)
+                for model in stale:
+                    self._models[model] = (generations[model], read.get(model, {}))
+            models = [self._models[m][1] for m in sorted(generations)]
+        out: list[str] = []
+        for name in _FAMILIES:
+            lines = [families[name] for families in models if name in families]
+            if lines:
+                spec = METRIC[name]
+                out.append(f"# HELP {name} {_escape_help(spec.help)}\n")
+                out.append(f"# TYPE {name} gauge\n")
+                out.extend(lines)
+        return "".join(out)
+
+    def _read(self, conn: Connection, models: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The models' lines: as their writer rendered them for this process's cohort keys, else
+        rendered here from their rows."""
+        me = t.metric_exposition.c
+        out: dict[str, dict[str, str]] = defaultdict(dict)
+        for model, family, lines in conn.execute(
+            sa.select(me.model, me.family, me.lines).where(me.model.in_(models), me.cohort_keys == self.renderer.key)
+        ):
+            out[model][family] = lines
+        missing = [m for m in models if m not in out]
+        return dict(out) | (self.renderer.render(conn, missing) if missing else {})
 
 
 @dataclass(frozen=True, slots=True)

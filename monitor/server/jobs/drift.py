@@ -263,4 +263,6 @@ def _refresh_latest(
         if not points and not have:
             continue
         with write_transaction(engine) as conn:
-            replace_latest(conn, model, [name], ml.metric.in_(JOB_METRICS), [dict(p._mapping) for p in points])
+            replace_latest(
+                conn, model, [name], ml.metric.in_(JOB_METRICS), [dict(p._mapping) for p in points], cohort_keys=config.cohort_keys
+            )

@@ -337,7 +337,10 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
             )
             copy_rows(conn, t.metric_points, METRIC_ROW_COLUMNS, points)
         if latest:
-            replace_latest(conn, spec.name, [s.name for s in latest], t.metric_latest.c.metric.not_in(DRIFT_JOB_METRICS), current)
+            replace_latest(
+                conn, spec.name, [s.name for s in latest], t.metric_latest.c.metric.not_in(DRIFT_JOB_METRICS), current,
+                cohort_keys=config.cohort_keys,
+            )  # fmt: skip
     return len(spans)
 
 

@@ -325,6 +325,21 @@ metric_latest = Table(
     PrimaryKeyConstraint("model", "window", "version", "cohort_key", "cohort_value", "metric", "class"),
 )
 
+#: Each model's quality series as Prometheus text, one row per family, rendered by the writer of
+#: ``metric_latest`` in the same transaction (for the cohort keys it was configured with), so a
+#: scrape after an evaluation copies text instead of rendering thousands of rows
+#: (monitor/server/exporters/collectors.py, QualityExposition).
+metric_exposition = Table(
+    "metric_exposition",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("family", String(128), nullable=False),
+    #: the configured cohort keys the lines carry as labels, comma-separated
+    Column("cohort_keys", Text, nullable=False),
+    Column("lines", Text, nullable=False),
+    PrimaryKeyConstraint("model", "family"),
+)
+
 #: A counter per model, raised in the same transaction as every change to its ``metric_latest``
 #: rows: /metrics keeps each model's rendered series until its counter moves
 #: (monitor/server/exporters/collectors.py, QualityExposition).
