@@ -193,6 +193,45 @@ def boxes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.hstack([xy, xy + wh])
 
 
+def test_late_labels_over_many_runs_are_parts_folded_back_into_one(make_api, model_name):
+    """Each run that merges late labels into an hour adds a part to its states (only what the
+    labels bring); at MAX_PARTS the parts fold into one. The values stay the engine's."""
+    from monitor.server.jobs.evaluate import MAX_PARTS
+
+    api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
+    records, truth = synth(model_name, 300, seed=3)
+    ids = [r["prediction_id"] for r in records]
+    labelled = set(ids[:100])
+    es = t.eval_states.c
+    with api.admin() as c:
+        c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": CLASSES})
+        assert c.post("/v1/predictions", json={"records": records}).json()["accepted"] == 300
+        c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in sorted(labelled)]})
+        run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+        most_parts = []
+        for batch in range(MAX_PARTS + 2):  # every batch has labels in every hour
+            late = ids[100 + 15 * batch : 115 + 15 * batch]
+            c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in late]})
+            labelled |= set(late)
+            (outcome,) = run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+            assert outcome.detail.startswith("0 dirty hours recomputed, late labels merged into 5 hours"), outcome.detail
+            with api.db.engine.connect() as conn:
+                counts = conn.execute(
+                    sa.select(sa.func.count()).where(es.model == model_name).group_by(es.hour_start, es.version, es.cohort_key, es.cohort_value)
+                ).scalars().all()  # fmt: skip
+            most_parts.append(max(counts))
+            want, want_cal, n = expected(records, truth, labelled, version="v1")
+            got = api_value(c, model_name, "accuracy", window="1d", version="v1")
+            assert got["value"] == pytest.approx(want.accuracy, abs=1e-12) and got["sample_count"] == n
+            assert api_value(c, model_name, "ece", window="1d", version="v1")["value"] == pytest.approx(want_cal.ece, abs=1e-12)
+            want_h, _, n_h = expected(records, truth, labelled, hour=HOURS[1], version="v2", camera="cam-a")
+            got_h = api_value(c, model_name, "accuracy", window="1h", version="v2", cohort="camera:cam-a", start=HOURS[1])
+            assert got_h["value"] == pytest.approx(want_h.accuracy, abs=1e-12) and got_h["sample_count"] == n_h
+    # a part per run, folded into one when a slice reaches MAX_PARTS
+    assert most_parts[: MAX_PARTS - 1] == list(range(2, MAX_PARTS + 1))
+    assert most_parts[MAX_PARTS - 1] == 1 and most_parts[MAX_PARTS] == 2
+
+
 def test_detection_map_matches_the_engine(make_api, model_name):
     api = make_api(cohort_keys=(), clock=lambda: NOW)
     rng = np.random.default_rng(3)

@@ -108,11 +108,12 @@ def drift(engine: Engine, model: str, *, settings: Settings, clock: Callable[[],
 
 
 def _hour_counts(conn: Connection, model: str, start: datetime, end: datetime) -> list[tuple[datetime, SliceKey, int]]:
-    """Predictions with status ok per hour and slice, from the evaluation's hour states."""
+    """Predictions with status ok per hour and slice, from the evaluation's hour states (part 0:
+    the other parts hold late labels only)."""
     es = t.eval_states.c
     rows = conn.execute(
         sa.select(es.hour_start, es.version, es.cohort_key, es.cohort_value, es.predictions, es.errors)
-        .where(es.model == model, es.hour_start >= start, es.hour_start < end)
+        .where(es.model == model, es.hour_start >= start, es.hour_start < end, es.part == 0)
     ).all()  # fmt: skip
     return [(r.hour_start, SliceKey(r.version, r.cohort_key, r.cohort_value), r.predictions - r.errors) for r in rows]
 

@@ -5,8 +5,9 @@ Each run, for one model:
 1. *Dirty hours* (new predictions, or a label that changed) are recomputed from their rows: the
    per-slice states of the hour replace the stored ones.
 2. *Label increments* (a prediction's first ground truth, arriving after its hour was evaluated)
-   are merged into the stored states of their hour: only the newly labelled rows are read, so
-   a trickle of late labels over a week costs a trickle, not a week.
+   are merged into the stored states of their hour: only the newly labelled rows are read, and
+   what they add is stored as a new part of the hour's states (``eval_states.part``), so a
+   trickle of late labels over a week costs a trickle, not a week.
 3. Every window that contains a changed hour is re-reduced from stored hour states (never from
    raw rows): the aligned windows of the history (``metric_points``) and the rolling windows
    ending at the current hour (``metric_latest``, what /metrics serves).
@@ -57,6 +58,9 @@ HOUR = timedelta(hours=1)
 _ALIGN_ORIGIN = datetime(1970, 1, 5, tzinfo=UTC)
 #: Late labels merged per run, so one run stays bounded after a labelling backlog lands.
 MAX_INCREMENTS_PER_RUN = 200_000
+#: Parts an hour's slice state may have (one from its rows, one per run that merged late labels
+#: into it); one more folds them into one. Bounds what reading a window merges.
+MAX_PARTS = 8
 _RETRIES = 3
 #: ``dirty_hours.marked_at`` of an hour whose state is current but whose windows are not refreshed
 #: yet. Writers mark hours with the time of the write, never this.
@@ -179,8 +183,10 @@ def _windows_done(engine: Engine, model: str, hours: set[datetime]) -> None:
 def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set[datetime]:
     """Merge the first labels of already-evaluated predictions into their hours' states.
 
-    One snapshot for all of them: a run's cost follows the number of late labels, not the number
-    of hours they fall in. Returns the hours whose states changed.
+    One snapshot for all of them, and what the labels add is written as a new *part* of each
+    hour's slice states (``eval_states.part``): a run's cost follows the number of late labels,
+    not the number of hours they fall in nor the size of those hours. A slice that would pass
+    :data:`MAX_PARTS` parts has them folded back into one. Returns the hours whose states changed.
     """
     inc, es = t.label_increments, t.eval_states
     with _snapshot(engine) as conn:
@@ -198,9 +204,14 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
         hours: dict[datetime, list[tuple[datetime, str]]] = defaultdict(list)
         for pkey in keys:
             hours[hour_floor(pkey[0])].append(pkey)
-        stored: dict[datetime, dict[SliceKey, Any]] = defaultdict(dict)
-        for r in conn.execute(sa.select(es).where(es.c.model == spec.name, es.c.hour_start.in_(sorted(hours)))):
-            stored[r.hour_start][SliceKey(r.version, r.cohort_key, r.cohort_value)] = r
+        # the stored slices of those hours with their last part and part count (no state read)
+        stored: dict[datetime, dict[SliceKey, tuple[int, int]]] = defaultdict(dict)
+        for r in conn.execute(
+            sa.select(es.c.hour_start, es.c.version, es.c.cohort_key, es.c.cohort_value, sa.func.max(es.c.part), sa.func.count())
+            .where(es.c.model == spec.name, es.c.hour_start.in_(sorted(hours)))
+            .group_by(es.c.hour_start, es.c.version, es.c.cohort_key, es.c.cohort_value)
+        ):
+            stored[r[0]][SliceKey(r[1], r[2], r[3])] = (r[4], r[5])
         for hour in [h for h in hours if h not in stored]:  # never evaluated: recompute the hour instead
             _mark_dirty(conn, spec.name, hour)
             _delete_increments(conn, spec.name, hours.pop(hour))
@@ -209,30 +220,44 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
         for i, ts in enumerate(rows.ts):
             by_hour[hour_floor(datetime.fromtimestamp(float(ts), UTC))].append(i)
         now = datetime.now(UTC)
-        replaced: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = []
+        full: list[datetime] = []
         for hour, idx in by_hour.items():
-            delta = slice_states(rows.take(idx), spec, config.cohort_keys, config.max_cohort_values)
-            for key, row in stored[hour].items():
-                add = delta.get(key)
-                if add is None:  # unchanged: written back as it was
-                    replaced.append({c.name: getattr(row, c.name) for c in es.c})
-                    continue
+            # no cap on cohort values here: the stored hour already decided which have slices
+            delta = slice_states(rows.take(idx), spec, config.cohort_keys, max_cohort_values=len(idx))
+            for key, add in delta.items():
+                if key not in stored[hour]:
+                    continue  # a cohort value beyond the cap in this hour: counted in the whole version only
                 # these predictions are already counted in the hour: add only what their labels bring
                 add = replace(add, predictions=0, errors=0, latency=QuantileSketch.empty())
-                state = SliceState.merge(SliceState.from_row(row), add)
-                replaced.append({"model": spec.name, "hour_start": hour, "version": key.version, "cohort_key": key.cohort_key,
-                                 "cohort_value": key.cohort_value, "computed_at": now, **state.blobs()})  # fmt: skip
-            # a delta slice missing from the stored hour is a cohort value beyond the cap there:
-            # its rows are counted in the whole version only
-        # the hours' rows replaced by one DELETE and one COPY (an UPDATE per slice cost 1 ms each)
-        conn.execute(sa.delete(es).where(es.c.model == spec.name, es.c.hour_start.in_(sorted(by_hour))))
-        bulk_insert(conn, es, replaced)
+                last, count = stored[hour][key]
+                parts.append({"model": spec.name, "hour_start": hour, "version": key.version, "cohort_key": key.cohort_key,
+                              "cohort_value": key.cohort_value, "part": last + 1, "computed_at": now, **add.blobs()})  # fmt: skip
+                if count + 1 > MAX_PARTS:
+                    full.append(hour)
+        bulk_insert(conn, es, parts)
+        if full:
+            _fold_parts(conn, spec.name, sorted(set(full)), now)
         _delete_increments(conn, spec.name, [k for ks in hours.values() for k in ks])
     # outside the snapshot: a concurrent writer may be marking these hours right now
     with write_transaction(engine) as conn:
         for hour in hours:
             _windows_pending(conn, spec.name, hour)
     return set(hours)
+
+
+def _fold_parts(conn: Connection, model: str, hours: Sequence[datetime], now: datetime) -> None:
+    """Replace the parts of every slice of ``hours`` by their merge, as part 0."""
+    es = t.eval_states
+    parts: dict[tuple[datetime, SliceKey], list[SliceState]] = defaultdict(list)
+    for r in conn.execute(sa.select(es).where(es.c.model == model, es.c.hour_start.in_(hours))):
+        parts[r.hour_start, SliceKey(r.version, r.cohort_key, r.cohort_value)].append(SliceState.from_row(r))
+    conn.execute(sa.delete(es).where(es.c.model == model, es.c.hour_start.in_(hours)))
+    bulk_insert(conn, es, [
+        {"model": model, "hour_start": hour, "version": key.version, "cohort_key": key.cohort_key,
+         "cohort_value": key.cohort_value, "part": 0, "computed_at": now, **SliceState.merge(*states).blobs()}
+        for (hour, key), states in parts.items()
+    ])  # fmt: skip
 
 
 def _windows_pending(conn: Connection, model: str, hour: datetime) -> None:
@@ -249,7 +274,7 @@ def _insert_states(conn: Connection, model: str, hour: datetime, states: dict[Sl
     now = datetime.now(UTC)
     bulk_insert(conn, t.eval_states, [
         {"model": model, "hour_start": hour, "version": k.version, "cohort_key": k.cohort_key,
-         "cohort_value": k.cohort_value, "computed_at": now, **s.blobs()}
+         "cohort_value": k.cohort_value, "part": 0, "computed_at": now, **s.blobs()}
         for k, s in states.items()
     ])  # fmt: skip
 
@@ -345,12 +370,13 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
 
 
 def _load_hours(engine: Engine, model: str, start: datetime, end: datetime) -> dict[datetime, dict[SliceKey, SliceState]]:
+    """The slice states of the hours in ``[start, end)``, each the merge of its parts."""
     es = t.eval_states
-    out: dict[datetime, dict[SliceKey, SliceState]] = defaultdict(dict)
+    parts: dict[datetime, dict[SliceKey, list[SliceState]]] = defaultdict(lambda: defaultdict(list))
     with engine.connect() as conn:
         for r in conn.execute(sa.select(es).where(es.c.model == model, es.c.hour_start >= start, es.c.hour_start < end)):
-            out[r.hour_start][SliceKey(r.version, r.cohort_key, r.cohort_value)] = SliceState.from_row(r)
-    return out
+            parts[r.hour_start][SliceKey(r.version, r.cohort_key, r.cohort_value)].append(SliceState.from_row(r))
+    return {hour: {key: SliceState.merge(*states) for key, states in slices.items()} for hour, slices in parts.items()}
 
 
 def load_window(engine: Engine, model: str, start: datetime, end: datetime) -> dict[SliceKey, SliceState]:

@@ -240,7 +240,10 @@ PARTITIONED: dict[str, str] = {"predictions": "ts", "embeddings": "ts", "ground_
 # evaluation (monitor.server.jobs.evaluate)
 
 #: Mergeable per-hour evaluation state of one slice: a model version, whole or one cohort value.
-#: ``cohort_key`` and ``cohort_value`` are empty for the whole version.
+#: ``cohort_key`` and ``cohort_value`` are empty for the whole version. The state of an hour's
+#: slice is the merge of its *parts*: part 0, computed from the hour's rows, and one part per
+#: evaluate run that merged late labels into the hour (what those labels add, nothing else), so
+#: a trickle of labels writes a trickle of bytes rather than the hour's whole state again.
 eval_states = Table(
     "eval_states",
     metadata,
@@ -259,7 +262,8 @@ eval_states = Table(
     Column("latency", LargeBinary, nullable=True),
     Column("label_latency", LargeBinary, nullable=True),
     Column("computed_at", UTCDateTime, nullable=False),
-    PrimaryKeyConstraint("model", "hour_start", "version", "cohort_key", "cohort_value"),
+    Column("part", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("model", "hour_start", "version", "cohort_key", "cohort_value", "part"),
 )
 
 #: Predictions that gained their first ground truth after their hour was evaluated: the evaluate
