@@ -19,6 +19,7 @@ kernel call neither limb can overflow. Here the limbs become Python integers, st
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -92,7 +93,7 @@ def unpack(data: bytes, kind: str, required: Iterable[str] = ()) -> tuple[dict[s
         if dtype not in _ALLOWED_DTYPES or min(shape, default=0) < 0:
             raise ValueError(f"metrics state array {name!r} has unsupported dtype or shape")
         dt = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)  # Python ints: exact, and np.prod cost a tenth of loading states
         end = offset + count * dt.itemsize
         if end > len(view):
             raise ValueError("metrics state is truncated")
