@@ -41,6 +41,7 @@ RECALL_THRESHOLDS: Final = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.
 AREA_RANGES: Final = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
 MAX_DETS: Final = (1, 10, 100)
 N_IOU: Final = len(IOU_THRESHOLDS)
+N_REC: Final = len(RECALL_THRESHOLDS)
 N_AREA: Final = len(AREA_RANGES)
 #: Bytes that hold the N_AREA × N_IOU flag bits of one detection.
 _FLAG_BYTES: Final = (N_AREA * N_IOU + 7) // 8
@@ -315,7 +316,7 @@ def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, de
     weighted by the bin's share of detections; netcal's ``ECE(detection=True)`` on
     (score, matched).
     """
-    precision, recall = _accumulate(state)
+    precision_sum, recall = _accumulate(state)
     k = state.classes.size
     above = state.score >= score_threshold
     # bit 0: area "all", IoU 0.50
@@ -328,9 +329,9 @@ def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, de
     class_index = np.repeat(np.arange(k), ends - starts)
     tps = np.bincount(class_index, weights=tp50 & above, minlength=k).astype(np.int64).tolist()
     fps = np.bincount(class_index, weights=~tp50 & ~ig50 & above, minlength=k).astype(np.int64).tolist()
-    ap = _defined_means(precision[0], axes=(0, 1))
-    ap50 = _defined_means(precision[0, 0], axes=(0,))
-    ap75 = _defined_means(precision[0, 5], axes=(0,))
+    ap = _defined_means(precision_sum[0], axes=(0,))
+    ap50 = _defined_means(precision_sum[0, :1], axes=(0,))
+    ap75 = _defined_means(precision_sum[0, 5:6], axes=(0,))
     n_gt = state.gt_counts[:, 0].tolist() if k else []
     n_det = (ends - starts).tolist()
     per_class = {
@@ -349,12 +350,12 @@ def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, de
     dece, bins = _dece(state.score[counted], tp50[counted], dece_bins)
     a_small, a_medium, a_large = 1, 2, 3
     return DetectionMetrics(
-        ap=_mean_defined(precision[0]),
-        ap50=_mean_defined(precision[0, 0]),
-        ap75=_mean_defined(precision[0, 5]),
-        ap_small=_mean_defined(precision[a_small]),
-        ap_medium=_mean_defined(precision[a_medium]),
-        ap_large=_mean_defined(precision[a_large]),
+        ap=_mean_defined(precision_sum[0], per_entry=N_REC),
+        ap50=_mean_defined(precision_sum[0, 0], per_entry=N_REC),
+        ap75=_mean_defined(precision_sum[0, 5], per_entry=N_REC),
+        ap_small=_mean_defined(precision_sum[a_small], per_entry=N_REC),
+        ap_medium=_mean_defined(precision_sum[a_medium], per_entry=N_REC),
+        ap_large=_mean_defined(precision_sum[a_large], per_entry=N_REC),
         ar1=_mean_defined(recall[0, 0]),
         ar10=_mean_defined(recall[0, 1]),
         ar100=_mean_defined(recall[0, 2]),
@@ -374,24 +375,25 @@ def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, de
 
 
 def _accumulate(state: DetectionState) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Precision ``(A, T, R, K)`` at the largest maxDets and recall ``(A, M, T, K)``, -1 where
-    undefined.
+    """Precision at the largest maxDets summed over the recall points ``(A, T, K)``, and recall
+    ``(A, M, T, K)``; -1 where undefined.
 
-    pycocotools' arrays are ``(T, R, K, A, M)`` and ``(T, K, A, M)``; the axes are permuted so
-    that ``precision[a]`` flattens in pycocotools' (T, R, K) order and means sum alike. Its
-    precision at maxDets 1 and 10 is never summarised (AP is read at maxDets 100 only), so it
-    is not computed: at 80 classes those two thirds of the array were most of the time.
+    pycocotools keeps precision ``(T, R, K, A, M)`` and recall ``(T, K, A, M)`` and averages them
+    in ``summarize``. Precision at maxDets 1 and 10 is never summarised (AP is read at maxDets 100
+    only), and every average of precision is over whole rows of recall points (a class and
+    threshold is defined for all 101 or for none), so the kernel keeps one sum per row: the
+    (A, T, R, K) array of 80 classes was most of the time of a small window.
     """
     k_count = state.classes.size
-    precision = -np.ones((N_AREA, N_IOU, RECALL_THRESHOLDS.size, k_count))
+    precision_sum = -np.ones((N_AREA, N_IOU, k_count))
     recall = -np.ones((N_AREA, len(MAX_DETS), N_IOU, k_count))
     starts = np.searchsorted(state.det_class, state.classes, side="left")
     ends = np.searchsorted(state.det_class, state.classes, side="right")
     _accumulate_classes(
         starts, ends, state.rank, state.tp, state.ignored, state.gt_counts,
-        np.array(MAX_DETS, dtype=np.int64), N_IOU, RECALL_THRESHOLDS, precision, recall,
+        np.array(MAX_DETS, dtype=np.int64), N_IOU, RECALL_THRESHOLDS, precision_sum, recall,
     )  # fmt: skip
-    return precision, recall
+    return precision_sum, recall
 
 
 @kernel
@@ -405,7 +407,7 @@ def _accumulate_classes(
     max_dets: Any,
     n_thr: int,
     rec_thrs: Any,
-    precision: Any,
+    precision_sum: Any,
     recall: Any,
 ) -> None:
     """pycocotools' ``accumulate`` on the sorted detections of each class.
@@ -416,14 +418,15 @@ def _accumulate_classes(
     non-increasing from the right, and reads it at the first detection whose recall reaches each
     of the 101 recall points (0 past the last).
 
-    Recall is the true positives of the cut over ``npig``. Precision (at the last cut only) takes
-    a division per true positive rather than two per detection: recall only rises at a true
+    Recall is the true positives of the cut over ``npig``. Precision (at the last cut only), summed
+    over the recall points in their order, takes a division per true positive rather than two
+    per detection: recall only rises at a true
     positive, so every read lands on one (or on the first detection, for recall point 0); and
     between two true positives precision only falls (same ``tp``, more ``fp``, and correctly
     rounded division is monotone), so the running maximum from the right over true positives
     equals pycocotools' over all detections. Each value is computed by the same floating-point
-    operations as pycocotools', so the results agree bit for bit (the oracle tests compare
-    with ``==``).
+    operations as pycocotools', so the recall and each summed precision agree bit for bit with
+    pycocotools' arrays (the oracle tests compare with ``==``).
     """
     n_area = gt_counts.shape[1]
     eps = np.spacing(1.0)
@@ -471,29 +474,34 @@ def _accumulate_classes(
                     pr[i - 1] = max(pr[i - 1], pr[i])
                 # recall point 0 reads the first detection: the best precision of all, or 0
                 # without a true positive (every precision before the first one is 0)
+                total = 0.0
                 first = 0
                 if rec_thrs[0] <= 0.0:
-                    precision[a, t, 0, k] = pr[0] if n_tp else 0.0
+                    total += pr[0] if n_tp else 0.0
                     first = 1
                 i = 0
                 for r in range(first, n_rec):
                     while i < n_tp and (i + 1.0) / npig < rec_thrs[r]:
                         i += 1
-                    precision[a, t, r, k] = pr[i] if i < n_tp else 0.0
+                    total += pr[i] if i < n_tp else 0.0
+                precision_sum[a, t, k] = total
 
 
-def _mean_defined(values: NDArray[np.float64]) -> float | None:
-    """pycocotools' ``mean(s[s > -1])``, ``None`` instead of -1 when nothing is defined."""
+def _mean_defined(values: NDArray[np.float64], per_entry: int = 1) -> float | None:
+    """pycocotools' ``mean(s[s > -1])``, ``None`` instead of -1 when nothing is defined;
+    ``per_entry``: each value is a sum of that many of pycocotools' entries."""
     defined = values[values > -1]
-    return float(np.mean(defined)) if defined.size else None
+    if not defined.size:
+        return None
+    return float(np.mean(defined)) if per_entry == 1 else float(defined.sum()) / (defined.size * per_entry)
 
 
-def _defined_means(values: NDArray[np.float64], axes: tuple[int, ...]) -> list[float | None]:
-    """:func:`_mean_defined` for each index of the last axis, reducing ``axes``."""
-    defined = values > -1
+def _defined_means(sums: NDArray[np.float64], axes: tuple[int, ...]) -> list[float | None]:
+    """Per class (the last axis), the mean precision over its defined rows of recall points."""
+    defined = sums > -1
     counts = defined.sum(axis=axes).tolist()
-    sums = np.where(defined, values, 0.0).sum(axis=axes).tolist()
-    return [total / n if n else None for total, n in zip(sums, counts, strict=True)]
+    totals = np.where(defined, sums, 0.0).sum(axis=axes).tolist()
+    return [total / (n * N_REC) if n else None for total, n in zip(totals, counts, strict=True)]
 
 
 def _dece(

@@ -60,19 +60,21 @@ def test_summary_and_per_class_ap_equal_pycocotools(options, seed):
 
 @pytest.mark.parametrize(("options", "seed"), CASES)
 def test_precision_and_recall_arrays_equal_pycocotools_bit_for_bit(options, seed):
-    """Every entry of ``accumulate``'s arrays, not only their means: precision (area x IoU x
-    recall point x class, at maxDets 100, the only one summarised) is read at true positives
-    only, which must give pycocotools' numbers exactly; recall at every maxDets."""
+    """Every entry of ``accumulate``'s arrays, not only their means: recall at every maxDets, and
+    precision at maxDets 100 (the only one summarised) summed over the recall points in order,
+    which is read at true positives only and must give pycocotools' numbers exactly."""
     gt, dt = coco_like(seed, options)
     oracle = pycocotools_eval(gt, dt)
     state = coco_input(gt, dt).detection_state()
-    precision, recall = _accumulate(state)
+    precision_sum, recall = _accumulate(state)
     cat_ids = list(oracle.params.catIds)
-    theirs_p = oracle.eval["precision"][..., -1].transpose(3, 0, 1, 2)  # (T, R, K, A, M=100) -> (A, T, R, K)
+    theirs = oracle.eval["precision"][..., -1]  # (T, R, K, A) at maxDets 100
+    # a sum left to right, as the kernel adds (cumsum adds in order; sum() would pair up)
+    theirs_sum = np.where(theirs[:, 0] > -1, np.cumsum(theirs, axis=1)[:, -1], -1.0).transpose(2, 0, 1)  # (A, T, K)
     theirs_r = oracle.eval["recall"].transpose(2, 3, 0, 1)  # (T, K, A, M) -> (A, M, T, K)
     for i, cat in enumerate(state.classes.tolist()):
         k = cat_ids.index(cat)
-        assert np.array_equal(precision[..., i], theirs_p[..., k]), f"class {cat} precision"
+        assert np.array_equal(precision_sum[..., i], theirs_sum[..., k]), f"class {cat} precision"
         assert np.array_equal(recall[..., i], theirs_r[..., k]), f"class {cat} recall"
 
 
