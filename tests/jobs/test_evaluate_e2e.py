@@ -94,6 +94,19 @@ def api_value(client, model: str, metric: str, *, window: str, version: str, coh
     return point
 
 
+def assert_api_is_the_engine(client, model: str, records, truth, labelled: set[str], *, hour, camera: str):
+    """Accuracy and ECE of v1 over the latest day, and accuracy of one v2 camera-hour, as the API
+    serves them, equal the engine on the labelled rows; returns the day's classification metrics."""
+    want, want_cal, n = expected(records, truth, labelled, version="v1")
+    got = api_value(client, model, "accuracy", window="1d", version="v1")
+    assert got["value"] == pytest.approx(want.accuracy, abs=1e-12) and got["sample_count"] == n
+    assert api_value(client, model, "ece", window="1d", version="v1")["value"] == pytest.approx(want_cal.ece, abs=1e-12)
+    want_h, _, n_h = expected(records, truth, labelled, hour=hour, version="v2", camera=camera)
+    got_h = api_value(client, model, "accuracy", window="1h", version="v2", cohort=f"camera:{camera}", start=hour)
+    assert got_h["value"] == pytest.approx(want_h.accuracy, abs=1e-12) and got_h["sample_count"] == n_h
+    return want
+
+
 def scraped(client) -> dict[tuple, float]:
     out = {}
     for family in text_string_to_metric_families(client.get("/metrics").text):
@@ -164,13 +177,7 @@ def test_pipeline_matches_the_engine_and_updates_only_late_hours(make_api, model
         assert changed == late_hours | {HOURS[1]}
 
         labelled = first | set(late)
-        want2, want2_cal, n2 = expected(records, truth, labelled, version="v1")
-        got2 = api_value(c, model_name, "accuracy", window="1d", version="v1")
-        assert got2["value"] == pytest.approx(want2.accuracy, abs=1e-12) and got2["sample_count"] == n2
-        assert api_value(c, model_name, "ece", window="1d", version="v1")["value"] == pytest.approx(want2_cal.ece, abs=1e-12)
-        want_h2, _, _ = expected(records, truth, labelled, hour=HOURS[3], version="v2", camera="cam-b")
-        got_h2 = api_value(c, model_name, "accuracy", window="1h", version="v2", cohort="camera:cam-b", start=HOURS[3])
-        assert got_h2["value"] == pytest.approx(want_h2.accuracy, abs=1e-12)
+        want2 = assert_api_is_the_engine(c, model_name, records, truth, labelled, hour=HOURS[3], camera="cam-b")
 
         # /metrics follows: the scrape re-reads the model whose rows changed
         assert scraped(c)[key] == pytest.approx(want2.accuracy, abs=1e-12) != want.accuracy
@@ -220,13 +227,7 @@ def test_late_labels_over_many_runs_are_parts_folded_back_into_one(make_api, mod
                     sa.select(sa.func.count()).where(es.model == model_name).group_by(es.hour_start, es.version, es.cohort_key, es.cohort_value)
                 ).scalars().all()  # fmt: skip
             most_parts.append(max(counts))
-            want, want_cal, n = expected(records, truth, labelled, version="v1")
-            got = api_value(c, model_name, "accuracy", window="1d", version="v1")
-            assert got["value"] == pytest.approx(want.accuracy, abs=1e-12) and got["sample_count"] == n
-            assert api_value(c, model_name, "ece", window="1d", version="v1")["value"] == pytest.approx(want_cal.ece, abs=1e-12)
-            want_h, _, n_h = expected(records, truth, labelled, hour=HOURS[1], version="v2", camera="cam-a")
-            got_h = api_value(c, model_name, "accuracy", window="1h", version="v2", cohort="camera:cam-a", start=HOURS[1])
-            assert got_h["value"] == pytest.approx(want_h.accuracy, abs=1e-12) and got_h["sample_count"] == n_h
+            assert_api_is_the_engine(c, model_name, records, truth, labelled, hour=HOURS[1], camera="cam-a")
     # a part per run, folded into one when a slice reaches MAX_PARTS
     assert most_parts[: MAX_PARTS - 1] == list(range(2, MAX_PARTS + 1))
     assert most_parts[MAX_PARTS - 1] == 1 and most_parts[MAX_PARTS] == 2

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.server.exporters.collectors import ExpositionRenderer, QualityExposition
+from monitor.server.exporters.latest import replace_latest
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.latest import replace_latest
 from monitor.server.store.tables import CELL_SEPARATOR
 from tests.slo.golden import require_promtool
 

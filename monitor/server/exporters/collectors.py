@@ -195,7 +195,7 @@ class QualityExposition:
 
     Each model's lines are kept until its rows change: writers raise the model's counter in
     ``metric_latest_generations`` in the same transaction
-    (:func:`monitor.server.store.latest.replace_latest`), so a scrape reads one small table and
+    (:func:`monitor.server.exporters.latest.replace_latest`), so a scrape reads one small table and
     re-reads only the models evaluated since the previous scrape. It reads their text as the
     writer rendered it (``metric_exposition``, :func:`store_exposition`): the first scrape after
     an evaluation of 20 models x 50 classes copies 3 MB instead of rendering 29 000 rows. A model

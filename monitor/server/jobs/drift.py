@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from monitor.server.exporters.latest import replace_latest
 from monitor.server.jobs.drift_features import JOB_METRICS, DriftConfig, SliceSampler, estimate, extract, score
 from monitor.server.jobs.drift_refs import Reference, ensure_references, fitted
 from monitor.server.jobs.evaluate import HOUR, aligned_start, hour_floor
@@ -45,7 +46,6 @@ from monitor.server.store import tables as t
 from monitor.server.store.bulk import bulk_insert
 from monitor.server.store.drift_reads import read_range
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.latest import replace_latest
 from monitor.server.store.registry import model_specs
 from monitor.wire import ModelSpec
 
@@ -250,6 +250,8 @@ def _refresh_latest(
                 sa.select(ml.window, ml.window_start).where(ml.model == model, ml.metric.in_(JOB_METRICS)).distinct()
             ).all()
         )
+    windows: list[str] = []
+    rows: list[dict[str, Any]] = []
     for name, seconds in config.windows:
         start = aligned_start(current, seconds) - timedelta(seconds=seconds)
         have = {s for w, s in shown if w == name}
@@ -263,7 +265,8 @@ def _refresh_latest(
             ).all()
         if not points and not have:
             continue
+        windows.append(name)
+        rows += [dict(p._mapping) for p in points]
+    if windows:  # one write, so the model's exposition is rendered once per run
         with write_transaction(engine) as conn:
-            replace_latest(
-                conn, model, [name], ml.metric.in_(JOB_METRICS), [dict(p._mapping) for p in points], cohort_keys=config.cohort_keys
-            )
+            replace_latest(conn, model, windows, ml.metric.in_(JOB_METRICS), rows, cohort_keys=config.cohort_keys)

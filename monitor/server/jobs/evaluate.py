@@ -37,13 +37,13 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from monitor.metrics._quantiles import QuantileSketch
+from monitor.server.exporters.latest import replace_latest
 from monitor.server.jobs.drift_features import JOB_METRICS as DRIFT_JOB_METRICS
 from monitor.server.jobs.states import Point, SliceKey, SliceState, merge_slices, slice_points, slice_states
 from monitor.server.settings import Settings, parse_window
 from monitor.server.store import tables as t
 from monitor.server.store.bulk import bulk_insert, copy_rows
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.latest import replace_latest
 from monitor.server.store.reads import key_table, read_hour, read_keys
 from monitor.server.store.registry import model_specs
 from monitor.wire import ModelSpec

@@ -13,6 +13,9 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
     """Insert ``rows`` (dicts with the same keys) into ``table`` inside the caller's transaction."""
     if not rows:
         return
+    if conn.dialect.name != "postgresql":
+        conn.execute(sa.insert(table), list(rows))
+        return
     columns = list(rows[0])
     copy_rows(conn, table, columns, [tuple(row[c] for c in columns) for row in rows])
 

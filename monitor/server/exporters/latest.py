@@ -1,4 +1,5 @@
-"""Writes to ``metric_latest``, the rolling windows /metrics serves.
+"""Writes to ``metric_latest``, the rolling windows /metrics serves (here, beside the exposition
+they feed, rather than in ``store``: storage never depends on how /metrics renders).
 
 Every change to a model's rows goes through :func:`replace_latest`, which renders the model's
 /metrics lines into ``metric_exposition`` and raises its counter in ``metric_latest_generations``
