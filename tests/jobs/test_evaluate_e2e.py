@@ -184,6 +184,18 @@ def test_pipeline_matches_the_engine_and_updates_only_late_hours(make_api, model
 
         cm = c.get(f"/v1/models/{model_name}/confusion-matrix", params={"window": "1d", "version": "v1"}).json()
         assert np.array_equal(np.array(cm["matrix"]), want2.confusion_matrix) and cm["classes"] == CLASSES
+    assert_one_row_per_key(api.db.engine, model_name)
+
+
+def assert_one_row_per_key(engine, model: str) -> None:
+    """metric_points has no unique index (migration 0010): the writers, replacing whole windows,
+    keep one row per window, slice, metric and class."""
+    mp = t.metric_points.c
+    key = (mp.window, mp.window_start, mp.version, mp.cohort_key, mp.cohort_value, mp.metric, mp["class"])
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).where(mp.model == model)).scalar()
+        keys = conn.execute(sa.select(sa.func.count()).select_from(sa.select(*key).where(mp.model == model).distinct().subquery())).scalar()
+    assert rows == keys > 0
 
 
 def _computed_at(engine, model: str) -> dict[datetime, datetime]:
@@ -231,6 +243,7 @@ def test_late_labels_over_many_runs_are_parts_folded_back_into_one(make_api, mod
     # a part per run, folded into one when a slice reaches MAX_PARTS
     assert most_parts[: MAX_PARTS - 1] == list(range(2, MAX_PARTS + 1))
     assert most_parts[MAX_PARTS - 1] == 1 and most_parts[MAX_PARTS] == 2
+    assert_one_row_per_key(api.db.engine, model_name)
 
 
 def test_detection_map_matches_the_engine(make_api, model_name):
