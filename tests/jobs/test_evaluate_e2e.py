@@ -246,6 +246,40 @@ def test_late_labels_over_many_runs_are_parts_folded_back_into_one(make_api, mod
     assert_one_row_per_key(api.db.engine, model_name)
 
 
+def test_a_labelling_backlog_is_merged_a_bounded_batch_per_run(make_api, model_name, monkeypatch):
+    """Each run merges at most MAX_INCREMENTS_PER_RUN late labels, the first by (time, id), and
+    leaves the rest for the next: predictions that share a timestamp are split across runs by id,
+    and none is merged twice or lost."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("monitor.server.jobs.evaluate"), "MAX_INCREMENTS_PER_RUN", 7)
+    api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
+    records, truth = synth(model_name, 120, seed=5)
+    for r in records[::10]:  # groups of predictions with the same timestamp
+        r["timestamp"] = HOURS[2].isoformat()
+    ids = [r["prediction_id"] for r in records]
+    labelled = set(ids[:40])
+    inc = t.label_increments.c
+    with api.admin() as c:
+        c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": CLASSES})
+        assert c.post("/v1/predictions", json={"records": records}).json()["accepted"] == 120
+        c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in sorted(labelled)]})
+        run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+        backlog = ids[40:]
+        c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in backlog]})
+        waiting = []
+        for _ in range(20):
+            with api.db.engine.connect() as conn:
+                waiting.append(conn.execute(sa.select(sa.func.count()).where(inc.model == model_name)).scalar())
+            if waiting[-1] == 0:
+                break
+            (outcome,) = run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+            assert outcome.status == "ok", outcome.detail
+        assert waiting == list(range(len(backlog), -1, -7)) + [0] * (len(backlog) % 7 != 0)
+        assert_api_is_the_engine(c, model_name, records, truth, labelled | set(backlog), hour=HOURS[2], camera="cam-a")
+    assert_one_row_per_key(api.db.engine, model_name)
+
+
 def test_detection_map_matches_the_engine(make_api, model_name):
     api = make_api(cohort_keys=(), clock=lambda: NOW)
     rng = np.random.default_rng(3)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -44,7 +44,7 @@ from monitor.server.settings import Settings, parse_window
 from monitor.server.store import tables as t
 from monitor.server.store.bulk import bulk_insert, copy_rows
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.reads import key_table, read_hour, read_keys
+from monitor.server.store.reads import read_hour, read_increments
 from monitor.server.store.registry import model_specs
 from monitor.wire import ModelSpec
 
@@ -150,16 +150,13 @@ def recompute_hour(engine: Engine, spec: ModelSpec, hour: datetime, config: Eval
         marked = conn.execute(sa.select(d.c.marked_at).where(d.c.model == spec.name, d.c.hour_start == hour)).scalar()
         if marked is None:
             return False
-        seen = conn.execute(
-            sa.select(inc.c.prediction_ts, inc.c.prediction_id).where(
-                inc.c.model == spec.name, inc.c.prediction_ts >= hour, inc.c.prediction_ts < hour + HOUR
-            )
-        ).all()
         rows = read_hour(conn, spec.name, spec.task, hour)
         states = slice_states(rows, spec, config.cohort_keys, config.max_cohort_values)
         conn.execute(sa.delete(t.eval_states).where(t.eval_states.c.model == spec.name, t.eval_states.c.hour_start == hour))
         _insert_states(conn, spec.name, hour, states)
-        _delete_increments(conn, spec.name, seen)
+        # the hour's labels in this snapshot are in its states now; the DELETE sees the same
+        # snapshot, so an increment committed meanwhile stays for the next run
+        conn.execute(sa.delete(inc).where(inc.c.model == spec.name, inc.c.prediction_ts >= hour, inc.c.prediction_ts < hour + HOUR))
     with write_transaction(engine) as conn:
         conn.execute(
             sa.update(d).where(d.c.model == spec.name, d.c.hour_start == hour, d.c.marked_at == marked).values(marked_at=WINDOWS_PENDING)
@@ -190,35 +187,23 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
     """
     inc, es = t.label_increments, t.eval_states
     with _snapshot(engine) as conn:
-        keys = [
-            (r.prediction_ts, r.prediction_id)
-            for r in conn.execute(
-                sa.select(inc.c.prediction_ts, inc.c.prediction_id)
-                .where(inc.c.model == spec.name)
-                .order_by(inc.c.prediction_ts)
-                .limit(MAX_INCREMENTS_PER_RUN)
-            )
-        ]
-        if not keys:
+        rows, last = read_increments(conn, spec.name, spec.task, MAX_INCREMENTS_PER_RUN)
+        if last is None:
             return set()
-        hours: dict[datetime, list[tuple[datetime, str]]] = defaultdict(list)
-        for pkey in keys:
-            hours[hour_floor(pkey[0])].append(pkey)
+        by_hour: dict[datetime, list[int]] = defaultdict(list)
+        for i, ts in enumerate(rows.ts):
+            by_hour[hour_floor(datetime.fromtimestamp(float(ts), UTC))].append(i)
         # the stored slices of those hours with their last part and part count (no state read)
         stored: dict[datetime, dict[SliceKey, tuple[int, int]]] = defaultdict(dict)
         for r in conn.execute(
             sa.select(es.c.hour_start, es.c.version, es.c.cohort_key, es.c.cohort_value, sa.func.max(es.c.part), sa.func.count())
-            .where(es.c.model == spec.name, es.c.hour_start.in_(sorted(hours)))
+            .where(es.c.model == spec.name, es.c.hour_start.in_(sorted(by_hour)))
             .group_by(es.c.hour_start, es.c.version, es.c.cohort_key, es.c.cohort_value)
         ):
             stored[r[0]][SliceKey(r[1], r[2], r[3])] = (r[4], r[5])
-        for hour in [h for h in hours if h not in stored]:  # never evaluated: recompute the hour instead
+        for hour in [h for h in by_hour if h not in stored]:  # never evaluated: recompute the hour instead
             _mark_dirty(conn, spec.name, hour)
-            _delete_increments(conn, spec.name, hours.pop(hour))
-        rows = read_keys(conn, spec.name, spec.task, [k for ks in hours.values() for k in ks])
-        by_hour: dict[datetime, list[int]] = defaultdict(list)
-        for i, ts in enumerate(rows.ts):
-            by_hour[hour_floor(datetime.fromtimestamp(float(ts), UTC))].append(i)
+            del by_hour[hour]
         now = datetime.now(UTC)
         parts: list[dict[str, Any]] = []
         full: list[datetime] = []
@@ -230,20 +215,22 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
                     continue  # a cohort value beyond the cap in this hour: counted in the whole version only
                 # these predictions are already counted in the hour: add only what their labels bring
                 add = replace(add, predictions=0, errors=0, latency=QuantileSketch.empty())
-                last, count = stored[hour][key]
+                last_part, count = stored[hour][key]
                 parts.append({"model": spec.name, "hour_start": hour, "version": key.version, "cohort_key": key.cohort_key,
-                              "cohort_value": key.cohort_value, "part": last + 1, "computed_at": now, **add.blobs()})  # fmt: skip
+                              "cohort_value": key.cohort_value, "part": last_part + 1, "computed_at": now, **add.blobs()})  # fmt: skip
                 if count + 1 > MAX_PARTS:
                     full.append(hour)
         bulk_insert(conn, es, parts)
         if full:
             _fold_parts(conn, spec.name, sorted(set(full)), now)
-        _delete_increments(conn, spec.name, [k for ks in hours.values() for k in ks])
+        # the increments read above, by their order: the DELETE sees this snapshot too, so one
+        # committed meanwhile stays for the next run
+        up_to = sa.tuple_(sa.literal(last[0], inc.c.prediction_ts.type), sa.literal(last[1], inc.c.prediction_id.type))
+        conn.execute(sa.delete(inc).where(inc.c.model == spec.name, sa.tuple_(inc.c.prediction_ts, inc.c.prediction_id) <= up_to))
     # outside the snapshot: a concurrent writer may be marking these hours right now
     with write_transaction(engine) as conn:
-        for hour in hours:
-            _windows_pending(conn, spec.name, hour)
-    return set(hours)
+        _windows_pending(conn, spec.name, by_hour)
+    return set(by_hour)
 
 
 def _fold_parts(conn: Connection, model: str, hours: Sequence[datetime], now: datetime) -> None:
@@ -260,12 +247,13 @@ def _fold_parts(conn: Connection, model: str, hours: Sequence[datetime], now: da
     ])  # fmt: skip
 
 
-def _windows_pending(conn: Connection, model: str, hour: datetime) -> None:
-    """Mark an hour whose state changed as waiting for its windows (unless it is dirty anyway)."""
+def _windows_pending(conn: Connection, model: str, hours: Iterable[datetime]) -> None:
+    """Mark hours whose states changed as waiting for their windows (unless dirty anyway)."""
     from monitor.server.store.writes import _insert
 
-    stmt = _insert(conn.dialect.name == "postgresql", t.dirty_hours).on_conflict_do_nothing()
-    conn.execute(stmt, {"model": model, "hour_start": hour, "marked_at": WINDOWS_PENDING})
+    values = [{"model": model, "hour_start": hour, "marked_at": WINDOWS_PENDING} for hour in sorted(hours)]
+    if values:
+        conn.execute(_insert(conn.dialect.name == "postgresql", t.dirty_hours).on_conflict_do_nothing(), values)
 
 
 def _insert_states(conn: Connection, model: str, hour: datetime, states: dict[SliceKey, SliceState]) -> None:
@@ -277,29 +265,6 @@ def _insert_states(conn: Connection, model: str, hour: datetime, states: dict[Sl
          "cohort_value": k.cohort_value, "part": 0, "computed_at": now, **s.blobs()}
         for k, s in states.items()
     ])  # fmt: skip
-
-
-def _delete_increments(conn: Connection, model: str, keys: Sequence[tuple[datetime, str]]) -> None:
-    if not keys:
-        return
-    inc = t.label_increments
-    if conn.dialect.name == "postgresql":
-        # one statement, DELETE ... USING the unnested keys; the time range keeps any join plan
-        # the planner picks to the keys' span of the primary key
-        wanted = key_table(keys)
-        conn.execute(
-            sa.delete(inc).where(
-                inc.c.model == model,
-                inc.c.prediction_ts.between(min(k[0] for k in keys), max(k[0] for k in keys)),
-                inc.c.prediction_id == wanted.c.pid,
-                inc.c.prediction_ts == wanted.c.ts,
-            )
-        )
-        return
-    stmt = sa.delete(inc).where(
-        inc.c.model == model, inc.c.prediction_ts == sa.bindparam("ts"), inc.c.prediction_id == sa.bindparam("pid")
-    )
-    conn.execute(stmt, [{"ts": ts, "pid": pid} for ts, pid in keys])
 
 
 def _mark_dirty(conn: Connection, model: str, hour: datetime) -> None:
