@@ -53,6 +53,8 @@ log = logging.getLogger("cvmon.jobs.evaluate")
 T = TypeVar("T")
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+DAY_SECONDS = 86_400
 #: Windows are aligned to multiples of their length counted from a Monday (1970-01-05), so 1d
 #: windows start at midnight UTC and 7d windows on Mondays.
 _ALIGN_ORIGIN = datetime(1970, 1, 5, tzinfo=UTC)
@@ -308,12 +310,12 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
     if not aligned and not latest:
         return 0
     spans = [*aligned, *latest]
-    states = _load_hours(engine, spec.name, min(s.start for s in spans), max(s.end for s in spans))
+    merged = _WindowStates(_load_hours(engine, spec.name, min(s.start for s in spans), max(s.end for s in spans)))
     computed_at = datetime.now(UTC)
     points = [row for span in sorted(aligned, key=lambda s: (s.name, s.start))
-              for row in _window_rows(spec, span, states, config, confusion=False, computed_at=computed_at)]  # fmt: skip
+              for row in _window_rows(spec, span, merged.of(span), confusion=False, computed_at=computed_at)]  # fmt: skip
     current = [dict(zip(METRIC_ROW_COLUMNS, row, strict=True))
-               for span in latest for row in _window_rows(spec, span, states, config, confusion=True, computed_at=computed_at)]  # fmt: skip
+               for span in latest for row in _window_rows(spec, span, merged.of(span), confusion=True, computed_at=computed_at)]  # fmt: skip
     # one statement per table, not one per window: the drift job's rows share these tables (same
     # windows, its own metrics) and are left be
     own_metrics = t.metric_points.c.metric.not_in(DRIFT_JOB_METRICS)
@@ -332,6 +334,38 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
                 cohort_keys=config.cohort_keys,
             )  # fmt: skip
     return len(spans)
+
+
+class _WindowStates:
+    """The slice states of windows, merged from loaded hour states. A whole UTC day is merged once
+    and shared by every window that spans it: a 7d window merges 7 day states, not 168 hours (a
+    detection state's merge costs about log2 of the states merged, per detection). Merges are
+    exact, so the grouping does not change a value."""
+
+    def __init__(self, hours: dict[datetime, dict[SliceKey, SliceState]]) -> None:
+        self.hours = hours
+        self.days: dict[datetime, dict[SliceKey, SliceState]] = {}
+
+    def of(self, span: WindowSpan) -> dict[SliceKey, SliceState]:
+        parts = []
+        at = span.start
+        while at < span.end:
+            if at + DAY <= span.end and aligned_start(at, DAY_SECONDS) == at:
+                if at not in self.days:
+                    self.days[at] = merge_slices(self.hours[h] for h in _hours(at, at + DAY) if h in self.hours)
+                parts.append(self.days[at])
+                at += DAY
+            else:
+                if at in self.hours:
+                    parts.append(self.hours[at])
+                at += HOUR
+        return merge_slices(parts)
+
+
+def _hours(start: datetime, end: datetime) -> Iterator[datetime]:
+    while start < end:
+        yield start
+        start += HOUR
 
 
 def _load_hours(engine: Engine, model: str, start: datetime, end: datetime) -> dict[datetime, dict[SliceKey, SliceState]]:
@@ -357,16 +391,14 @@ METRIC_ROW_COLUMNS = ("model", "window", "window_start", "window_end", "version"
 def _window_rows(
     spec: ModelSpec,
     span: WindowSpan,
-    states: dict[datetime, dict[SliceKey, SliceState]],
-    config: EvalConfig,
+    slices: dict[SliceKey, SliceState],
     *,
     confusion: bool,
     computed_at: datetime,
 ) -> list[tuple[object, ...]]:
-    hours = [s for h, s in states.items() if span.start <= h < span.end]
     seconds = (span.end - span.start).total_seconds()
     rows: list[tuple[object, ...]] = []
-    for key, state in sorted(merge_slices(hours).items()):
+    for key, state in sorted(slices.items()):
         whole = key.cohort_key == ""
         coverage = state.labelled / state.predictions if state.predictions else None
         points: list[Point] = slice_points(state, spec, seconds, per_class=whole, confusion=confusion and whole)
