@@ -44,7 +44,7 @@ from monitor.server.settings import Settings, parse_window
 from monitor.server.store import tables as t
 from monitor.server.store.bulk import bulk_insert, copy_rows
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.reads import read_hour, read_increments
+from monitor.server.store.reads import fetch_binary, read_hour, read_increments
 from monitor.server.store.registry import model_specs
 from monitor.wire import ModelSpec
 
@@ -239,7 +239,7 @@ def _fold_parts(conn: Connection, model: str, hours: Sequence[datetime], now: da
     """Replace the parts of every slice of ``hours`` by their merge, as part 0."""
     es = t.eval_states
     parts: dict[tuple[datetime, SliceKey], list[SliceState]] = defaultdict(list)
-    for r in conn.execute(sa.select(es).where(es.c.model == model, es.c.hour_start.in_(hours))):
+    for r in fetch_binary(conn, sa.select(es).where(es.c.model == model, es.c.hour_start.in_(hours))):
         parts[r.hour_start, SliceKey(r.version, r.cohort_key, r.cohort_value)].append(SliceState.from_row(r))
     conn.execute(sa.delete(es).where(es.c.model == model, es.c.hour_start.in_(hours)))
     bulk_insert(conn, es, [
@@ -373,7 +373,7 @@ def _load_hours(engine: Engine, model: str, start: datetime, end: datetime) -> d
     es = t.eval_states
     parts: dict[datetime, dict[SliceKey, list[SliceState]]] = defaultdict(lambda: defaultdict(list))
     with engine.connect() as conn:
-        for r in conn.execute(sa.select(es).where(es.c.model == model, es.c.hour_start >= start, es.c.hour_start < end)):
+        for r in fetch_binary(conn, sa.select(es).where(es.c.model == model, es.c.hour_start >= start, es.c.hour_start < end)):
             parts[r.hour_start][SliceKey(r.version, r.cohort_key, r.cohort_value)].append(SliceState.from_row(r))
     return {hour: {key: SliceState.merge(*states) for key, states in slices.items()} for hour, slices in parts.items()}
 

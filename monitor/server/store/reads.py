@@ -80,6 +80,22 @@ def _labels(task: str) -> sa.Select[Any]:
     return sa.select(g.prediction_id, g.labelled_at, *(g[c] for c in _LABEL_COLUMNS[task]))
 
 
+def fetch_binary(conn: Connection, query: sa.Select[Any]) -> list[Any]:
+    """Rows of ``query`` (attribute access by column name). On PostgreSQL the result comes in the
+    binary protocol: a week of a detection model's states is 52 MB of ``bytea``, which the text
+    protocol sends as twice as many hex digits that both ends convert (0.28 s against 0.14 s).
+    The query's columns must need no SQLAlchemy result processing (timestamps, text, numbers and
+    bytes are what psycopg returns for them anyway)."""
+    if conn.dialect.name != "postgresql":
+        return list(conn.execute(query).all())
+    from psycopg.rows import namedtuple_row
+
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    raw = conn.connection.driver_connection
+    with raw.cursor(binary=True, row_factory=namedtuple_row) as cur:  # type: ignore[union-attr]
+        return cur.execute(str(compiled), compiled.params).fetchall()
+
+
 def read_hour(conn: Connection, model: str, task: str, hour_start: datetime) -> Rows:
     """Every prediction of ``model`` in ``[hour_start, hour_start + 1h)`` with its ground truth.
 
