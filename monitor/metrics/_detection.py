@@ -500,7 +500,9 @@ def _accumulate_classes(
                 for r in range(first, n_rec):
                     while i < n_tp and (i + 1.0) / npig < rec_thrs[r]:
                         i += 1
-                    total += pr[b, i] if i < n_tp else 0.0
+                    if i == n_tp:
+                        break  # recall points past the last true positive read 0: the sum is final
+                    total += pr[b, i]
                 precision_sum[a, t, k] = total
 
 
