@@ -212,6 +212,14 @@ def boxes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.hstack([xy, xy + wh])
 
 
+def evaluated(api, client, model: str, records, truth, labelled: set[str]) -> None:
+    """Register the model, send its predictions and the labels of ``labelled``, run evaluate."""
+    client.put(f"/v1/models/{model}", json={"task": "classification", "classes": CLASSES})
+    assert client.post("/v1/predictions", json={"records": records}).json()["accepted"] == len(records)
+    client.post("/v1/ground-truth", json={"records": [gt(model, p, truth[p]) for p in sorted(labelled)]})
+    run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model], jobs=["evaluate"])
+
+
 def test_late_labels_over_many_runs_are_parts_folded_back_into_one(make_api, model_name):
     """Each run that merges late labels into an hour adds a part to its states (only what the
     labels bring); at MAX_PARTS the parts fold into one. The values stay the engine's."""
@@ -223,10 +231,7 @@ def test_late_labels_over_many_runs_are_parts_folded_back_into_one(make_api, mod
     labelled = set(ids[:100])
     es = t.eval_states.c
     with api.admin() as c:
-        c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": CLASSES})
-        assert c.post("/v1/predictions", json={"records": records}).json()["accepted"] == 300
-        c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in sorted(labelled)]})
-        run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+        evaluated(api, c, model_name, records, truth, labelled)
         most_parts = []
         for batch in range(MAX_PARTS + 2):  # every batch has labels in every hour
             late = ids[100 + 15 * batch : 115 + 15 * batch]
@@ -261,10 +266,7 @@ def test_a_labelling_backlog_is_merged_a_bounded_batch_per_run(make_api, model_n
     labelled = set(ids[:40])
     inc = t.label_increments.c
     with api.admin() as c:
-        c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": CLASSES})
-        assert c.post("/v1/predictions", json={"records": records}).json()["accepted"] == 120
-        c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in sorted(labelled)]})
-        run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+        evaluated(api, c, model_name, records, truth, labelled)
         backlog = ids[40:]
         c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in backlog]})
         waiting = []

@@ -161,7 +161,8 @@ def by_keys(
     or a subquery with columns ``pid`` and ``ts``.
 
     On PostgreSQL one primary-key probe per key, with run-time pruning to the key's partition: the
-    two key arrays are unnested and ``query`` runs as a ``LATERAL`` subquery per key. ``LIMIT 1``
+    keys (two unnested array parameters, or the subquery) drive ``query`` as a ``LATERAL``
+    subquery per key. ``LIMIT 1``
     (a key is unique) keeps the planner from flattening it into a plain join, whose plan follows
     the partitions' statistics: a ground-truth partition filled since its last ANALYZE looked
     empty, and the join sorted all of its rows for every 2 000 keys (0.7 s, against 0.05 s of
@@ -169,7 +170,7 @@ def by_keys(
     the row-value ``IN``.
     """
     if conn.dialect.name == "postgresql":
-        wanted = keys if isinstance(keys, sa.Subquery) else key_table(keys)
+        wanted = keys if isinstance(keys, sa.Subquery) else _key_table(keys)
         probe = (
             query.where(table.c.model == model, table.c.prediction_id == wanted.c.pid, ts == wanted.c.ts)
             .limit(1)
@@ -180,7 +181,7 @@ def by_keys(
     return query.where(table.c.model == model, sa.tuple_(ts, table.c.prediction_id).in_(listed))
 
 
-def key_table(keys: Sequence[tuple[datetime, str]]) -> Any:
+def _key_table(keys: Sequence[tuple[datetime, str]]) -> Any:
     """PostgreSQL: the (time, prediction id) keys as a table ``(pid, ts)``, two array parameters
     unnested (one parameter each however many keys)."""
     return (
