@@ -19,6 +19,7 @@ CVMON_SCHEDULER                  scheduler                    run the scheduled 
 CVMON_WINDOWS                    windows                      evaluation windows (1h,1d,7d)
 CVMON_EVALUATE_INTERVAL_SECONDS  evaluate_interval_seconds    how often the model jobs run (60)
 CVMON_MAX_COHORT_VALUES          max_cohort_values            values per cohort key evaluated apart (50)
+CVMON_EVAL_STATE_CACHE_MB        eval_state_cache_mb          decoded hour states kept in memory per process (256; 0 off)
 CVMON_DRIFT_WINDOWS              drift_windows                windows the drift job scores (1h,1d)
 CVMON_DRIFT_DETECTORS            drift_detectors              "detector:feature" pairs scored (docs/drift.md)
 CVMON_DRIFT_ALPHA                drift_alpha                  test level / false-alarm rate of each detector (0.01)
@@ -104,6 +105,9 @@ class Settings:
     #: Cohort values beyond this many per key (by volume) are not evaluated as slices of their
     #: own, so a typo-ridden or high-cardinality field cannot explode the label sets.
     max_cohort_values: int = 50
+    #: Decoded hour states the evaluate job keeps between runs (monitor/server/jobs/state_cache.py):
+    #: every run re-reduces the rolling 7d window, so without it each run decodes a week of states.
+    eval_state_cache_mb: int = 256
     #: The drift job (docs/drift.md): completed aligned windows it scores, per version and cohort.
     drift_windows: tuple[str, ...] = ("1h", "1d")
     drift_detectors: tuple[str, ...] = DEFAULT_DRIFT_DETECTORS
@@ -188,6 +192,8 @@ class Settings:
             parse_window(window)
         if self.evaluate_interval_seconds < 1:
             raise ConfigError("evaluate_interval_seconds must be at least 1")
+        if self.eval_state_cache_mb < 0:
+            raise ConfigError("eval_state_cache_mb must be 0 (off) or more")
         if not (self.sqlalchemy_url.startswith("sqlite") or self.sqlalchemy_url.startswith("postgresql")):
             raise ConfigError(f"database_url must be sqlite:///PATH or postgresql://...; got {self.database_url!r}")
         self._validate_drift()

@@ -10,7 +10,9 @@ Each run, for one model:
    trickle of late labels over a week costs a trickle, not a week.
 3. Every window that contains a changed hour is re-reduced from stored hour states (never from
    raw rows): the aligned windows of the history (``metric_points``) and the rolling windows
-   ending at the current hour (``metric_latest``, what /metrics serves).
+   ending at the current hour (``metric_latest``, what /metrics serves). Hour states come from
+   the process's cache of decoded states where it holds exactly the stored rows
+   (:mod:`monitor.server.jobs.state_cache`); steps 1 and 2 put what they write there.
 
 Steps 1 and 2 run hour by hour, each in its own transaction that reads the hour (in one
 snapshot on PostgreSQL: REPEATABLE READ), writes its states and deletes the increments it saw.
@@ -39,6 +41,7 @@ from sqlalchemy import Connection, Engine
 from monitor.metrics._quantiles import QuantileSketch
 from monitor.server.exporters.latest import replace_latest
 from monitor.server.jobs.drift_features import JOB_METRICS as DRIFT_JOB_METRICS
+from monitor.server.jobs.state_cache import HourStateCache, RowVersion, state_cache
 from monitor.server.jobs.states import Point, SliceKey, SliceState, merge_slices, slice_points, slice_states
 from monitor.server.settings import Settings, parse_window
 from monitor.server.store import tables as t
@@ -74,6 +77,7 @@ class EvalConfig:
     cohort_keys: tuple[str, ...]
     max_cohort_values: int
     windows: tuple[tuple[str, int], ...]  # (name, seconds)
+    cache_bytes: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EvalConfig:
@@ -81,6 +85,7 @@ class EvalConfig:
             cohort_keys=tuple(settings.cohort_keys),
             max_cohort_values=settings.max_cohort_values,
             windows=tuple((w, parse_window(w)) for w in settings.windows),
+            cache_bytes=settings.eval_state_cache_mb << 20,
         )
 
 
@@ -148,6 +153,7 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
 def recompute_hour(engine: Engine, spec: ModelSpec, hour: datetime, config: EvalConfig) -> bool:
     """Recompute one dirty hour from its rows. Returns False when it was no longer dirty."""
     d, inc = t.dirty_hours, t.label_increments
+    now = datetime.now(UTC)
     with _snapshot(engine) as conn:
         marked = conn.execute(sa.select(d.c.marked_at).where(d.c.model == spec.name, d.c.hour_start == hour)).scalar()
         if marked is None:
@@ -155,10 +161,12 @@ def recompute_hour(engine: Engine, spec: ModelSpec, hour: datetime, config: Eval
         rows = read_hour(conn, spec.name, spec.task, hour)
         states = slice_states(rows, spec, config.cohort_keys, config.max_cohort_values)
         conn.execute(sa.delete(t.eval_states).where(t.eval_states.c.model == spec.name, t.eval_states.c.hour_start == hour))
-        _insert_states(conn, spec.name, hour, states)
+        _insert_states(conn, spec.name, hour, states, now)
         # the hour's labels in this snapshot are in its states now; the DELETE sees the same
         # snapshot, so an increment committed meanwhile stays for the next run
         conn.execute(sa.delete(inc).where(inc.c.model == spec.name, inc.c.prediction_ts >= hour, inc.c.prediction_ts < hour + HOUR))
+    if (cache := state_cache(engine, config.cache_bytes)) is not None:
+        cache.put(spec.name, hour, [(key, 0, now) for key in states], states)
     with write_transaction(engine) as conn:
         conn.execute(
             sa.update(d).where(d.c.model == spec.name, d.c.hour_start == hour, d.c.marked_at == marked).values(marked_at=WINDOWS_PENDING)
@@ -186,8 +194,11 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
     hour's slice states (``eval_states.part``): a run's cost follows the number of late labels,
     not the number of hours they fall in nor the size of those hours. A slice that would pass
     :data:`MAX_PARTS` parts has them folded back into one. Returns the hours whose states changed.
+    An hour whose states are cached is cached again with what the labels added, so the windows
+    read it from memory.
     """
     inc, es = t.label_increments, t.eval_states
+    cache = state_cache(engine, config.cache_bytes)
     with _snapshot(engine) as conn:
         rows, last = read_increments(conn, spec.name, spec.task, MAX_INCREMENTS_PER_RUN)
         if last is None:
@@ -195,58 +206,81 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
         by_hour: dict[datetime, list[int]] = defaultdict(list)
         for i, ts in enumerate(rows.ts):
             by_hour[hour_floor(datetime.fromtimestamp(float(ts), UTC))].append(i)
-        # the stored slices of those hours with their last part and part count (no state read)
-        stored: dict[datetime, dict[SliceKey, tuple[int, int]]] = defaultdict(dict)
-        for r in conn.execute(
-            sa.select(es.c.hour_start, es.c.version, es.c.cohort_key, es.c.cohort_value, sa.func.max(es.c.part), sa.func.count())
-            .where(es.c.model == spec.name, es.c.hour_start.in_(sorted(by_hour)))
-            .group_by(es.c.hour_start, es.c.version, es.c.cohort_key, es.c.cohort_value)
-        ):
-            stored[r[0]][SliceKey(r[1], r[2], r[3])] = (r[4], r[5])
+        # the stored rows of those hours (no state read): each slice's last part and part count
+        stored = _row_versions(conn, spec.name, t.eval_states.c.hour_start.in_(sorted(by_hour)))
         for hour in [h for h in by_hour if h not in stored]:  # never evaluated: recompute the hour instead
             _mark_dirty(conn, spec.name, hour)
             del by_hour[hour]
         now = datetime.now(UTC)
         parts: list[dict[str, Any]] = []
-        full: list[datetime] = []
+        full: set[datetime] = set()
+        merged: dict[datetime, tuple[list[RowVersion], dict[SliceKey, SliceState]]] = {}
         for hour, idx in by_hour.items():
+            last_parts: dict[SliceKey, tuple[int, int]] = {}
+            for key, part, _ in stored[hour]:
+                top, count = last_parts.get(key, (part, 0))
+                last_parts[key] = (max(top, part), count + 1)
+            old = None if cache is None else cache.get(spec.name, hour, stored[hour])
+            states = None if old is None else dict(old)
+            versions = list(stored[hour])
             # no cap on cohort values here: the stored hour already decided which have slices
             delta = slice_states(rows.take(idx), spec, config.cohort_keys, max_cohort_values=len(idx))
             for key, add in delta.items():
-                if key not in stored[hour]:
+                if key not in last_parts:
                     continue  # a cohort value beyond the cap in this hour: counted in the whole version only
                 # these predictions are already counted in the hour: add only what their labels bring
                 add = replace(add, predictions=0, errors=0, latency=QuantileSketch.empty())
-                last_part, count = stored[hour][key]
+                last_part, count = last_parts[key]
                 parts.append({"model": spec.name, "hour_start": hour, "version": key.version, "cohort_key": key.cohort_key,
                               "cohort_value": key.cohort_value, "part": last_part + 1, "computed_at": now, **add.blobs()})  # fmt: skip
+                versions.append((key, last_part + 1, now))
+                if states is not None:
+                    states[key] = SliceState.merge(states[key], add)
                 if count + 1 > MAX_PARTS:
-                    full.append(hour)
+                    full.add(hour)
+            if states is not None:
+                merged[hour] = (versions, states)
         bulk_insert(conn, es, parts)
         if full:
-            _fold_parts(conn, spec.name, sorted(set(full)), now)
+            merged.update(_fold_parts(conn, spec.name, sorted(full), now))
         # the increments read above, by their order: the DELETE sees this snapshot too, so one
         # committed meanwhile stays for the next run
         up_to = sa.tuple_(sa.literal(last[0], inc.c.prediction_ts.type), sa.literal(last[1], inc.c.prediction_id.type))
         conn.execute(sa.delete(inc).where(inc.c.model == spec.name, sa.tuple_(inc.c.prediction_ts, inc.c.prediction_id) <= up_to))
+    if cache is not None:  # committed: these are the stored rows now
+        for hour, (versions, states) in merged.items():
+            cache.put(spec.name, hour, versions, states)
     # outside the snapshot: a concurrent writer may be marking these hours right now
     with write_transaction(engine) as conn:
         _windows_pending(conn, spec.name, by_hour)
     return set(by_hour)
 
 
-def _fold_parts(conn: Connection, model: str, hours: Sequence[datetime], now: datetime) -> None:
-    """Replace the parts of every slice of ``hours`` by their merge, as part 0."""
+def _fold_parts(
+    conn: Connection, model: str, hours: Sequence[datetime], now: datetime
+) -> dict[datetime, tuple[list[RowVersion], dict[SliceKey, SliceState]]]:
+    """Replace the parts of every slice of ``hours`` by their merge, as part 0; returns the merged
+    states of each hour with their new row versions."""
     es = t.eval_states
-    parts: dict[tuple[datetime, SliceKey], list[SliceState]] = defaultdict(list)
-    for r in fetch_binary(conn, sa.select(es).where(es.c.model == model, es.c.hour_start.in_(hours))):
-        parts[r.hour_start, SliceKey(r.version, r.cohort_key, r.cohort_value)].append(SliceState.from_row(r))
+    with_parts = _load_parts(fetch_binary(conn, sa.select(es).where(es.c.model == model, es.c.hour_start.in_(hours))))
     conn.execute(sa.delete(es).where(es.c.model == model, es.c.hour_start.in_(hours)))
     bulk_insert(conn, es, [
         {"model": model, "hour_start": hour, "version": key.version, "cohort_key": key.cohort_key,
-         "cohort_value": key.cohort_value, "part": 0, "computed_at": now, **SliceState.merge(*states).blobs()}
-        for (hour, key), states in parts.items()
+         "cohort_value": key.cohort_value, "part": 0, "computed_at": now, **state.blobs()}
+        for hour, (_, slices) in with_parts.items() for key, state in slices.items()
     ])  # fmt: skip
+    return {hour: ([(key, 0, now) for key in slices], slices) for hour, (_, slices) in with_parts.items()}
+
+
+def _row_versions(conn: Connection, model: str, hours: sa.ColumnElement[bool]) -> dict[datetime, frozenset[RowVersion]]:
+    """The (slice, part, computed_at) of every stored state row of the hours ``hours`` selects."""
+    es = t.eval_states.c
+    found: dict[datetime, set[RowVersion]] = defaultdict(set)
+    for r in conn.execute(
+        sa.select(es.hour_start, es.version, es.cohort_key, es.cohort_value, es.part, es.computed_at).where(es.model == model, hours)
+    ):
+        found[r.hour_start].add((SliceKey(r.version, r.cohort_key, r.cohort_value), r.part, r.computed_at))
+    return {hour: frozenset(v) for hour, v in found.items()}
 
 
 def _windows_pending(conn: Connection, model: str, hours: Iterable[datetime]) -> None:
@@ -258,10 +292,9 @@ def _windows_pending(conn: Connection, model: str, hours: Iterable[datetime]) ->
         conn.execute(_insert(conn.dialect.name == "postgresql", t.dirty_hours).on_conflict_do_nothing(), values)
 
 
-def _insert_states(conn: Connection, model: str, hour: datetime, states: dict[SliceKey, SliceState]) -> None:
+def _insert_states(conn: Connection, model: str, hour: datetime, states: dict[SliceKey, SliceState], now: datetime) -> None:
     if not states:
         return
-    now = datetime.now(UTC)
     bulk_insert(conn, t.eval_states, [
         {"model": model, "hour_start": hour, "version": k.version, "cohort_key": k.cohort_key,
          "cohort_value": k.cohort_value, "part": 0, "computed_at": now, **s.blobs()}
@@ -310,7 +343,8 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
     if not aligned and not latest:
         return 0
     spans = [*aligned, *latest]
-    merged = _WindowStates(_load_hours(engine, spec.name, min(s.start for s in spans), max(s.end for s in spans)))
+    cache = state_cache(engine, config.cache_bytes)
+    merged = _WindowStates(_load_hours(engine, spec.name, min(s.start for s in spans), max(s.end for s in spans), cache))
     computed_at = datetime.now(UTC)
     points = [row for span in sorted(aligned, key=lambda s: (s.name, s.start))
               for row in _window_rows(spec, span, merged.of(span), confusion=False, computed_at=computed_at)]  # fmt: skip
@@ -368,14 +402,45 @@ def _hours(start: datetime, end: datetime) -> Iterator[datetime]:
         start += HOUR
 
 
-def _load_hours(engine: Engine, model: str, start: datetime, end: datetime) -> dict[datetime, dict[SliceKey, SliceState]]:
-    """The slice states of the hours in ``[start, end)``, each the merge of its parts."""
+def _load_hours(
+    engine: Engine, model: str, start: datetime, end: datetime, cache: HourStateCache | None = None
+) -> dict[datetime, dict[SliceKey, SliceState]]:
+    """The slice states of the hours in ``[start, end)``, each the merge of its parts: from
+    ``cache`` where it holds exactly the stored rows, the rest read and decoded (and cached)."""
     es = t.eval_states
-    parts: dict[datetime, dict[SliceKey, list[SliceState]]] = defaultdict(lambda: defaultdict(list))
+    in_range = sa.and_(es.c.hour_start >= start, es.c.hour_start < end)
     with engine.connect() as conn:
-        for r in fetch_binary(conn, sa.select(es).where(es.c.model == model, es.c.hour_start >= start, es.c.hour_start < end)):
-            parts[r.hour_start][SliceKey(r.version, r.cohort_key, r.cohort_value)].append(SliceState.from_row(r))
-    return {hour: {key: SliceState.merge(*states) for key, states in slices.items()} for hour, slices in parts.items()}
+        if cache is None:
+            loaded = _load_parts(fetch_binary(conn, sa.select(es).where(es.c.model == model, in_range)))
+            return {hour: slices for hour, (_, slices) in loaded.items()}
+        hours: dict[datetime, dict[SliceKey, SliceState]] = {}
+        stored = _row_versions(conn, model, in_range)
+        for hour, versions in stored.items():
+            if (cached := cache.get(model, hour, versions)) is not None:
+                hours[hour] = cached
+        missing = sorted(set(stored) - set(hours))
+        if missing:
+            which = in_range if len(missing) == len(stored) else es.c.hour_start.in_(missing)
+            # cached under the versions read with the states: a write between the two reads
+            # leaves this run with the newer states and the cache consistent
+            for hour, (read, slices) in _load_parts(fetch_binary(conn, sa.select(es).where(es.c.model == model, which))).items():
+                cache.put(model, hour, read, slices)
+                hours[hour] = slices
+    return hours
+
+
+def _load_parts(rows: Iterable[Any]) -> dict[datetime, tuple[list[RowVersion], dict[SliceKey, SliceState]]]:
+    """Stored state rows by hour: the rows' versions, and each slice's parts merged."""
+    parts: dict[datetime, dict[SliceKey, list[SliceState]]] = defaultdict(lambda: defaultdict(list))
+    versions: dict[datetime, list[RowVersion]] = defaultdict(list)
+    for r in rows:
+        key = SliceKey(r.version, r.cohort_key, r.cohort_value)
+        parts[r.hour_start][key].append(SliceState.from_row(r))
+        versions[r.hour_start].append((key, r.part, r.computed_at))
+    return {
+        hour: (versions[hour], {key: SliceState.merge(*states) for key, states in slices.items()})
+        for hour, slices in parts.items()
+    }
 
 
 def load_window(engine: Engine, model: str, start: datetime, end: datetime) -> dict[SliceKey, SliceState]:

@@ -1,0 +1,109 @@
+"""Decoded hour states kept between runs of the evaluate job, in the memory of one process.
+
+Every run that changes an hour re-reduces the windows that contain it, and the rolling 7d window
+contains a week of hours: without a cache each run (every 60 s) fetches and decodes a week of
+``eval_states`` (52 MB of detection states in bench/pipeline.py), almost all of it unchanged
+since the previous run. The cache keeps each hour's slice states, merged over their parts, under
+the *versions* of the rows they came from: (slice, part, computed_at) of every ``eval_states``
+row of the hour. A reader fetches those versions (a few columns, no states) and uses an entry
+only when they are exactly the rows stored now; anything else (another process recomputed the
+hour, retention deleted it, a part was added or folded) is a miss, and the hour is read from the
+database again. ``computed_at`` tells two writes of the same (slice, part) apart because writers
+of one model's states are serialised by the (job, model) lock, and each write takes longer than
+the timestamp's microsecond.
+
+The job puts what it has just written (an hour it recomputed; an hour whose old states were
+cached, merged with the part it added), so the next run finds it without reading it back.
+Entries are evicted least recently used beyond ``eval_state_cache_mb``; 0 turns the cache off.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import fields, is_dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from monitor.server.jobs.states import SliceKey, SliceState
+
+#: One ``eval_states`` row: (slice, part, computed_at).
+RowVersion = tuple[SliceKey, int, datetime]
+#: Bytes counted per element of an object array (exact sums are Python ints of about 3 words).
+_OBJECT_ELEMENT_BYTES = 48
+
+
+class HourStateCache:
+    """Slice states per (model, hour), valid for one exact set of stored row versions.
+
+    Thread-safe: the scheduler runs the jobs of different models in parallel threads.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, datetime], tuple[frozenset[RowVersion], dict[SliceKey, SliceState], int]]
+        self._entries = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def bytes(self) -> int:
+        """Approximate memory held by the cached states."""
+        return self._bytes
+
+    def get(self, model: str, hour: datetime, versions: frozenset[RowVersion]) -> dict[SliceKey, SliceState] | None:
+        """The states of ``hour`` if they were cached from exactly these rows, else None."""
+        with self._lock:
+            entry = self._entries.get((model, hour))
+            if entry is None or entry[0] != versions:
+                return None
+            self._entries.move_to_end((model, hour))
+            return entry[1]
+
+    def put(self, model: str, hour: datetime, versions: Iterable[RowVersion], states: dict[SliceKey, SliceState]) -> None:
+        """Remember the states of ``hour`` as merged from the rows ``versions``."""
+        size = sum(state_bytes(s) for s in states.values())
+        with self._lock:
+            self._drop((model, hour))
+            if size > self.max_bytes:
+                return
+            self._entries[(model, hour)] = (frozenset(versions), states, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple[str, datetime]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[2]
+
+
+_caches: weakref.WeakKeyDictionary[Engine, HourStateCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def state_cache(engine: Engine, max_bytes: int) -> HourStateCache | None:
+    """The cache of ``engine``'s database in this process (one per engine, so two databases
+    never share entries); None when ``max_bytes`` is 0."""
+    if max_bytes <= 0:
+        return None
+    with _caches_lock:
+        cache = _caches.get(engine)
+        if cache is None:
+            cache = _caches[engine] = HourStateCache(max_bytes)
+        cache.max_bytes = max_bytes
+        return cache
+
+
+def state_bytes(state: Any) -> int:
+    """Approximate memory of a state: its arrays' buffers, recursively through its sub-states."""
+    if isinstance(state, np.ndarray):
+        return state.size * _OBJECT_ELEMENT_BYTES if state.dtype == object else state.nbytes
+    if is_dataclass(state):
+        return sum(state_bytes(getattr(state, f.name)) for f in fields(state))
+    return 0
