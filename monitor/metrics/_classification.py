@@ -220,16 +220,16 @@ def classification_metrics(state: ClassificationState, *, top_k: Iterable[int] =
     np.add.at(predicted, pred_idx, state.cell_counts)
     n = state.n
 
+    # every class at once, as arrays with NaN where undefined: the same correctly rounded
+    # divisions as one Python division per class (counts are exact in float64 below 2**53), and a
+    # 1-hour window's metrics no longer spend most of their time building per-class lists
+    precision = _ratios(tp, predicted)
+    recall = _ratios(tp, support)
+    f1 = _ratios(2 * tp, support + predicted)
     per_class = tuple(
-        ClassMetrics(
-            precision=_ratio(int(t), int(p)),
-            recall=_ratio(int(t), int(s)),
-            f1=_ratio(2 * int(t), int(s) + int(p)),
-            support=int(s),
-            predicted=int(p),
-        )
-        for t, s, p in zip(tp, support, predicted, strict=True)
-    )
+        ClassMetrics(precision=_none(p), recall=_none(r), f1=_none(f), support=s, predicted=q)
+        for p, r, f, s, q in zip(precision.tolist(), recall.tolist(), f1.tolist(), support.tolist(), predicted.tolist(), strict=True)
+    )  # fmt: skip
     ranked = int(state.rank_counts.sum())
     top: dict[int, float | None] = {}
     for k in top_k:
@@ -242,8 +242,8 @@ def classification_metrics(state: ClassificationState, *, top_k: Iterable[int] =
         accuracy=_ratio(int(tp.sum()), n),
         top_k_accuracy=top,
         per_class=per_class,
-        macro=_average(per_class, None),
-        weighted=_average(per_class, support),
+        macro=AveragedMetrics(_average(precision, None), _average(recall, None), _average(f1, None)),
+        weighted=AveragedMetrics(_average(precision, support), _average(recall, support), _average(f1, support)),
         confusion_matrix=state.confusion_matrix(),
     )
 
@@ -252,24 +252,27 @@ def _ratio(num: int, den: int) -> float | None:
     return None if den == 0 else num / den
 
 
-def _average(per_class: tuple[ClassMetrics, ...], weights: NDArray[np.int64] | None) -> AveragedMetrics:
-    def avg(values: list[float | None]) -> float | None:
-        defined = np.array([v is not None for v in values], dtype=bool)
-        if not defined.any():
-            return None
-        a = np.array([v for v in values if v is not None], dtype=np.float64)
-        if weights is None:
-            return float(np.mean(a))
-        w = weights[defined]
-        if w.sum() == 0:  # scikit-learn's fall-back: an unweighted mean
-            return float(np.mean(a))
-        return float(np.average(a, weights=w))
+def _ratios(num: NDArray[np.int64], den: NDArray[np.int64]) -> NDArray[np.float64]:
+    """``num / den`` per class, NaN where ``den`` is 0."""
+    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)
 
-    return AveragedMetrics(
-        precision=avg([m.precision for m in per_class]),
-        recall=avg([m.recall for m in per_class]),
-        f1=avg([m.f1 for m in per_class]),
-    )
+
+def _none(value: float) -> float | None:
+    return None if value != value else value  # NaN -> None
+
+
+def _average(values: NDArray[np.float64], weights: NDArray[np.int64] | None) -> float | None:
+    """The mean of the defined values (scikit-learn's ``zero_division=nan`` averaging)."""
+    defined = ~np.isnan(values)
+    if not defined.any():
+        return None
+    a = values[defined]
+    if weights is None:
+        return float(np.mean(a))
+    w = weights[defined]
+    if w.sum() == 0:  # scikit-learn's fall-back: an unweighted mean
+        return float(np.mean(a))
+    return float(np.average(a, weights=w))
 
 
 def _sum_cells(keys: NDArray[np.int64], counts: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:

@@ -280,6 +280,7 @@ class DetectionMetrics:
     ar_small: float | None
     ar_medium: float | None
     ar_large: float | None
+    #: by class id; empty when computed with ``per_class=False``
     per_class: Mapping[int, ClassDetectionMetrics]
     score_threshold: float
     #: all classes pooled, at the operating threshold
@@ -303,8 +304,13 @@ SUMMARY_NAMES: Final = (
 )  # fmt: skip
 
 
-def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, dece_bins: int = 10) -> DetectionMetrics:
+def detection_metrics(
+    state: DetectionState, *, score_threshold: float = 0.5, dece_bins: int = 10, per_class: bool = True
+) -> DetectionMetrics:
     """pycocotools' ``accumulate`` + ``summarize`` on a state, plus the operating point and D-ECE.
+
+    ``per_class=False`` leaves :attr:`DetectionMetrics.per_class` empty (the summary is the same):
+    the per-class table of 80 classes cost as much as the rest of a small window's summary.
 
     Operating point: detections with score ≥ ``score_threshold`` are matched greedily by score at
     IoU ≥ 0.5 (the COCO match; a detection's match never depends on lower-scored ones, so this is
@@ -329,22 +335,24 @@ def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, de
     class_index = np.repeat(np.arange(k), ends - starts)
     tps = np.bincount(class_index, weights=tp50 & above, minlength=k).astype(np.int64).tolist()
     fps = np.bincount(class_index, weights=~tp50 & ~ig50 & above, minlength=k).astype(np.int64).tolist()
-    ap = _defined_means(precision_sum[0], axes=(0,))
-    ap50 = _defined_means(precision_sum[0, :1], axes=(0,))
-    ap75 = _defined_means(precision_sum[0, 5:6], axes=(0,))
-    n_gt = state.gt_counts[:, 0].tolist() if k else []
-    n_det = (ends - starts).tolist()
-    per_class = {
-        cls: ClassDetectionMetrics(
-            ap=ap[i], ap50=ap50[i], ap75=ap75[i], ground_truth=n_gt[i], detections=n_det[i],
-            precision=tps[i] / (tps[i] + fps[i]) if tps[i] + fps[i] else None,
-            recall=tps[i] / n_gt[i] if n_gt[i] else None,
-            true_positives=tps[i], false_positives=fps[i],
-        )
-        for i, cls in enumerate(state.classes.tolist())
-    }  # fmt: skip
-    all_tp = sum(m.true_positives for m in per_class.values())
-    all_fp = sum(m.false_positives for m in per_class.values())
+    classes: dict[int, ClassDetectionMetrics] = {}
+    if per_class:
+        ap = _defined_means(precision_sum[0], axes=(0,))
+        ap50 = _defined_means(precision_sum[0, :1], axes=(0,))
+        ap75 = _defined_means(precision_sum[0, 5:6], axes=(0,))
+        n_gt = state.gt_counts[:, 0].tolist() if k else []
+        n_det = (ends - starts).tolist()
+        classes = {
+            cls: ClassDetectionMetrics(
+                ap=ap[i], ap50=ap50[i], ap75=ap75[i], ground_truth=n_gt[i], detections=n_det[i],
+                precision=tps[i] / (tps[i] + fps[i]) if tps[i] + fps[i] else None,
+                recall=tps[i] / n_gt[i] if n_gt[i] else None,
+                true_positives=tps[i], false_positives=fps[i],
+            )
+            for i, cls in enumerate(state.classes.tolist())
+        }  # fmt: skip
+    all_tp = sum(tps)
+    all_fp = sum(fps)
     all_gt = int(state.gt_counts[:, 0].sum()) if k else 0
     counted = above & ~ig50
     dece, bins = _dece(state.score[counted], tp50[counted], dece_bins)
@@ -362,7 +370,7 @@ def detection_metrics(state: DetectionState, *, score_threshold: float = 0.5, de
         ar_small=_mean_defined(recall[a_small, 2]),
         ar_medium=_mean_defined(recall[a_medium, 2]),
         ar_large=_mean_defined(recall[a_large, 2]),
-        per_class=per_class,
+        per_class=classes,
         score_threshold=float(score_threshold),
         precision=all_tp / (all_tp + all_fp) if all_tp + all_fp else None,
         recall=all_tp / all_gt if all_gt else None,

@@ -243,3 +243,11 @@ def test_a_state_missing_an_array_is_refused():
     blob = pack("detection", {"n_images": 0}, {"classes": np.zeros(0, np.int64)})
     with pytest.raises(ValueError, match="lacks"):
         DetectionState.from_bytes(blob)
+
+
+def test_without_the_per_class_table_the_rest_is_the_same(data):
+    state = data.detection_state()
+    full = detection_metrics(state, score_threshold=0.3)
+    lean = detection_metrics(state, score_threshold=0.3, per_class=False)
+    assert full.per_class and not lean.per_class
+    assert dataclasses.replace(full, per_class={}) == lean

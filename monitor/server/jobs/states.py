@@ -326,7 +326,7 @@ _DETECTION_SUMMARY = {
 
 
 def _detection_points(state: DetectionState, spec: ModelSpec, *, per_class: bool) -> list[Point]:
-    m = detection_metrics(state, score_threshold=spec.operating_threshold)
+    m = detection_metrics(state, score_threshold=spec.operating_threshold, per_class=per_class)
     summary = m.summary()
     points = [Point(_DETECTION_SUMMARY[name], "", summary[name], m.n_images) for name in _DETECTION_SUMMARY]
     points += [
