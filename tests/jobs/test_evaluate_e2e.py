@@ -371,3 +371,43 @@ def test_a_model_that_gains_a_class_keeps_its_windows(make_api, model_name):
     want = classification_metrics(classification_state(actual, predictions=predicted, num_classes=5))
     assert got["value"] == pytest.approx(want.accuracy, abs=1e-12) and got["sample_count"] == 120
     assert cm["classes"][-1] == "elk" and np.array_equal(np.array(cm["matrix"]), want.confusion_matrix)
+
+
+def test_labels_committed_during_a_merge_wait_for_the_next_run(make_api, model_name, monkeypatch):
+    """The merge deletes the increments it reads, in its snapshot: labels that commit while it
+    runs keep their increments, and the next run merges them. Nothing is lost or counted twice."""
+    import importlib
+
+    api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
+    if not api.db.is_pg:
+        pytest.skip("SQLite serialises writers: no label can commit while a run holds the database")
+    evaluate_module = importlib.import_module("monitor.server.jobs.evaluate")
+    records, truth = synth(model_name, 200, seed=9)
+    ids = [r["prediction_id"] for r in records]
+    first, late, racing = set(ids[:80]), ids[80:120], ids[120:150]
+    inc, es = t.label_increments.c, t.eval_states.c
+    with api.admin() as c:
+        evaluated(api, c, model_name, records, truth, first)
+        c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in late]})
+        real_slice_states = evaluate_module.slice_states
+        raced = []
+
+        def slice_states_racing_a_label_batch(*args, **kwargs):
+            if not raced:  # inside the merge's snapshot, after its increments were taken
+                raced.append(c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in racing]}).json())
+            return real_slice_states(*args, **kwargs)
+
+        monkeypatch.setattr(evaluate_module, "slice_states", slice_states_racing_a_label_batch)
+        run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+        monkeypatch.setattr(evaluate_module, "slice_states", real_slice_states)
+        assert raced[0]["accepted"] == len(racing)
+        with api.db.engine.connect() as conn:
+            waiting = conn.execute(sa.select(inc.prediction_id).where(inc.model == model_name)).scalars().all()
+        assert sorted(waiting) == sorted(racing)
+        (outcome,) = run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+        assert outcome.status == "ok", outcome.detail
+        with api.db.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).where(inc.model == model_name)).scalar() == 0
+            labelled = conn.execute(sa.select(sa.func.sum(es.labelled)).where(es.model == model_name, es.cohort_key == "")).scalar()
+        assert labelled == len(first) + len(late) + len(racing)
+        assert_api_is_the_engine(c, model_name, records, truth, first | set(late) | set(racing), hour=HOURS[2], camera="cam-a")

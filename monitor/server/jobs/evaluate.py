@@ -47,7 +47,7 @@ from monitor.server.settings import Settings, parse_window
 from monitor.server.store import tables as t
 from monitor.server.store.bulk import bulk_insert, copy_rows
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.reads import fetch_binary, read_hour, read_increments
+from monitor.server.store.reads import fetch_binary, read_hour, take_increments
 from monitor.server.store.registry import model_specs
 from monitor.wire import ModelSpec
 
@@ -197,11 +197,12 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
     An hour whose states are cached is cached again with what the labels added, so the windows
     read it from memory.
     """
-    inc, es = t.label_increments, t.eval_states
+    es = t.eval_states
     cache = state_cache(engine, config.cache_bytes)
     with _snapshot(engine) as conn:
-        rows, last = read_increments(conn, spec.name, spec.task, MAX_INCREMENTS_PER_RUN)
-        if last is None:
+        # deleted as they are read: in this snapshot, so one committed meanwhile stays for the next run
+        rows = take_increments(conn, spec.name, spec.task, MAX_INCREMENTS_PER_RUN)
+        if len(rows) == 0:
             return set()
         by_hour: dict[datetime, list[int]] = defaultdict(list)
         for i, ts in enumerate(rows.ts):
@@ -243,10 +244,6 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
         bulk_insert(conn, es, parts)
         if full:
             merged.update(_fold_parts(conn, spec.name, sorted(full), now))
-        # the increments read above, by their order: the DELETE sees this snapshot too, so one
-        # committed meanwhile stays for the next run
-        up_to = sa.tuple_(sa.literal(last[0], inc.c.prediction_ts.type), sa.literal(last[1], inc.c.prediction_id.type))
-        conn.execute(sa.delete(inc).where(inc.c.model == spec.name, sa.tuple_(inc.c.prediction_ts, inc.c.prediction_id) <= up_to))
     if cache is not None:  # committed: these are the stored rows now
         for hour, (versions, states) in merged.items():
             cache.put(spec.name, hour, versions, states)
