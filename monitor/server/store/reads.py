@@ -140,9 +140,11 @@ def take_increments(conn: Connection, model: str, task: str, limit: int) -> Rows
     first = sa.select(inc.prediction_ts, inc.prediction_id).where(inc.model == model).order_by(inc.prediction_ts, inc.prediction_id).limit(limit)
     p, g = t.predictions, t.ground_truth
     if conn.dialect.name == "postgresql":
+        # by row address: one scan of the index finds them, the DELETE does not search again
+        ctid = sa.literal_column("ctid")
         taken = (
             sa.delete(t.label_increments)
-            .where(inc.model == model, sa.tuple_(inc.prediction_ts, inc.prediction_id).in_(first))
+            .where(ctid.in_(first.with_only_columns(ctid)))
             .returning(inc.prediction_id.label("pid"), inc.prediction_ts.label("ts"))
             .cte("taken")
         )
