@@ -141,7 +141,7 @@ def take_increments(conn: Connection, model: str, task: str, limit: int) -> Rows
     p, g = t.predictions, t.ground_truth
     if conn.dialect.name == "postgresql":
         # by row address: one scan of the index finds them, the DELETE does not search again
-        ctid = sa.literal_column("ctid")
+        ctid: sa.ColumnClause[Any] = sa.literal_column("ctid")
         taken = (
             sa.delete(t.label_increments)
             .where(ctid.in_(first.with_only_columns(ctid)))
