@@ -411,3 +411,53 @@ def test_labels_committed_during_a_merge_wait_for_the_next_run(make_api, model_n
             labelled = conn.execute(sa.select(sa.func.sum(es.labelled)).where(es.model == model_name, es.cohort_key == "")).scalar()
         assert labelled == len(first) + len(late) + len(racing)
         assert_api_is_the_engine(c, model_name, records, truth, first | set(late) | set(racing), hour=HOURS[2], camera="cam-a")
+
+
+def test_labels_of_hours_not_evaluated_yet_move_the_mark_instead_of_logging_increments(make_api, model_name, monkeypatch):
+    """A first label of an hour waiting to be recomputed logs no increment (the recompute reads it
+    with the hour's rows). One that commits inside a recompute's snapshot, which cannot see it,
+    moves the hour's mark: the hour stays dirty, and the next run counts it. Nothing is lost or
+    counted twice."""
+    import importlib
+
+    api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
+    if not api.db.is_pg:
+        pytest.skip("SQLite serialises writers: no label can commit while a run holds the database")
+    evaluate_module = importlib.import_module("monitor.server.jobs.evaluate")
+    records, truth = synth(model_name, 200, seed=11)
+    ids = [r["prediction_id"] for r in records]
+    first = set(ids[:100])
+    in_hour = {r["prediction_id"] for r in records if datetime.fromisoformat(r["timestamp"]).replace(minute=0, second=0) == HOURS[2]}
+    racing = [p for p in ids[100:160] if p in in_hour]  # labels of one hour, sent while it is recomputed
+    inc, es, d = t.label_increments.c, t.eval_states.c, t.dirty_hours.c
+    with api.admin() as c:
+        c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": CLASSES})
+        c.post("/v1/predictions", json={"records": records})
+        c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in sorted(first)]})
+        with api.db.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).where(inc.model == model_name)).scalar() == 0
+        real_read_hour = evaluate_module.read_hour
+        raced = []
+
+        def read_hour_racing_a_label_batch(conn, model, task, hour):
+            rows = real_read_hour(conn, model, task, hour)
+            if hour == HOURS[2] and not raced:  # the hour is read: its snapshot cannot see these
+                raced.append(c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in racing]}).json())
+            return rows
+
+        monkeypatch.setattr(evaluate_module, "read_hour", read_hour_racing_a_label_batch)
+        run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+        monkeypatch.setattr(evaluate_module, "read_hour", real_read_hour)
+        assert raced[0]["accepted"] == len(racing) > 0
+        with api.db.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).where(inc.model == model_name)).scalar() == 0
+            still_dirty = conn.execute(sa.select(d.hour_start).where(d.model == model_name)).scalars().all()
+            labelled = conn.execute(sa.select(sa.func.sum(es.labelled)).where(es.model == model_name, es.cohort_key == "")).scalar()
+        assert still_dirty == [HOURS[2]]
+        assert labelled == len(first)
+        (outcome,) = run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+        assert outcome.status == "ok" and outcome.detail.startswith("1 dirty hours recomputed"), outcome.detail
+        with api.db.engine.connect() as conn:
+            labelled = conn.execute(sa.select(sa.func.sum(es.labelled)).where(es.model == model_name, es.cohort_key == "")).scalar()
+        assert labelled == len(first) + len(racing)
+        assert_api_is_the_engine(c, model_name, records, truth, first | set(racing), hour=HOURS[2], camera="cam-a")

@@ -49,6 +49,7 @@ from monitor.server.store.bulk import bulk_insert, copy_rows
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.reads import fetch_binary, read_hour, take_increments
 from monitor.server.store.registry import model_specs
+from monitor.server.store.writes import WINDOWS_PENDING
 from monitor.wire import ModelSpec
 
 log = logging.getLogger("cvmon.jobs.evaluate")
@@ -67,9 +68,6 @@ MAX_INCREMENTS_PER_RUN = 200_000
 #: into it); one more folds them into one. Bounds what reading a window merges.
 MAX_PARTS = 8
 _RETRIES = 3
-#: ``dirty_hours.marked_at`` of an hour whose state is current but whose windows are not refreshed
-#: yet. Writers mark hours with the time of the write, never this.
-WINDOWS_PENDING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
