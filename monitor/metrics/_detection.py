@@ -455,6 +455,7 @@ def _accumulate_classes(
     tp_seen = np.zeros(n_bits, dtype=np.int64)
     ignored_seen = np.zeros(n_bits, dtype=np.int64)
     pr = np.empty((n_bits, longest))  # precision at each true positive, per bit, in order
+    reads = np.empty(n_rec, dtype=np.int64)  # the true positive each recall point reads
     for k in range(starts.shape[0]):
         tp_in_cut[:, :] = 0
         tp_seen[:] = 0
@@ -488,6 +489,17 @@ def _accumulate_classes(
             npig = gt_counts[k, a]
             if npig == 0:
                 continue  # no ground truth that counts: stays -1
+            # which true positive each recall point reads depends on npig alone, not on the
+            # threshold: found once per area, by the same comparisons (a division each) that
+            # pycocotools' searchsorted makes, for the area's ten thresholds
+            most = 0
+            for t in range(n_thr):
+                most = max(most, tp_seen[a * n_thr + t])
+            i = 0
+            for r in range(n_rec):
+                while i < most and (i + 1.0) / npig < rec_thrs[r]:
+                    i += 1
+                reads[r] = i
             for t in range(n_thr):
                 b = a * n_thr + t
                 found = 0
@@ -504,13 +516,10 @@ def _accumulate_classes(
                 if rec_thrs[0] <= 0.0:
                     total += pr[b, 0] if n_tp else 0.0
                     first = 1
-                i = 0
                 for r in range(first, n_rec):
-                    while i < n_tp and (i + 1.0) / npig < rec_thrs[r]:
-                        i += 1
-                    if i == n_tp:
+                    if reads[r] >= n_tp:
                         break  # recall points past the last true positive read 0: the sum is final
-                    total += pr[b, i]
+                    total += pr[b, reads[r]]
                 precision_sum[a, t, k] = total
 
 
