@@ -129,7 +129,7 @@ class CalibrationState:
         confs = [s.confidences for s in states if s.confidences is not None]
         rights = [s.correct_sorted for s in states if s.correct_sorted is not None]
         if len(confs) == len(states):
-            conf, correct = _sorted_samples(np.concatenate(confs), np.concatenate(rights))
+            conf, correct = _sorted_samples(np.concatenate(confs), np.concatenate(rights), runs=True)
         return cls(
             edges=first.edges,
             count=add_arrays([s.count for s in states]),
@@ -309,15 +309,18 @@ def calibration_metrics(state: CalibrationState, *, adaptive_bins: int | None = 
     bins: list[ReliabilityBin] = []
     ece = 0.0
     mce = 0.0
+    # Python scalars once (indexing numpy arrays bin by bin was half of a small window's cost)
+    edges = state.edges.tolist()
+    counts, corrects, sums = state.count.tolist(), state.correct.tolist(), state.confidence_sum.tolist()
     for k in range(n_bins + 1):
-        cnt = int(state.count[k])
-        lower = float(state.edges[min(k, n_bins)])
-        upper = float(state.edges[min(k + 1, n_bins)])
+        cnt = counts[k]
+        lower = edges[min(k, n_bins)]
+        upper = edges[min(k + 1, n_bins)]
         if cnt == 0:
             bins.append(ReliabilityBin(lower, upper, 0, None, None))
             continue
-        conf = fixed_mean(int(state.confidence_sum[k]), cnt)
-        acc = int(state.correct[k]) / cnt
+        conf = fixed_mean(sums[k], cnt)
+        acc = corrects[k] / cnt
         gap = abs(acc - conf)
         ece += gap * (cnt / n)
         mce = max(mce, gap)
@@ -347,13 +350,16 @@ def _adaptive_ece(state: CalibrationState, n_bins: int) -> float | None:
     edges[-1] = 1.0
     starts = np.searchsorted(conf, edges, side="left")
     starts[-1] = n  # the last bin is closed on the right
-    total = 0.0
+    # correct counts per bin from one cumulative count (exact integers)
+    right = np.concatenate(([0], np.cumsum(state.correct_sorted, dtype=np.int64)))[starts].tolist()
     conf64 = conf.astype(np.float64)
-    for lo, hi in itertools.pairwise(starts):
-        cnt = int(hi - lo)
+    total = 0.0
+    bounds = starts.tolist()
+    for b, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        cnt = hi - lo
         if cnt == 0:
             continue
-        acc = int(np.count_nonzero(state.correct_sorted[lo:hi])) / cnt
+        acc = (right[b + 1] - right[b]) / cnt
         mean_conf = float(conf64[lo:hi].sum()) / cnt
         total += abs(acc - mean_conf) * (cnt / n)
     return total
@@ -374,14 +380,21 @@ def _classwise_ece(state: CalibrationState) -> float | None:
     return float(np.mean(per_class))
 
 
-def _sorted_samples(conf: NDArray[Any], correct: NDArray[np.bool_]) -> tuple[NDArray[Any], NDArray[np.bool_]]:
-    """Samples in one canonical order (by confidence, then correct) whatever the merge order."""
+def _sorted_samples(
+    conf: NDArray[Any], correct: NDArray[np.bool_], *, runs: bool = False
+) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """Samples in one canonical order (by confidence, then correct) whatever the merge order.
+
+    ``runs``: the samples are sorted runs (the parts of a merge), which numpy's stable sort
+    (timsort) merges instead of sorting anew: 1 ms against 18 for a week of 7 days of 84 000
+    samples. On unsorted samples its quicksort is twice as fast.
+    """
     conf = conf + conf.dtype.type(0.0)  # -0.0 -> 0.0, so the bit patterns below are monotone
     if conf.dtype == np.float32:
         # a confidence's float32 pattern is below 2**30, so pattern and flag fit one 32-bit key:
         # one sort of those beats a two-key lexsort by about 5x
         key = (conf.view(np.uint32) << np.uint32(1)) | correct.astype(np.uint32)
-        key.sort()
+        key.sort(kind="stable" if runs else "quicksort")
         out_conf = (key >> np.uint32(1)).view(np.float32)
         out_correct = (key & np.uint32(1)).astype(bool)
     else:
