@@ -14,7 +14,7 @@ zero latency) are counted exactly as ``0``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -67,12 +67,21 @@ class QuantileSketch:
         alpha = sketches[0].alpha
         if any(s.alpha != alpha for s in sketches):
             raise ValueError("cannot merge sketches of different accuracy")
-        keys = np.concatenate([s.keys for s in sketches])
-        counts = np.concatenate([s.counts for s in sketches])
-        merged, inverse = np.unique(keys, return_inverse=True)
-        summed = np.zeros(merged.size, np.int64)
-        np.add.at(summed, inverse, counts)
-        return cls(alpha, readonly(merged.astype(np.int32)), readonly(summed), sum(s.zeros for s in sketches))
+        zeros = sum(s.zeros for s in sketches)
+        present = [s for s in sketches if s.keys.size]
+        if not present:
+            return replace(cls.empty(alpha), zeros=zeros)
+        if len(present) == 1:
+            return replace(present[0], zeros=zeros)
+        # a sketch's buckets are unique (of and merge make them so) and all lie within a few
+        # thousand keys (1e-9 to 1e9 at 1 %): add the counts in a dense range of keys rather than
+        # sorting all of them (np.unique and np.add.at cost three times as much)
+        lo = min(int(s.keys.min()) for s in present)
+        dense = np.zeros(max(int(s.keys.max()) for s in present) - lo + 1, np.int64)
+        for s in present:
+            dense[s.keys - lo] += s.counts
+        keys = np.flatnonzero(dense)
+        return cls(alpha, readonly((keys + lo).astype(np.int32)), readonly(dense[keys]), zeros)
 
     def quantile(self, q: float) -> float | None:
         """The value at rank ``floor(q * (n - 1))`` within relative error ``alpha``; None when empty."""
