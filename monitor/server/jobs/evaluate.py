@@ -31,14 +31,13 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from monitor.metrics._quantiles import QuantileSketch
 from monitor.server.exporters.latest import replace_latest
 from monitor.server.jobs.drift_features import JOB_METRICS as DRIFT_JOB_METRICS
 from monitor.server.jobs.state_cache import HourStateCache, RowVersion, state_cache
@@ -223,12 +222,11 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
             states = None if old is None else dict(old)
             versions = list(stored[hour])
             # no cap on cohort values here: the stored hour already decided which have slices
-            delta = slice_states(rows.take(idx), spec, config.cohort_keys, max_cohort_values=len(idx))
+            # these predictions are already counted in the hour: only what their labels bring
+            delta = slice_states(rows.take(idx), spec, config.cohort_keys, max_cohort_values=len(idx), labels_only=True)
             for key, add in delta.items():
                 if key not in last_parts:
                     continue  # a cohort value beyond the cap in this hour: counted in the whole version only
-                # these predictions are already counted in the hour: add only what their labels bring
-                add = replace(add, predictions=0, errors=0, latency=QuantileSketch.empty())
                 last_part, count = last_parts[key]
                 parts.append({"model": spec.name, "hour_start": hour, "version": key.version, "cohort_key": key.cohort_key,
                               "cohort_value": key.cohort_value, "part": last_part + 1, "computed_at": now, **add.blobs()})  # fmt: skip
@@ -341,12 +339,22 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
     cache = state_cache(engine, config.cache_bytes)
     merged = _WindowStates(_load_hours(engine, spec.name, min(s.start for s in spans), max(s.end for s in spans), cache))
     computed_at = datetime.now(UTC)
-    points = [row for span in sorted(aligned, key=lambda s: (s.name, s.start))
-              for row in _window_rows(spec, span, merged.of(span), confusion=False, computed_at=computed_at)]  # fmt: skip
-    current = [dict(zip(METRIC_ROW_COLUMNS, row, strict=True))
-               for span in latest for row in _window_rows(spec, span, merged.of(span), confusion=True, computed_at=computed_at)]  # fmt: skip
-    # one statement per table, not one per window: the drift job's rows share these tables (same
-    # windows, its own metrics) and are left be
+    points: Iterable[tuple[object, ...]] = (
+        row for span in sorted(aligned, key=lambda s: (s.name, s.start))
+        for row in _window_rows(spec, span, merged.of(span), confusion=False, computed_at=computed_at)
+    )  # fmt: skip
+    current: Iterable[dict[str, object]] = (
+        dict(zip(METRIC_ROW_COLUMNS, row, strict=True))
+        for span in latest for row in _window_rows(spec, span, merged.of(span), confusion=True, computed_at=computed_at)
+    )  # fmt: skip
+    if engine.dialect.name != "postgresql":
+        # SQLite's write lock stops every writer (ingest too): computed before it is taken
+        points, current = list(points), list(current)
+    # On PostgreSQL the history's rows are computed as the COPY sends them, so the server stores
+    # one window's rows while the next window's metrics are computed (0.2 s of 2.3 in the
+    # incremental run of bench/pipeline.py); the transaction holds no lock a reader waits for.
+    # One statement per table, not one per window: the drift job's rows share these tables (same
+    # windows, its own metrics) and are left be.
     own_metrics = t.metric_points.c.metric.not_in(DRIFT_JOB_METRICS)
     with write_transaction(engine) as conn:
         if aligned:
@@ -362,7 +370,7 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
             copy_rows(conn, t.metric_points, METRIC_ROW_COLUMNS, points)
         if latest:
             replace_latest(
-                conn, spec.name, [s.name for s in latest], t.metric_latest.c.metric.not_in(DRIFT_JOB_METRICS), current,
+                conn, spec.name, [s.name for s in latest], t.metric_latest.c.metric.not_in(DRIFT_JOB_METRICS), list(current),
                 cohort_keys=config.cohort_keys,
             )  # fmt: skip
     return len(spans)

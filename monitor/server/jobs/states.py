@@ -135,16 +135,20 @@ def _merge(kind: Any, states: Sequence[Any]) -> Any:
 
 
 def slice_states(
-    rows: Rows, spec: ModelSpec, cohort_keys: Sequence[str], max_cohort_values: int
+    rows: Rows, spec: ModelSpec, cohort_keys: Sequence[str], max_cohort_values: int, *, labels_only: bool = False
 ) -> dict[SliceKey, SliceState]:
-    """The states of every slice present in ``rows`` (an hour, or a set of late-labelled rows)."""
+    """The states of every slice present in ``rows`` (an hour, or a set of late-labelled rows).
+
+    ``labels_only``: what the labels of ``rows`` add to states that count their predictions
+    already (late labels): no predictions, errors or latencies.
+    """
     if len(rows) == 0:
         return {}
     values = [_cohort_values(c, cohort_keys) for c in rows.cohort]
     groups: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(list)
     for i, (version, vals) in enumerate(zip(rows.version, values, strict=True)):
         groups[(version, vals)].append(i)
-    group_states = {key: _group_state(rows, np.array(idx), spec) for key, idx in groups.items()}
+    group_states = {key: _group_state(rows, np.array(idx), spec, labels_only) for key, idx in groups.items()}
     # cohort values that get slices of their own: the most frequent, up to the cap
     kept: list[set[str]] = []
     for k in range(len(cohort_keys)):
@@ -169,9 +173,8 @@ def _cohort_values(cohort: dict[str, Any] | None, keys: Sequence[str]) -> tuple[
     return tuple(out)
 
 
-def _group_state(rows: Rows, idx: np.ndarray, spec: ModelSpec) -> SliceState:
+def _group_state(rows: Rows, idx: np.ndarray, spec: ModelSpec, labels_only: bool) -> SliceState:
     status = rows.status[idx]
-    latency = rows.latency_ms[idx]
     labelled = rows.labelled[idx] & (status == STATUS_OK)
     label_delay = np.maximum(rows.labelled_at[idx][labelled] - rows.ts[idx][labelled], 0.0)
     cls = cal = det = None
@@ -182,13 +185,13 @@ def _group_state(rows: Rows, idx: np.ndarray, spec: ModelSpec) -> SliceState:
         det = _detection(rows, idx[labelled])
         n_labelled = int(labelled.sum())
     return SliceState(
-        predictions=int(idx.size),
-        errors=int((status != STATUS_OK).sum()),
+        predictions=0 if labels_only else int(idx.size),
+        errors=0 if labels_only else int((status != STATUS_OK).sum()),
         labelled=n_labelled,
         classification=cls,
         calibration=cal,
         detection=det,
-        latency=QuantileSketch.of(latency),
+        latency=QuantileSketch.empty() if labels_only else QuantileSketch.of(rows.latency_ms[idx]),
         label_latency=QuantileSketch.of(label_delay),
     )
 
