@@ -19,7 +19,6 @@ Entries are evicted least recently used beyond ``eval_state_cache_mb``; 0 turns 
 
 from __future__ import annotations
 
-import functools
 import threading
 import weakref
 from collections import OrderedDict
@@ -105,12 +104,11 @@ def state_bytes(state: Any) -> int:
     """Approximate memory of a state: its arrays' buffers, recursively through its sub-states."""
     if isinstance(state, np.ndarray):
         return state.size * _OBJECT_ELEMENT_BYTES if state.dtype == object else state.nbytes
-    names = _field_names(type(state))
+    kind = type(state)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:  # looked up once per type: dataclasses.fields per state was most of the cost
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(kind)) if is_dataclass(kind) else ()
     return sum(state_bytes(getattr(state, name)) for name in names) if names else 0
 
 
-@functools.cache
-def _field_names(kind: type) -> tuple[str, ...]:
-    """The fields of a dataclass type, looked up once (``dataclasses.fields`` per state was most of
-    the cost of sizing a week of states)."""
-    return tuple(f.name for f in fields(kind)) if is_dataclass(kind) else ()
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
