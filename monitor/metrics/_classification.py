@@ -266,13 +266,15 @@ def _average(values: NDArray[np.float64], weights: NDArray[np.int64] | None) -> 
     defined = ~np.isnan(values)
     if not defined.any():
         return None
+    # np.mean and np.average's arithmetic, without their argument handling (most of the cost of
+    # a small window's metrics): the same pairwise sums and divisions, so the same floats
     a = values[defined]
     if weights is None:
-        return float(np.mean(a))
+        return float(a.sum() / a.size)
     w = weights[defined]
     if w.sum() == 0:  # scikit-learn's fall-back: an unweighted mean
-        return float(np.mean(a))
-    return float(np.average(a, weights=w))
+        return float(a.sum() / a.size)
+    return float(np.multiply(a, w, dtype=np.float64).sum() / w.sum(dtype=np.float64))
 
 
 def _sum_cells(keys: NDArray[np.int64], counts: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
