@@ -224,3 +224,21 @@ def test_exact_sums_do_not_depend_on_order():
     a = calibration_metrics(calibration_state(labels, probs))
     b = calibration_metrics(calibration_state(labels[order], probs[order]))
     assert a == b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sorted_quantiles_are_numpys_quantiles(dtype):
+    """Adaptive ECE's bin edges: numpy's linear quantiles of the sorted samples, float for float."""
+    from monitor.metrics._calibration import sorted_quantiles
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 15, 16, 17, 1000, 65_537):
+        for ties in (False, True):
+            x = rng.random(n).astype(dtype)
+            if ties:
+                x = np.round(x, 1).astype(dtype)
+                x[: n // 3] = 1.0
+            x.sort()
+            for bins in (1, 10, 15, 31):
+                q = np.linspace(0.0, 1.0, bins + 1)
+                assert np.array_equal(sorted_quantiles(x, q), np.quantile(x, q)), (n, ties, bins)
