@@ -529,7 +529,8 @@ def _mean_defined(values: NDArray[np.float64], per_entry: int = 1) -> float | No
     defined = values[values > -1]
     if not defined.size:
         return None
-    return float(np.mean(defined)) if per_entry == 1 else float(defined.sum()) / (defined.size * per_entry)
+    # np.mean's own arithmetic (a pairwise sum, one division) without its argument handling
+    return float(defined.sum() / defined.size) if per_entry == 1 else float(defined.sum()) / (defined.size * per_entry)
 
 
 def _defined_means(sums: NDArray[np.float64], axes: tuple[int, ...]) -> list[float | None]:
