@@ -41,7 +41,15 @@ from sqlalchemy import Connection, Engine
 from monitor.server.exporters.latest import replace_latest
 from monitor.server.jobs.drift_features import JOB_METRICS as DRIFT_JOB_METRICS
 from monitor.server.jobs.state_cache import HourStateCache, RowVersion, state_cache
-from monitor.server.jobs.states import Point, SliceKey, SliceState, merge_slices, slice_points, slice_states
+from monitor.server.jobs.states import (
+    Point,
+    SliceKey,
+    SliceState,
+    StateColumns,
+    merge_slices,
+    slice_points,
+    slice_states,
+)
 from monitor.server.settings import Settings, parse_window
 from monitor.server.store import tables as t
 from monitor.server.store.bulk import bulk_insert, copy_rows
@@ -210,34 +218,38 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
             _mark_dirty(conn, spec.name, hour)
             del by_hour[hour]
         now = datetime.now(UTC)
-        parts: list[dict[str, Any]] = []
         full: set[datetime] = set()
         merged: dict[datetime, tuple[list[RowVersion], dict[SliceKey, SliceState]]] = {}
-        for hour, idx in by_hour.items():
-            last_parts: dict[SliceKey, tuple[int, int]] = {}
-            for key, part, _ in stored[hour]:
-                top, count = last_parts.get(key, (part, 0))
-                last_parts[key] = (max(top, part), count + 1)
-            old = None if cache is None else cache.get(spec.name, hour, stored[hour])
-            states = None if old is None else dict(old)
-            versions = list(stored[hour])
-            # no cap on cohort values here: the stored hour already decided which have slices
-            # these predictions are already counted in the hour: only what their labels bring
-            delta = slice_states(rows.take(idx), spec, config.cohort_keys, max_cohort_values=len(idx), labels_only=True)
-            for key, add in delta.items():
-                if key not in last_parts:
-                    continue  # a cohort value beyond the cap in this hour: counted in the whole version only
-                last_part, count = last_parts[key]
-                parts.append({"model": spec.name, "hour_start": hour, "version": key.version, "cohort_key": key.cohort_key,
-                              "cohort_value": key.cohort_value, "part": last_part + 1, "computed_at": now, **add.blobs()})  # fmt: skip
-                versions.append((key, last_part + 1, now))
+
+        def new_parts() -> Iterator[tuple[Any, ...]]:
+            """The rows of the new parts, hour by hour (merged into the cached states on the way)."""
+            for hour, idx in by_hour.items():
+                last_parts: dict[SliceKey, tuple[int, int]] = {}
+                for key, part, _ in stored[hour]:
+                    top, count = last_parts.get(key, (part, 0))
+                    last_parts[key] = (max(top, part), count + 1)
+                old = None if cache is None else cache.get(spec.name, hour, stored[hour])
+                states = None if old is None else dict(old)
+                versions = list(stored[hour])
+                # no cap on cohort values here: the stored hour already decided which have slices;
+                # these predictions are already counted in the hour: only what their labels bring
+                delta = slice_states(rows.take(idx), spec, config.cohort_keys, max_cohort_values=len(idx), labels_only=True)
+                for key, add in delta.items():
+                    if key not in last_parts:
+                        continue  # a cohort value beyond the cap in this hour: counted in the whole version only
+                    last_part, count = last_parts[key]
+                    yield (spec.name, hour, *key, last_part + 1, now, *add.blobs().values())  # StateColumns order
+                    versions.append((key, last_part + 1, now))
+                    if states is not None:
+                        states[key] = SliceState.merge(states[key], add)
+                    if count + 1 > MAX_PARTS:
+                        full.add(hour)
                 if states is not None:
-                    states[key] = SliceState.merge(states[key], add)
-                if count + 1 > MAX_PARTS:
-                    full.add(hour)
-            if states is not None:
-                merged[hour] = (versions, states)
-        bulk_insert(conn, es, parts)
+                    merged[hour] = (versions, states)
+
+        # computed as the COPY sends them (PostgreSQL): the server stores an hour's parts while
+        # the next hour's are computed
+        copy_rows(conn, es, _PART_COLUMNS, new_parts())
         if full:
             merged.update(_fold_parts(conn, spec.name, sorted(full), now))
     if cache is not None:  # committed: these are the stored rows now
@@ -247,6 +259,10 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
     with write_transaction(engine) as conn:
         _windows_pending(conn, spec.name, by_hour)
     return set(by_hour)
+
+
+#: ``eval_states`` columns in the order of the rows :func:`merge_increments` writes.
+_PART_COLUMNS = ("model", "hour_start", "version", "cohort_key", "cohort_value", "part", "computed_at", *StateColumns.__annotations__)
 
 
 def _fold_parts(
