@@ -36,7 +36,6 @@ MAX_ROWS_PER_CALL: Final = 1 << 30
 
 _PREFIX = struct.Struct("<4sHI")
 _ALLOWED_DTYPES: Final = frozenset({"<i8", "<i4", "<u8", "<f8", "<f4", "|b1", "|u1"})
-_WORD: Final = (1 << 64) - 1
 
 
 def pack(kind: str, meta: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> bytes:
@@ -124,9 +123,10 @@ def fixed_to_words(sums: NDArray[Any]) -> NDArray[np.uint64]:
     values = sums.reshape(-1).tolist()
     if values and not (min(values) >= 0 and max(values) < 1 << 192):
         raise OverflowError("an exact sum is out of the storable range")
-    # one list of words, converted once (a row assignment per value cost ten times more)
-    words = [word for v in values for word in (v & _WORD, (v >> 64) & _WORD, v >> 128)]
-    return np.array(words, dtype=np.uint64).reshape((*sums.shape, 3))
+    # each value's 24 little-endian bytes are its three words in order: one conversion per value
+    # (masking and shifting out each word cost 2.5 times more; a row assignment per value, 25)
+    words = np.frombuffer(b"".join([v.to_bytes(24, "little") for v in values]), dtype="<u8")
+    return words.astype(np.uint64).reshape((*sums.shape, 3))
 
 
 def fixed_from_words(words: NDArray[np.uint64]) -> NDArray[Any]:
