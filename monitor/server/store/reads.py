@@ -155,12 +155,15 @@ def take_increments(conn: Connection, model: str, task: str, limit: int) -> Rows
             .limit(1)
             .lateral("g")
         )
-        query = sa.select(*pred.c, *label.c).select_from(taken).join(pred, sa.true()).outerjoin(label, sa.true())
+        query = (
+            sa.select(*pred.c, *label.c).select_from(taken).join(pred, sa.true()).outerjoin(label, sa.true())
+            .order_by(taken.c.ts, taken.c.pid.collate("C"))  # code-point order, as Python sorts
+        )  # fmt: skip
         found = fetch_binary(conn, query)
         labels: dict[str, Any] = {
             r.prediction_id: _Label._make(getattr(r, f"gt_{f}", None) for f in _Label._fields) for r in found if r.gt_prediction_id
         }
-        return _rows(sorted(found, key=lambda r: (r.ts, r.prediction_id)), labels, task)
+        return _rows(found, labels, task)
     wanted = first.subquery("wanted")
     keys = sa.select(wanted.c.prediction_ts.label("ts"), wanted.c.prediction_id.label("pid")).subquery("keys")
     last = conn.execute(sa.select(keys.c.ts, keys.c.pid).order_by(keys.c.ts.desc(), keys.c.pid.desc()).limit(1)).first()
