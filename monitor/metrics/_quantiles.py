@@ -14,6 +14,7 @@ zero latency) are counted exactly as ``0``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -85,18 +86,27 @@ class QuantileSketch:
 
     def quantile(self, q: float) -> float | None:
         """The value at rank ``floor(q * (n - 1))`` within relative error ``alpha``; None when empty."""
-        if not 0 <= q <= 1:
+        return self.quantiles([q])[0]
+
+    def quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        """:meth:`quantile` of each of ``qs``, counting the buckets once."""
+        if not all(0 <= q <= 1 for q in qs):
             raise ValueError("q must lie in [0, 1]")
-        n = self.n
+        n = int(self.counts.sum()) + self.zeros
         if n == 0:
-            return None
-        rank = math.floor(q * (n - 1))
-        if rank < self.zeros:
-            return 0.0
-        idx = int(np.searchsorted(np.cumsum(self.counts), rank - self.zeros, side="right"))
+            return [None] * len(qs)
+        cumulative = np.cumsum(self.counts)
         gamma = self.gamma
-        # the midpoint (in relative terms) of bucket (gamma^(k-1), gamma^k]
-        return float(2 * gamma ** int(self.keys[idx]) / (gamma + 1))
+        out: list[float | None] = []
+        for q in qs:
+            rank = math.floor(q * (n - 1))
+            if rank < self.zeros:
+                out.append(0.0)
+                continue
+            idx = int(np.searchsorted(cumulative, rank - self.zeros, side="right"))
+            # the midpoint (in relative terms) of bucket (gamma^(k-1), gamma^k]
+            out.append(float(2 * gamma ** int(self.keys[idx]) / (gamma + 1)))
+        return out
 
     def to_bytes(self) -> bytes:
         return pack(_KIND, {"alpha": self.alpha, "zeros": self.zeros}, {"keys": self.keys, "counts": self.counts})

@@ -252,10 +252,11 @@ def slice_points(state: SliceState, spec: ModelSpec, window_seconds: float, *, p
         Point("labelled", "", float(state.labelled), state.labelled),
         Point("label_coverage", "", state.labelled / n if n else None, n),
     ]
-    for q in (50, 95, 99):
-        points.append(Point(f"latency_p{q}_ms", "", state.latency.quantile(q / 100), state.latency.n))
-    for q in (50, 95):
-        points.append(Point(f"label_latency_p{q}_seconds", "", state.label_latency.quantile(q / 100), state.label_latency.n))
+    latency_n, label_latency_n = state.latency.n, state.label_latency.n
+    for q, value in zip((50, 95, 99), state.latency.quantiles((0.5, 0.95, 0.99)), strict=True):
+        points.append(Point(f"latency_p{q}_ms", "", value, latency_n))
+    for q, value in zip((50, 95), state.label_latency.quantiles((0.5, 0.95)), strict=True):
+        points.append(Point(f"label_latency_p{q}_seconds", "", value, label_latency_n))
     if state.classification is not None:
         points += _classification_points(state.classification, spec, per_class=per_class, confusion=confusion)
     if state.calibration is not None:
