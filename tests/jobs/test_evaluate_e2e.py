@@ -373,17 +373,22 @@ def test_a_model_that_gains_a_class_keeps_its_windows(make_api, model_name):
     assert cm["classes"][-1] == "elk" and np.array_equal(np.array(cm["matrix"]), want.confusion_matrix)
 
 
-def test_labels_committed_during_a_merge_wait_for_the_next_run(make_api, model_name, monkeypatch):
-    """The merge deletes the increments it reads, in its snapshot: labels that commit while it
-    runs keep their increments, and the next run merges them. Nothing is lost or counted twice."""
+def racing_setup(make_api, model_name: str, seed: int):
+    """An API on PostgreSQL (only there can a label commit while a run holds the database), the
+    evaluate module to patch, and 200 predictions with their labels and ids."""
     import importlib
 
     api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
     if not api.db.is_pg:
         pytest.skip("SQLite serialises writers: no label can commit while a run holds the database")
-    evaluate_module = importlib.import_module("monitor.server.jobs.evaluate")
-    records, truth = synth(model_name, 200, seed=9)
-    ids = [r["prediction_id"] for r in records]
+    records, truth = synth(model_name, 200, seed=seed)
+    return api, importlib.import_module("monitor.server.jobs.evaluate"), records, truth, [r["prediction_id"] for r in records]
+
+
+def test_labels_committed_during_a_merge_wait_for_the_next_run(make_api, model_name, monkeypatch):
+    """The merge deletes the increments it reads, in its snapshot: labels that commit while it
+    runs keep their increments, and the next run merges them. Nothing is lost or counted twice."""
+    api, evaluate_module, records, truth, ids = racing_setup(make_api, model_name, seed=9)
     first, late, racing = set(ids[:80]), ids[80:120], ids[120:150]
     inc, es = t.label_increments.c, t.eval_states.c
     with api.admin() as c:
@@ -418,14 +423,7 @@ def test_labels_of_hours_not_evaluated_yet_move_the_mark_instead_of_logging_incr
     with the hour's rows). One that commits inside a recompute's snapshot, which cannot see it,
     moves the hour's mark: the hour stays dirty, and the next run counts it. Nothing is lost or
     counted twice."""
-    import importlib
-
-    api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
-    if not api.db.is_pg:
-        pytest.skip("SQLite serialises writers: no label can commit while a run holds the database")
-    evaluate_module = importlib.import_module("monitor.server.jobs.evaluate")
-    records, truth = synth(model_name, 200, seed=11)
-    ids = [r["prediction_id"] for r in records]
+    api, evaluate_module, records, truth, ids = racing_setup(make_api, model_name, seed=11)
     first = set(ids[:100])
     in_hour = {r["prediction_id"] for r in records if datetime.fromisoformat(r["timestamp"]).replace(minute=0, second=0) == HOURS[2]}
     racing = [p for p in ids[100:160] if p in in_hour]  # labels of one hour, sent while it is recomputed

@@ -132,9 +132,9 @@ def take_increments(conn: Connection, model: str, task: str, limit: int) -> Rows
     so one committed meanwhile stays for the next run. The keys stay in the database (sending
     10 000 keys as array parameters cost 0.1 s a time in psycopg's datetime dumper). On PostgreSQL
     one statement deletes the increments and probes their predictions and labels with the keys it
-    returns: after a full evaluation the index of ``label_increments`` holds the entries of every
-    label it merged, dead until VACUUM, and each of the four statements this took before walked
-    them (0.1 s each for 600 000).
+    returns: the index of ``label_increments`` holds the entries of every increment merged before,
+    dead until VACUUM, and each of the four statements this took before walked them (0.1 s each
+    for 600 000).
     """
     inc = t.label_increments.c
     first = sa.select(inc.prediction_ts, inc.prediction_id).where(inc.model == model).order_by(inc.prediction_ts, inc.prediction_id).limit(limit)
