@@ -92,7 +92,7 @@ class QuantileSketch:
         """:meth:`quantile` of each of ``qs``, counting the buckets once."""
         if not all(0 <= q <= 1 for q in qs):
             raise ValueError("q must lie in [0, 1]")
-        n = int(self.counts.sum()) + self.zeros
+        n = self.n
         if n == 0:
             return [None] * len(qs)
         cumulative = np.cumsum(self.counts)

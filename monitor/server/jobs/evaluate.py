@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -192,6 +192,12 @@ def _windows_done(engine: Engine, model: str, hours: set[datetime]) -> None:
         )
 
 
+#: The state columns of ``eval_states``, and all its columns in the order of the rows
+#: :func:`merge_increments` writes.
+STATE_COLUMNS = tuple(StateColumns.__annotations__)
+_PART_COLUMNS = ("model", "hour_start", "version", "cohort_key", "cohort_value", "part", "computed_at", *STATE_COLUMNS)
+
+
 def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set[datetime]:
     """Merge the first labels of already-evaluated predictions into their hours' states.
 
@@ -238,7 +244,8 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
                     if key not in last_parts:
                         continue  # a cohort value beyond the cap in this hour: counted in the whole version only
                     last_part, count = last_parts[key]
-                    yield (spec.name, hour, *key, last_part + 1, now, *add.blobs().values())  # StateColumns order
+                    blobs: Mapping[str, object] = add.blobs()
+                    yield (spec.name, hour, *key, last_part + 1, now, *(blobs[c] for c in STATE_COLUMNS))
                     versions.append((key, last_part + 1, now))
                     if states is not None:
                         states[key] = SliceState.merge(states[key], add)
@@ -259,10 +266,6 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
     with write_transaction(engine) as conn:
         _windows_pending(conn, spec.name, by_hour)
     return set(by_hour)
-
-
-#: ``eval_states`` columns in the order of the rows :func:`merge_increments` writes.
-_PART_COLUMNS = ("model", "hour_start", "version", "cohort_key", "cohort_value", "part", "computed_at", *StateColumns.__annotations__)
 
 
 def _fold_parts(
