@@ -61,6 +61,21 @@ def test_merge_is_associative_and_commutative(data):
     _same(DetectionState.merge(c, DetectionState.empty(), b, a), left)
 
 
+def test_merging_with_states_without_detections_keeps_their_ground_truth(data):
+    """One part with detections and parts without any (an hour's late labels of images with no
+    detection): the detections are taken as they are, the ground truth and images still add up."""
+    ids = np.random.default_rng(5).permutation(data.image_ids)
+    a = _subset_state(data, ids[:40])
+    no_detections = dataclasses.replace(
+        _subset_state(data, ids[40:]), **{c: np.zeros(0, dtype=getattr(a, c).dtype) for c in
+                                         ("det_class", "score", "image", "rank", "tp", "ignored")}
+    )  # fmt: skip
+    merged = DetectionState.merge(no_detections, a, DetectionState.empty())
+    assert merged.n_images == a.n_images + no_detections.n_images
+    assert np.array_equal(merged.score, a.score) and np.array_equal(merged.tp, a.tp)
+    assert merged.gt_counts.sum() == a.gt_counts.sum() + no_detections.gt_counts.sum()
+
+
 def test_hours_of_chunks_merge_like_the_cli_does(data):
     chunks = [data.detection_state(start, stop) for start, stop in data.chunks(7)]
     _same(DetectionState.merge(*chunks), data.detection_state())
