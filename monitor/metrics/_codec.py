@@ -142,8 +142,10 @@ def fixed_mean(total: int, count: int) -> float:
 
 def add_arrays(arrays: Sequence[NDArray[Any]]) -> NDArray[Any]:
     """Elementwise sum of same-shaped arrays (int64 counts or exact object sums), read-only."""
-    total = arrays[0].copy()
-    for a in arrays[1:]:
+    if len(arrays) == 1:
+        return readonly(arrays[0].copy())
+    total = arrays[0] + arrays[1]  # a new array: no copy of the first
+    for a in arrays[2:]:
         total = total + a
     return readonly(total)
 

@@ -73,7 +73,7 @@ class QuantileSketch:
         if not present:
             return replace(cls.empty(alpha), zeros=zeros)
         if len(present) == 1:
-            return replace(present[0], zeros=zeros)
+            return present[0] if present[0].zeros == zeros else replace(present[0], zeros=zeros)
         # a sketch's buckets are unique (of and merge make them so) and all lie within a few
         # thousand keys (1e-9 to 1e9 at 1 %): add the counts in a dense range of keys rather than
         # sorting all of them (np.unique and np.add.at cost three times as much)

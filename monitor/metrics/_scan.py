@@ -11,13 +11,14 @@ score keeps eight fixed lanes so its rounding does not depend on the CPU's vecto
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._codec import MAX_ROWS_PER_CALL, fixed_from_limbs, fixed_zeros
+from ._codec import MAX_ROWS_PER_CALL, fixed_from_limbs, fixed_zeros, readonly
 from ._jit import kernel
 
 #: The rank of the true label is counted up to this value; top-k accuracy is exact for k ≤ it.
@@ -201,6 +202,13 @@ def _scan_rows(
     return -1
 
 
+def _add_fixed(total: NDArray[Any] | None, part: NDArray[Any]) -> NDArray[Any]:
+    """Exact sums so far plus one call's (the first call's as they are: adding zeros to an object
+    array of Python ints cost as much as a small scan)."""
+    return part if total is None else total + part
+
+
+@functools.cache
 def torch_edges(n_bins: int) -> NDArray[np.float64]:
     """Bin edges from 0 to 1 as torchmetrics makes them: ``torch.linspace`` in float32.
 
@@ -216,7 +224,7 @@ def torch_edges(n_bins: int) -> NDArray[np.float64]:
     i = np.arange(n_bins + 1, dtype=np.float64)
     half = (n_bins + 1) // 2
     edges = np.where(i < half, i * step, 1.0 - (n_bins - i) * step)
-    return edges.astype(np.float32).astype(np.float64)
+    return readonly(edges.astype(np.float32).astype(np.float64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,12 +298,12 @@ def scan_probabilities(
     true_rank = np.zeros(n if rank else 0, dtype=np.int64)
     count = np.zeros(slots, dtype=np.int64)
     hits = np.zeros(slots, dtype=np.int64)
-    conf_sum = fixed_zeros(slots)
+    conf_sum: NDArray[Any] | None = None  # exact sums, added up over the calls
     brier_sum: int = 0
     cw_shape = (c, slots) if classwise else (0, slots)
     cw_count = np.zeros(cw_shape, dtype=np.int64)
     cw_hits = np.zeros(cw_shape, dtype=np.int64)
-    cw_sum = fixed_zeros(cw_shape)
+    cw_sum: NDArray[Any] | None = None
     for start in range(0, n, MAX_ROWS_PER_CALL):
         stop = min(start + MAX_ROWS_PER_CALL, n)
         conf_hi = np.zeros(slots, dtype=np.int64)
@@ -313,10 +321,14 @@ def scan_probabilities(
             raise ValueError(
                 f"probabilities row {row} has a value outside [0, 1] or NaN; pass softmax outputs, not logits"
             )
-        conf_sum = conf_sum + fixed_from_limbs(conf_hi, conf_lo)
-        brier_sum += 2 * int(fixed_from_limbs(brier_limbs[:1], brier_limbs[1:])[0])  # 2**-62 -> 2**-63 units
+        conf_sum = _add_fixed(conf_sum, fixed_from_limbs(conf_hi, conf_lo))
+        brier_sum += 2 * (int(brier_limbs[0]) * (1 << 32) + int(brier_limbs[1]))  # 2**-62 -> 2**-63 units
         if classwise:
-            cw_sum = cw_sum + fixed_from_limbs(cw_hi, cw_lo)
+            cw_sum = _add_fixed(cw_sum, fixed_from_limbs(cw_hi, cw_lo))
+    if conf_sum is None:  # no rows
+        conf_sum = fixed_zeros(slots)
+    if cw_sum is None:
+        cw_sum = fixed_zeros(cw_shape)
     return RowScan(
         confidence=conf,
         predicted=pred,
