@@ -261,7 +261,8 @@ def _merge_two_runs(
     class_out: Any, score_out: Any, image_out: Any, rank_out: Any, tp_out: Any, ignored_out: Any,
 ) -> None:
     """Merge two runs sorted by (class, -score, image, rank, tp, ignored) into the ``_out``
-    columns, by the comparisons of :func:`_merge_sorted_runs` (ties take ``a``). For two runs a
+    columns, by the comparisons of :func:`_merge_sorted_runs` (ties take ``a``), written out again
+    because a kernel cannot call another (see :mod:`monitor.metrics._jit`). For two runs a
     permutation, and the concatenation and gather around it, cost 2 to 5 times this pass."""
     n, m = a_class.shape[0], b_class.shape[0]
     i = j = 0
