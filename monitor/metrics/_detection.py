@@ -603,6 +603,7 @@ def _defined_means(sums: NDArray[np.float64], axes: tuple[int, ...]) -> list[flo
 
 @functools.cache
 def _dece_edges(n_bins: int) -> NDArray[np.float64]:
+    """The D-ECE bin edges, made once per bin count."""
     return readonly(np.linspace(0.0, 1.0, n_bins + 1))
 
 

@@ -203,8 +203,8 @@ def _scan_rows(
 
 
 def _add_fixed(total: NDArray[Any] | None, part: NDArray[Any]) -> NDArray[Any]:
-    """Exact sums so far plus one call's (the first call's as they are: adding zeros to an object
-    array of Python ints cost as much as a small scan)."""
+    """Exact sums so far plus one call's; the first call's are taken as they are (adding them to
+    zeros, an object array of Python ints, was a fifth of a 30-row scan's time)."""
     return part if total is None else total + part
 
 
