@@ -20,6 +20,7 @@ from monitor.metrics import (
 )
 from monitor.server.jobs import run_once
 from monitor.server.store import tables as t
+from monitor.server.store.bulk import ForkedCopy
 from monitor.server.store.decode import image_key
 from monitor.wire import encode_array
 
@@ -218,6 +219,49 @@ def evaluated(api, client, model: str, records, truth, labelled: set[str]) -> No
     assert client.post("/v1/predictions", json={"records": records}).json()["accepted"] == len(records)
     client.post("/v1/ground-truth", json={"records": [gt(model, p, truth[p]) for p in sorted(labelled)]})
     run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model], jobs=["evaluate"])
+
+
+def test_windows_computed_by_a_forked_child_equal_those_computed_in_process(make_api, model_name, monkeypatch):
+    """On PostgreSQL the hour windows are computed by a child process (ForkedCopy) beside the
+    longer ones; the history and the rolling windows are the same, value for value, without it."""
+    import importlib
+
+    from monitor.server.store.engine import write_transaction
+    from monitor.server.store.writes import WINDOWS_PENDING
+
+    api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
+    if not api.db.is_pg:
+        pytest.skip("the windows are computed in a child process on PostgreSQL only")
+    forks = []
+    # the module, not the job function that monitor.server.jobs exports under the same name
+    monkeypatch.setattr(importlib.import_module("monitor.server.jobs.evaluate"), "ForkedCopy", lambda *a, **k: forks.append(1) or ForkedCopy(*a, **k))
+    records, truth = synth(model_name, 400, seed=5)
+    with api.admin() as c:
+        evaluated(api, c, model_name, records, truth, {r["prediction_id"] for r in records[:250]})
+    later = {r["prediction_id"] for r in records[250:320]}  # late labels: parts merged into hours
+    with api.admin() as c:
+        c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in sorted(later)]})
+    run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+    assert len(forks) == 3  # the windows of both runs, and the late labels' parts
+    forked = _metric_rows(api.db.engine, model_name)
+
+    with write_transaction(api.db.engine) as conn:  # every hour's windows again, in this process
+        conn.execute(sa.delete(t.metric_points).where(t.metric_points.c.model == model_name))
+        conn.execute(sa.insert(t.dirty_hours), [{"model": model_name, "hour_start": h, "marked_at": WINDOWS_PENDING} for h in HOURS])
+    (outcome,) = run_once(api.db.engine, api.settings.with_(eval_fork=False), clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+    assert outcome.status == "ok" and len(forks) == 3
+    in_process = _metric_rows(api.db.engine, model_name)
+    assert forked == in_process and len(forked["metric_points"]) > 1000 and forked["metric_latest"]
+
+
+def _metric_rows(engine, model: str) -> dict[str, list[tuple]]:
+    """Every stored metric row of ``model`` but its computation time, in key order."""
+    found = {}
+    for table in (t.metric_points, t.metric_latest):
+        columns = [c for c in table.c if c.name != "computed_at"]
+        with engine.connect() as conn:
+            found[table.name] = [tuple(r) for r in conn.execute(sa.select(*columns).where(table.c.model == model).order_by(*columns))]
+    return found
 
 
 def test_late_labels_over_many_runs_are_parts_folded_back_into_one(make_api, model_name):

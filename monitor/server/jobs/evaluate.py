@@ -14,6 +14,11 @@ Each run, for one model:
    the process's cache of decoded states where it holds exactly the stored rows
    (:mod:`monitor.server.jobs.state_cache`); steps 1 and 2 put what they write there.
 
+On PostgreSQL (Linux, ``eval_fork``) a child process forked for the purpose packs and sends the
+late labels' parts while this one merges them into the cached hours, and computes windows shorter
+than a day beside the longer ones (:class:`monitor.server.store.bulk.ForkedCopy`): the job uses a
+second core where the machine has one.
+
 Steps 1 and 2 run hour by hour, each in its own transaction that reads the hour (in one
 snapshot on PostgreSQL: REPEATABLE READ), writes its states and deletes the increments it saw.
 The dirty mark it saw is consumed right after, by its value (writers only ever move a mark
@@ -27,7 +32,9 @@ error) leaves the mark, and the next run refreshes those windows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -52,7 +59,7 @@ from monitor.server.jobs.states import (
 )
 from monitor.server.settings import Settings, parse_window
 from monitor.server.store import tables as t
-from monitor.server.store.bulk import bulk_insert, copy_rows
+from monitor.server.store.bulk import FORK_AVAILABLE, ForkedCopy, bulk_insert, copy_rows
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.reads import fetch_binary, read_hour, take_increments
 from monitor.server.store.registry import model_specs
@@ -83,6 +90,7 @@ class EvalConfig:
     max_cohort_values: int
     windows: tuple[tuple[str, int], ...]  # (name, seconds)
     cache_bytes: int = 0
+    fork: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EvalConfig:
@@ -91,6 +99,7 @@ class EvalConfig:
             max_cohort_values=settings.max_cohort_values,
             windows=tuple((w, parse_window(w)) for w in settings.windows),
             cache_bytes=settings.eval_state_cache_mb << 20,
+            fork=settings.eval_fork,
         )
 
 
@@ -226,37 +235,46 @@ def merge_increments(engine: Engine, spec: ModelSpec, config: EvalConfig) -> set
         now = datetime.now(UTC)
         full: set[datetime] = set()
         merged: dict[datetime, tuple[list[RowVersion], dict[SliceKey, SliceState]]] = {}
+        parts: list[tuple[datetime, SliceKey, int, SliceState]] = []  # (hour, slice, part, what the labels add)
+        for hour, idx in by_hour.items():
+            last_parts: dict[SliceKey, tuple[int, int]] = {}
+            for key, part, _ in stored[hour]:
+                top, count = last_parts.get(key, (part, 0))
+                last_parts[key] = (max(top, part), count + 1)
+            # no cap on cohort values here: the stored hour already decided which have slices;
+            # these predictions are already counted in the hour: only what their labels bring
+            delta = slice_states(rows.take(idx), spec, config.cohort_keys, max_cohort_values=len(idx), labels_only=True)
+            for key, add in delta.items():
+                if key not in last_parts:
+                    continue  # a cohort value beyond the cap in this hour: counted in the whole version only
+                last_part, count = last_parts[key]
+                parts.append((hour, key, last_part + 1, add))
+                if count + 1 > MAX_PARTS:
+                    full.add(hour)
 
-        def new_parts() -> Iterator[tuple[Any, ...]]:
-            """The rows of the new parts, hour by hour (merged into the cached states on the way)."""
-            for hour, idx in by_hour.items():
-                last_parts: dict[SliceKey, tuple[int, int]] = {}
-                for key, part, _ in stored[hour]:
-                    top, count = last_parts.get(key, (part, 0))
-                    last_parts[key] = (max(top, part), count + 1)
-                old = None if cache is None else cache.get(spec.name, hour, stored[hour])
-                states = None if old is None else dict(old)
-                versions = list(stored[hour])
-                # no cap on cohort values here: the stored hour already decided which have slices;
-                # these predictions are already counted in the hour: only what their labels bring
-                delta = slice_states(rows.take(idx), spec, config.cohort_keys, max_cohort_values=len(idx), labels_only=True)
-                for key, add in delta.items():
-                    if key not in last_parts:
-                        continue  # a cohort value beyond the cap in this hour: counted in the whole version only
-                    last_part, count = last_parts[key]
-                    blobs: Mapping[str, object] = add.blobs()
-                    yield (spec.name, hour, *key, last_part + 1, now, *(blobs[c] for c in STATE_COLUMNS))
-                    versions.append((key, last_part + 1, now))
-                    if states is not None:
+        def part_rows() -> Iterator[tuple[Any, ...]]:
+            for hour, key, part, add in parts:
+                blobs: Mapping[str, object] = add.blobs()
+                yield (spec.name, hour, *key, part, now, *(blobs[c] for c in STATE_COLUMNS))
+
+        # On PostgreSQL (Linux) a child process packs the parts and the server stores them while
+        # this process merges them into the cached hours (config.fork); without one, they are
+        # packed as the COPY sends them.
+        fork = config.fork and conn.dialect.name == "postgresql" and FORK_AVAILABLE
+        with ForkedCopy(conn, es, _PART_COLUMNS, part_rows) if fork else contextlib.nullcontext() as child:
+            if child is None:
+                copy_rows(conn, es, _PART_COLUMNS, part_rows())
+            if cache is not None:
+                for hour in by_hour:
+                    if (old := cache.get(spec.name, hour, stored[hour])) is not None:
+                        merged[hour] = (list(stored[hour]), dict(old))
+                for hour, key, part, add in parts:
+                    if hour in merged:
+                        versions, states = merged[hour]
+                        versions.append((key, part, now))
                         states[key] = SliceState.merge(states[key], add)
-                    if count + 1 > MAX_PARTS:
-                        full.add(hour)
-                if states is not None:
-                    merged[hour] = (versions, states)
-
-        # computed as the COPY sends them (PostgreSQL): the server stores an hour's parts while
-        # the next hour's are computed
-        copy_rows(conn, es, _PART_COLUMNS, new_parts())
+            if child is not None:
+                child.wait()
         if full:
             merged.update(_fold_parts(conn, spec.name, sorted(full), now))
     if cache is not None:  # committed: these are the stored rows now
@@ -358,41 +376,76 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
     cache = state_cache(engine, config.cache_bytes)
     merged = _WindowStates(_load_hours(engine, spec.name, min(s.start for s in spans), max(s.end for s in spans), cache))
     computed_at = datetime.now(UTC)
-    points: Iterable[tuple[object, ...]] = (
-        row for span in sorted(aligned, key=lambda s: (s.name, s.start))
-        for row in _window_rows(spec, span, merged.of(span), confusion=False, computed_at=computed_at)
-    )  # fmt: skip
-    current: Iterable[dict[str, object]] = (
-        dict(zip(METRIC_ROW_COLUMNS, row, strict=True))
-        for span in latest for row in _window_rows(spec, span, merged.of(span), confusion=True, computed_at=computed_at)
-    )  # fmt: skip
-    if engine.dialect.name != "postgresql":
-        # SQLite's write lock stops every writer (ingest too): computed before it is taken
-        points, current = list(points), list(current)
-    # On PostgreSQL the history's rows are computed as the COPY sends them, so the server stores
-    # one window's rows while the next window's metrics are computed (0.2 s of 2.3 in the
-    # incremental run of bench/pipeline.py); the transaction holds no lock a reader waits for.
-    # One statement per table, not one per window: the drift job's rows share these tables (same
-    # windows, its own metrics) and are left be.
+
+    def history(spans: Iterable[WindowSpan]) -> Iterator[tuple[object, ...]]:
+        for span in spans:
+            yield from _window_rows(spec, span, merged.of(span), confusion=False, computed_at=computed_at)
+
+    def rolling() -> list[dict[str, object]]:
+        return [
+            dict(zip(METRIC_ROW_COLUMNS, row, strict=True))
+            for span in latest for row in _window_rows(spec, span, merged.of(span), confusion=True, computed_at=computed_at)
+        ]  # fmt: skip
+
     own_metrics = t.metric_points.c.metric.not_in(DRIFT_JOB_METRICS)
+    # On PostgreSQL the rows are computed as the COPY sends them, so the server stores one window's
+    # rows while the next one's are computed; the transaction holds no lock a reader waits for.
+    # There, on Linux (config.fork), the windows shorter than a day, which merge hours only, are a
+    # queue that a child process (ForkedCopy: a second core) and this one work off: this one first
+    # computes the longer windows, whose merged days it shares with the rolling windows, then takes
+    # short windows the child has not taken yet. The child's rows are stored as it computes them.
+    postgres = engine.dialect.name == "postgresql"
+    ordered = sorted(aligned, key=lambda s: (s.name, s.start))
+    short = [s for s in ordered if s.end - s.start < DAY] if config.fork and postgres and FORK_AVAILABLE else []
+    points: Iterable[tuple[object, ...]] = history(s for s in ordered if not short or s.end - s.start >= DAY)
+    current: list[dict[str, object]] = []
+    if not postgres:  # SQLite's write lock stops every writer (ingest too): computed before it is taken
+        points, current = list(points), rolling()
     with write_transaction(engine) as conn:
         if aligned:
             mp = t.metric_points.c
             # per window name, an IN list of starts: PostgreSQL hashes it, where a row-value IN of
             # (name, start) pairs was an OR of every pair tested on each row (0.13 s against 0.04 s
-            # for the 45 000 rows of 178 windows)
+            # for the 45 000 rows of 178 windows). One statement per table, not one per window:
+            # the drift job's rows share these tables (same windows, its own metrics) and are left be.
             starts: dict[str, list[datetime]] = defaultdict(list)
-            for s in sorted(aligned, key=lambda s: (s.name, s.start)):
+            for s in ordered:
                 starts[s.name].append(s.start)
             in_windows = sa.or_(*(sa.and_(mp.window == name, mp.window_start.in_(listed)) for name, listed in starts.items()))
             conn.execute(sa.delete(t.metric_points).where(mp.model == spec.name, own_metrics, in_windows))
+        if short:
+            claims = _Claims()
+            with ForkedCopy(conn, t.metric_points, METRIC_ROW_COLUMNS, lambda: history(claims.take(short))) as child:
+                current = rolling()
+                points = [*points, *history(claims.take(short))]
+                child.wait()
+        elif postgres:
+            current = rolling()
+        if aligned:
             copy_rows(conn, t.metric_points, METRIC_ROW_COLUMNS, points)
         if latest:
             replace_latest(
-                conn, spec.name, [s.name for s in latest], t.metric_latest.c.metric.not_in(DRIFT_JOB_METRICS), list(current),
+                conn, spec.name, [s.name for s in latest], t.metric_latest.c.metric.not_in(DRIFT_JOB_METRICS), current,
                 cohort_keys=config.cohort_keys,
             )  # fmt: skip
     return len(spans)
+
+
+class _Claims:
+    """Hands out each of 0, 1, 2, ... once, to this process and to a child forked after it: the
+    short windows are a queue both work off, so neither waits while the other has some left."""
+
+    def __init__(self) -> None:
+        self._next = multiprocessing.get_context("fork").Value("q", 0)
+
+    def take(self, items: Sequence[T]) -> Iterator[T]:
+        while True:
+            with self._next.get_lock():
+                i = self._next.value
+                self._next.value = i + 1
+            if i >= len(items):
+                return
+            yield items[i]
 
 
 class _WindowStates:
