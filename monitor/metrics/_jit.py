@@ -12,15 +12,23 @@ numba is imported lazily because ``import monitor.metrics`` must stay standard l
 
 Kernels must be self-contained: one kernel cannot call another, since what a kernel sees in its
 module globals is the Python wrapper, not the compiled function.
+
+:func:`kernels_idle` holds new kernel calls off until none is running, for a process that forks
+while other threads compute metrics: numba takes locks of its own while it compiles (or loads a
+compiled kernel from its cache), and a child forked while another thread held one would wait for
+it forever the first time it compiles a kernel itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["kernel"]
+__all__ = ["kernel", "kernels_idle"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,9 +40,20 @@ def kernel(fn: F) -> F:
     @functools.wraps(fn)
     def call(*args: Any) -> Any:
         nonlocal compiled
-        if compiled is None:
-            compiled = _compile(fn)
-        return compiled(*args)
+        global _running
+        with _calls:
+            while _forking:
+                _calls.wait()
+            _running += 1
+        try:
+            if compiled is None:
+                compiled = _compile(fn)
+            return compiled(*args)
+        finally:
+            with _calls:
+                _running -= 1
+                if not _running:
+                    _calls.notify_all()
 
     call.py_func = fn  # type: ignore[attr-defined]
     return call  # type: ignore[return-value]
@@ -48,3 +67,36 @@ def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     # nogil: a scheduler thread computing metrics does not stall the API threads beside it.
     compiled: Callable[..., Any] = numba.njit(cache=True, nogil=True)(fn)
     return compiled
+
+
+
+#: Kernel calls in progress (compiles included), and whether a fork is waiting for there to be none.
+_calls = threading.Condition(threading.Lock())
+_running = 0
+_forking = False
+
+
+@contextlib.contextmanager
+def kernels_idle() -> Iterator[None]:
+    """While held, no thread runs (or compiles) a kernel, and none is inside numba's compiler or
+    LLVM: hold it across ``os.fork``. Kernel calls that start meanwhile wait for it."""
+    global _forking
+    with _calls:
+        while _forking:  # another thread's fork
+            _calls.wait()
+        _forking = True
+        while _running:
+            _calls.wait()
+    try:
+        with contextlib.ExitStack() as held:
+            if (compiler := sys.modules.get("numba.core.compiler_lock")) is not None:
+                held.enter_context(compiler.global_compiler_lock)
+            if (llvm := sys.modules.get("llvmlite.binding.ffi")) is not None:
+                # taken by every call into LLVM, the disposal of LLVM objects by the garbage
+                # collector included, which runs in whichever thread it likes
+                held.enter_context(llvm.lib._lock)
+            yield
+    finally:
+        with _calls:
+            _forking = False
+            _calls.notify_all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from datetime import UTC, datetime
 
 import numpy as np
@@ -90,11 +91,11 @@ def test_a_child_left_running_by_a_failure_is_stopped(probe):
     assert stored(probe) == []
 
 
-@pytest.mark.timeout(60)  # without the lock held across the fork, the child hangs
+@pytest.mark.timeout(120)  # without kernels_idle() held across the fork, the child hangs now and then
 def test_a_child_forked_while_another_thread_compiles_is_not_blocked(probe):
-    """numba's compiler lock is held across the fork, so a thread compiling a kernel meanwhile
-    cannot leave it locked in the child, which then compiles one itself."""
-    import numba
+    """No thread is inside a kernel, numba's compiler or LLVM when the child is forked, so the
+    child, compiling a kernel of its own, never waits for a lock that a thread of the parent held."""
+    from monitor.metrics._jit import kernel
 
     stop = threading.Event()
 
@@ -102,23 +103,29 @@ def test_a_child_forked_while_another_thread_compiles_is_not_blocked(probe):
         n = 0
         while not stop.is_set():
             n += 1
-            numba.njit(lambda x, k=n: x + k)(1.0)  # a new function each time: a compile
+
+            def add(x, k=n):
+                return x + k
+
+            kernel(add)(1.0)  # a new function each time: a compile
 
     worker = threading.Thread(target=compile_in_a_loop, daemon=True)
     worker.start()
     try:
-        for round_ in range(5):
+        for round_ in range(30):
 
             def child_rows(r=round_):
-                kernel = numba.njit(lambda x: x * 2.0 + r)  # compiled in the child
-                return [("child", AT, kernel(float(i)), i) for i in range(3)]
+                def twice(x):
+                    return x * 2.0 + r
+
+                return [("child", AT, kernel(twice)(float(i)), i) for i in range(3)]  # compiled in the child
 
             with write_transaction(probe) as conn, ForkedCopy(conn, TABLE, COLUMNS, child_rows) as child:
                 child.wait()
     finally:
         stop.set()
         worker.join()
-    assert len(stored(probe)) == 15
+    assert len(stored(probe)) == 90
 
 
 def test_rows_the_server_refuses_fail_the_copy_and_the_child_is_reaped(probe):
@@ -136,3 +143,29 @@ def test_rows_the_server_refuses_fail_the_copy_and_the_child_is_reaped(probe):
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
     assert stored(probe) == []
+
+
+@pytest.mark.parametrize("semaphores", [True, False])
+def test_a_queue_worked_off_by_parent_and_child_hands_out_each_item_once(probe, monkeypatch, semaphores):
+    """The evaluate job's short windows: the child and the parent take from one queue."""
+    import importlib
+    import multiprocessing
+
+    evaluate_module = importlib.import_module("monitor.server.jobs.evaluate")
+    if not semaphores:  # a machine without /dev/shm: the child takes everything
+        monkeypatch.setattr(multiprocessing.get_context("fork"), "Value", lambda *a: (_ for _ in ()).throw(OSError(38, "no sem_open")))
+    claims = evaluate_module._Claims()
+    items = list(range(3000))
+    mine = claims.take(items, child=False)
+    parents = [("parent", AT, None, next(mine))] if semaphores else []  # one before the child exists
+    with write_transaction(probe) as conn:
+        with ForkedCopy(conn, TABLE, COLUMNS, lambda: (("child", AT, None, i) for i in claims.take(items, child=True))) as child:
+            deadline = time.monotonic() + 30
+            while semaphores and claims._next.value < 2 and time.monotonic() < deadline:  # until the child has taken one
+                time.sleep(0.001)
+            parents += [("parent", AT, None, i) for i in mine]
+            child.wait()
+        copy_rows(conn, TABLE, COLUMNS, parents)
+    rows = stored(probe)
+    assert sorted(n for _, _, _, n in rows) == items
+    assert {who for who, *_ in rows} == ({"child", "parent"} if semaphores else {"child"})

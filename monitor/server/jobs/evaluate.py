@@ -415,9 +415,9 @@ def refresh_windows(engine: Engine, spec: ModelSpec, changed: set[datetime], con
             conn.execute(sa.delete(t.metric_points).where(mp.model == spec.name, own_metrics, in_windows))
         if short:
             claims = _Claims()
-            with ForkedCopy(conn, t.metric_points, METRIC_ROW_COLUMNS, lambda: history(claims.take(short))) as child:
+            with ForkedCopy(conn, t.metric_points, METRIC_ROW_COLUMNS, lambda: history(claims.take(short, child=True))) as child:
                 current = rolling()
-                points = [*points, *history(claims.take(short))]
+                points = [*points, *history(claims.take(short, child=False))]
                 child.wait()
         elif postgres:
             current = rolling()
@@ -436,9 +436,15 @@ class _Claims:
     short windows are a queue both work off, so neither waits while the other has some left."""
 
     def __init__(self) -> None:
-        self._next = multiprocessing.get_context("fork").Value("q", 0)
+        try:
+            self._next: Any = multiprocessing.get_context("fork").Value("q", 0)
+        except OSError:  # no POSIX semaphores here (no /dev/shm): the child takes every item
+            self._next = None
 
-    def take(self, items: Sequence[T]) -> Iterator[T]:
+    def take(self, items: Sequence[T], *, child: bool) -> Iterator[T]:
+        if self._next is None:
+            yield from items if child else ()
+            return
         while True:
             with self._next.get_lock():
                 i = self._next.value

@@ -21,6 +21,8 @@ import psycopg.copy
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from monitor.metrics import kernels_idle
+
 #: json and jsonb: SQLAlchemy's bind processor has already made the value a JSON string, which a
 #: binary jsonb dumper would encode a second time.
 _JSON_OIDS = frozenset({114, 3802})
@@ -104,8 +106,9 @@ class ForkedCopy:
     processes would have to be sent it. The child only computes and writes to a pipe: it never
     uses the database connection it inherits (its rows are encoded by a cursor that never
     executes) and leaves by ``os._exit``, so no finaliser of the parent's objects runs in it.
-    numba's compiler lock is held across the fork, so no other thread can hold it at that moment
-    and leave the child waiting for it forever; logging's locks are reset by Python itself.
+    No other thread is inside a metrics kernel when it forks (:func:`monitor.metrics.kernels_idle`),
+    so none holds a lock of numba's that the child, compiling a kernel, would wait for forever;
+    logging's locks are reset by Python itself.
 
     Linux only (:data:`FORK_AVAILABLE`): macOS's system libraries are not safe to use in a child
     forked from a threaded process.
@@ -119,7 +122,7 @@ class ForkedCopy:
         read_end, write_end = os.pipe()
         with contextlib.suppress(OSError):  # 64 KiB by default: fewer wake-ups of the forwarder
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        with _numba_compiler_lock(), warnings.catch_warnings():
+        with kernels_idle(), warnings.catch_warnings():
             # Python 3.12+ warns about any fork of a threaded process; see the class docstring
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
@@ -208,12 +211,6 @@ class ForkedCopy:
 
 #: Bytes the child's pipe holds, and the forwarder's reads.
 _PIPE_BYTES = 1 << 20
-
-
-def _numba_compiler_lock() -> contextlib.AbstractContextManager[Any]:
-    """numba's compiler lock where numba is loaded (the metrics' kernels); nothing otherwise."""
-    module = sys.modules.get("numba.core.compiler_lock")
-    return contextlib.nullcontext() if module is None else module.global_compiler_lock
 
 
 #: Whether :class:`ForkedCopy` may be used here.
