@@ -169,3 +169,15 @@ def test_a_queue_worked_off_by_parent_and_child_hands_out_each_item_once(probe, 
     rows = stored(probe)
     assert sorted(n for _, _, _, n in rows) == items
     assert {who for who, *_ in rows} == ({"child", "parent"} if semaphores else {"child"})
+
+
+def test_where_the_fork_fails_the_rows_are_computed_and_stored_here(probe, monkeypatch, caplog):
+    def no_fork():
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    parent = os.getpid()
+    with write_transaction(probe) as conn, ForkedCopy(conn, TABLE, COLUMNS, lambda: [("here", AT, float(os.getpid() == parent), 1)]) as child:
+        child.wait()
+    assert stored(probe) == [("here", AT, 1.0, 1)]
+    assert "could not fork a process for the rows of forked_copy_probe (" in caplog.text

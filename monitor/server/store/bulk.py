@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import logging
 import os
 import signal
 import sys
@@ -22,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from monitor.metrics import kernels_idle
+
+log = logging.getLogger("cvmon.store.bulk")
 
 #: json and jsonb: SQLAlchemy's bind processor has already made the value a JSON string, which a
 #: binary jsonb dumper would encode a second time.
@@ -98,7 +101,8 @@ class ForkedCopy:
     while the child computes the next ones, and this process does its own work meanwhile. The
     caller must not use ``conn`` until :meth:`wait` returns. A child that fails aborts the COPY
     (and with it the caller's transaction) and :meth:`wait` raises its traceback; leaving the
-    block early stops the child.
+    block early stops the child. Where the fork itself fails (no memory to commit for a copy of
+    the process, under strict overcommit), the rows are computed and stored here, at once.
 
     Why a process, not a thread: the rows are metrics whose Python parts hold the GIL (a thread
     computing the day windows beside the hour windows gained 1 %). Why fork: the child inherits
@@ -116,23 +120,34 @@ class ForkedCopy:
 
     def __init__(self, conn: Connection, table: sa.Table, columns: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]]) -> None:
         self._target = _CopyTarget(conn, table, columns)
+        self._failure: BaseException | None = None
+        self._pid: int | None
+        self._forwarder: threading.Thread | None
+        self._reaping = threading.Lock()
         # a cursor that never executes: psycopg's Copy then only encodes, into the pipe
         encoder = self._target.cursor.connection.cursor()
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 (the child's traceback, if any; closed by close())
         read_end, write_end = os.pipe()
         with contextlib.suppress(OSError):  # 64 KiB by default: fewer wake-ups of the forwarder
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        with kernels_idle(), warnings.catch_warnings():
-            # Python 3.12+ warns about any fork of a threaded process; see the class docstring
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        try:
+            with kernels_idle(), warnings.catch_warnings():
+                # Python 3.12+ warns about any fork of a threaded process; see the class docstring
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError as exc:  # e.g. no memory to commit for a copy of this process (strict overcommit)
+            os.close(read_end)
+            os.close(write_end)
+            self._err.close()
+            log.warning("could not fork a process for the rows of %s (%s): computing them in this one", table.name, exc)
+            self._pid, self._forwarder = None, None
+            copy_rows(conn, table, columns, rows())
+            return
         if pid == 0:
             os.close(read_end)
             self._child(encoder, os.fdopen(write_end, "wb", buffering=_PIPE_BYTES), rows)  # never returns
         os.close(write_end)
-        self._pid: int | None = pid
-        self._reaping = threading.Lock()
-        self._failure: BaseException | None = None
+        self._pid = pid
         self._forwarder = threading.Thread(target=self._forward, args=(read_end,), name="cvmon-forked-copy", daemon=True)
         self._forwarder.start()
 
@@ -192,14 +207,16 @@ class ForkedCopy:
 
     def wait(self) -> None:
         """Wait until the child's rows are stored (in the caller's transaction); raise if they are not."""
-        self._forwarder.join()
+        if self._forwarder is not None:
+            self._forwarder.join()
         if self._failure is not None:
             raise self._failure
 
     def close(self) -> None:
         """Stop the child if it is still running (the caller failed meanwhile); free what it held."""
         self._reap(kill=True)
-        self._forwarder.join()
+        if self._forwarder is not None:
+            self._forwarder.join()
         self._err.close()
 
     def __enter__(self) -> ForkedCopy:
