@@ -234,7 +234,10 @@ def test_windows_computed_by_a_forked_child_equal_those_computed_in_process(make
         pytest.skip("the windows are computed in a child process on PostgreSQL only")
     forks = []
     # the module, not the job function that monitor.server.jobs exports under the same name
-    monkeypatch.setattr(importlib.import_module("monitor.server.jobs.evaluate"), "ForkedCopy", lambda *a, **k: forks.append(1) or ForkedCopy(*a, **k))
+    evaluate_module = importlib.import_module("monitor.server.jobs.evaluate")
+    monkeypatch.setattr(evaluate_module, "FORK_MIN_PARTS", 1)  # a few hours: less work than a fork is worth
+    monkeypatch.setattr(evaluate_module, "FORK_MIN_WINDOWS", 1)
+    monkeypatch.setattr(evaluate_module, "ForkedCopy", lambda *a, **k: forks.append(1) or ForkedCopy(*a, **k))
     records, truth = synth(model_name, 400, seed=5)
     with api.admin() as c:
         evaluated(api, c, model_name, records, truth, {r["prediction_id"] for r in records[:250]})
