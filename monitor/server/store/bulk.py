@@ -55,7 +55,7 @@ def copy_rows(conn: Connection, table: sa.Table, columns: Sequence[str], rows: I
             conn.execute(sa.insert(table), values)
         return
     target = _CopyTarget(conn, table, columns)
-    with target.cursor.copy(target.statement) as copy:
+    with target.cursor, target.cursor.copy(target.statement) as copy:
         copy.set_types(target.types)
         for row in target.bound(rows):
             copy.write_row(row)
@@ -125,7 +125,7 @@ class ForkedCopy:
         self._forwarder: threading.Thread | None
         self._reaping = threading.Lock()
         # a cursor that never executes: psycopg's Copy then only encodes, into the pipe
-        encoder = self._target.cursor.connection.cursor()
+        self._encoder = encoder = self._target.cursor.connection.cursor()
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 (the child's traceback, if any; closed by close())
         read_end, write_end = os.pipe()
         with contextlib.suppress(OSError):  # 64 KiB by default: fewer wake-ups of the forwarder
@@ -218,6 +218,8 @@ class ForkedCopy:
         if self._forwarder is not None:
             self._forwarder.join()
         self._err.close()
+        self._encoder.close()
+        self._target.cursor.close()
 
     def __enter__(self) -> ForkedCopy:
         return self
