@@ -2,13 +2,14 @@
 #   make run    create .venv, install cvmon[server], migrate the embedded SQLite database, print an
 #               API key and serve on http://127.0.0.1:8000 with the realistic demo traffic
 #   make test   install the dev dependencies and run the whole test suite
+# Day to day: `make test-fast` (the tests not marked slow, under two minutes) and `make lint`.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run serve test lint bench bench-quick venv dev clean
+.PHONY: run serve test test-fast lint bench bench-quick venv dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +37,16 @@ serve: venv
 test: dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Static checks: ruff's lint rules (pyproject.toml) and mypy on the packages.
+# The tests not marked slow (@pytest.mark.slow: real servers restarted, large loads, browsers).
+test-fast: dev
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Static checks: ruff's lint rules, mypy on the packages, and the layering contracts
+# (import-linter, [tool.importlinter] in pyproject.toml; docs/architecture.md draws them).
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy monitor detectors
+	$(BIN)/lint-imports
 
 # The benchmarks of the notes (bench/*.py; each prints cvmon beside its reference tool and the
 # ratio). They need the PostgreSQL of CVMON_TEST_DATABASE_URL and a quiet machine; see bench/.

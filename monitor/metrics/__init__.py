@@ -45,7 +45,6 @@ from ._detection import (
     DetectionState,
     detection_metrics,
 )
-from ._jit import kernels_idle
 from ._matching import detection_state
 
 __all__ = [
@@ -73,6 +72,5 @@ __all__ = [
     "coco_input",
     "detection_metrics",
     "detection_state",
-    "kernels_idle",
     "probability_states",
 ]

@@ -309,7 +309,7 @@ def calibration_metrics(state: CalibrationState, *, adaptive_bins: int | None = 
     bins: list[ReliabilityBin] = []
     ece = 0.0
     mce = 0.0
-    # Python scalars once (indexing numpy arrays bin by bin was half of a small window's cost)
+    # Python scalars once: indexing numpy arrays bin by bin dominates a small window's cost
     edges = state.edges.tolist()
     counts, corrects, sums = state.count.tolist(), state.correct.tolist(), state.confidence_sum.tolist()
     for k in range(n_bins + 1):
@@ -411,8 +411,8 @@ def _sorted_samples(
     """Samples in one canonical order (by confidence, then correct) whatever the merge order.
 
     ``runs``: the samples are sorted runs (the parts of a merge), which numpy's stable sort
-    (timsort) merges instead of sorting anew: 1 ms against 18 for a week of 7 days of 84 000
-    samples. On unsorted samples its quicksort is twice as fast.
+    (timsort) merges instead of sorting anew, an order of magnitude faster for a week of daily
+    runs. On unsorted samples its quicksort is the faster.
     """
     conf = conf + conf.dtype.type(0.0)  # -0.0 -> 0.0, so the bit patterns below are monotone
     if conf.dtype == np.float32:

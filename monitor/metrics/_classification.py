@@ -221,8 +221,8 @@ def classification_metrics(state: ClassificationState, *, top_k: Iterable[int] =
     n = state.n
 
     # every class at once, as arrays with NaN where undefined: the same correctly rounded
-    # divisions as one Python division per class (counts are exact in float64 below 2**53), and a
-    # 1-hour window's metrics no longer spend most of their time building per-class lists
+    # divisions as one Python division per class (counts are exact in float64 below 2**53), without
+    # building per-class lists, which would dominate a 1-hour window's metrics
     precision = _ratios(tp, predicted)
     recall = _ratios(tp, support)
     f1 = _ratios(2 * tp, support + predicted)

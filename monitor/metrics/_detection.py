@@ -379,8 +379,7 @@ def detection_metrics(
     precision_sum, recall = _accumulate(state, (starts, ends))
     k = state.classes.size
     # the operating point per class and the D-ECE bins in one pass over the detections: a dozen
-    # numpy passes over them took 12 ms beside the 26 of the COCO accumulation, for a week of
-    # 600 000 detections (now 3.5)
+    # numpy passes over them would cost half as much as the COCO accumulation itself
     tps_array, fps_array = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
     edges = _dece_edges(dece_bins)
     bin_counts, bin_hits = np.zeros(dece_bins, dtype=np.int64), np.zeros(dece_bins, dtype=np.int64)

@@ -50,7 +50,7 @@ log = logging.getLogger("monitor.sdk")
 _DONE: Final = "done"
 _RETRY: Final = "retry"
 _SPLIT: Final = "split"
-#: The server's per-request record limit (monitor.server.ingest.MAX_RECORDS).
+#: The server's per-request record limit (monitor.server.services.ingest.MAX_RECORDS).
 MAX_BATCH_RECORDS: Final = 10_000
 #: The longest Retry-After honoured, whatever the server asks.
 _MAX_RETRY_AFTER: Final = 300.0

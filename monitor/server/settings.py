@@ -20,7 +20,6 @@ CVMON_WINDOWS                    windows                      evaluation windows
 CVMON_EVALUATE_INTERVAL_SECONDS  evaluate_interval_seconds    how often the model jobs run (60)
 CVMON_MAX_COHORT_VALUES          max_cohort_values            values per cohort key evaluated apart (50)
 CVMON_EVAL_STATE_CACHE_MB        eval_state_cache_mb          decoded hour states kept in memory per process (256; 0 off)
-CVMON_EVAL_FORK                  eval_fork                    hourly windows computed by a forked child process (1; Linux, PostgreSQL)
 CVMON_DRIFT_WINDOWS              drift_windows                windows the drift job scores (1h,1d)
 CVMON_DRIFT_DETECTORS            drift_detectors              "detector:feature" pairs scored (docs/drift.md)
 CVMON_DRIFT_ALPHA                drift_alpha                  test level / false-alarm rate of each detector (0.01)
@@ -60,7 +59,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from monitor.errors import ConfigError
 
 if TYPE_CHECKING:
-    from monitor.server.reports.config import ReportSettings
+    from monitor.server.report_settings import ReportSettings
     from monitor.server.slo.receivers import NotifierConfig
     from monitor.server.slo.spec import SLO
 
@@ -106,12 +105,9 @@ class Settings:
     #: Cohort values beyond this many per key (by volume) are not evaluated as slices of their
     #: own, so a typo-ridden or high-cardinality field cannot explode the label sets.
     max_cohort_values: int = 50
-    #: Decoded hour states the evaluate job keeps between runs (monitor/server/jobs/state_cache.py):
+    #: Decoded hour states the evaluate job keeps between runs (monitor/server/services/state_cache.py):
     #: every run re-reduces the rolling 7d window, so without it each run decodes a week of states.
     eval_state_cache_mb: int = 256
-    #: The evaluate job computes windows shorter than a day in a child process forked for them,
-    #: beside the longer ones (monitor/server/store/bulk.py, ForkedCopy): a second core.
-    eval_fork: bool = True
     #: The drift job (docs/drift.md): completed aligned windows it scores, per version and cohort.
     drift_windows: tuple[str, ...] = ("1h", "1d")
     drift_detectors: tuple[str, ...] = DEFAULT_DRIFT_DETECTORS
@@ -175,7 +171,7 @@ class Settings:
             from monitor.server.slo.receivers import with_env
 
             values["notifier"] = with_env(values.get("notifier"), env)
-        from monitor.server.reports.config import load_report_settings
+        from monitor.server.report_settings import load_report_settings
 
         values["reports"] = load_report_settings(values.get("extra", {}).get("reports"), env, source=values.get("config_path"))
         values["retention"] = load_retention(values.get("extra", {}).get("retention"), env, source=values.get("config_path"))
@@ -344,7 +340,7 @@ def load_retention(section: Any, environ: Mapping[str, str], *, source: str | No
 
 
 def _default_reports() -> ReportSettings:
-    from monitor.server.reports.config import ReportSettings
+    from monitor.server.report_settings import ReportSettings
 
     return ReportSettings()
 

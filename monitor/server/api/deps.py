@@ -17,9 +17,9 @@ from sqlalchemy import Engine
 
 from monitor.server.exporters.collectors import QualityExposition
 from monitor.server.exporters.service import ServiceMetrics
-from monitor.server.ingest import CohortPolicy
+from monitor.server.services.ingest import CohortPolicy
+from monitor.server.services.keys import ApiKey, verify_key
 from monitor.server.settings import Settings
-from monitor.server.store.keys import ApiKey, verify_key
 from monitor.server.store.partitions import PartitionManager
 
 log = logging.getLogger("cvmon.api")

@@ -11,7 +11,13 @@ from monitor.errors import LimitExceeded, WireError
 from monitor.server.api.body import read_json
 from monitor.server.api.deps import AppState, IngestAuth, Principal, StateDep
 from monitor.server.api.schemas import GroundTruthBatch, IngestResponse, PredictionBatch, Problem, problems
-from monitor.server.ingest import IngestResult, batch_records, ingest_ground_truth, ingest_predictions, record_models
+from monitor.server.services.ingest import (
+    IngestResult,
+    batch_records,
+    ingest_ground_truth,
+    ingest_predictions,
+    record_models,
+)
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 

@@ -10,8 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from monitor.errors import RegistryConflict
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
 from monitor.server.api.schemas import Counts, ModelList, ModelOut, ModelRegistration, VersionOut, problems
+from monitor.server.services.models import ModelInfo, model_info, model_names, register_model
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.registry import ModelInfo, model_info, model_names, register_model
 
 router = APIRouter(prefix="/v1", tags=["models"])
 

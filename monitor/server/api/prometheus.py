@@ -21,7 +21,7 @@ router = APIRouter(tags=["metrics"])
     summary="Prometheus metrics",
 )
 async def metrics(state: StateDep, principal: ReadAuth) -> Response:
-    """Every exported series (names in monitor/server/exporters/names.py). Needs a `read` key
+    """Every exported series (names in monitor/server/names.py). Needs a `read` key
     (Prometheus: `authorization: {credentials: <key>}`); a key bound to models sees only those.
     Values are read from the database: a scrape never computes a metric."""
     stored = CollectorRegistry()

@@ -7,7 +7,6 @@ import binascii
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
@@ -15,11 +14,10 @@ from pydantic import BaseModel
 from monitor.server.api.deps import ReadAuth, StateDep
 from monitor.server.api.models import ModelName
 from monitor.server.api.schemas import problems
-from monitor.server.jobs.evaluate import hour_floor, load_window
-from monitor.server.jobs.states import SliceState
+from monitor.server.services.history import MetricFilter, confusion_matrix, history_points, latest_points
+from monitor.server.services.models import model_spec
+from monitor.server.services.windows import hour_floor
 from monitor.server.settings import parse_window
-from monitor.server.store import tables as t
-from monitor.server.store.registry import model_specs
 
 router = APIRouter(prefix="/v1", tags=["metrics"])
 
@@ -140,35 +138,14 @@ def get_metrics(
     since = _utc(since or _shift(until, -timedelta(days=7)))
     offset = _cursor(cursor)
     slice_ = _cohort(cohort)
-
-    def filters(table: sa.Table) -> list[Any]:
-        c = table.c
-        out = [c.model == model, c.window == window]
-        if version is not None:
-            out.append(c.version == version)
-        if cohort is not None:
-            out += [c.cohort_key == (slice_[0] if slice_ else ""), c.cohort_value == (slice_[1] if slice_ else "")]
-        if metric:
-            out.append(c.metric.in_(metric))
-        if cls is not None:
-            out.append(c["class"] == cls)
-        return out
-
-    mp, ml = t.metric_points, t.metric_latest
-    order = (mp.c.window_start, mp.c.version, mp.c.cohort_key, mp.c.cohort_value, mp.c.metric, mp.c["class"])
+    which = MetricFilter(
+        model, window, version, None if cohort is None else (slice_ or ("", "")), tuple(metric or ()), cls
+    )
     with state.engine.connect() as conn:
-        if not model_specs(conn, [model]):
+        if model_spec(conn, model) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {model!r}")
-        latest = conn.execute(
-            sa.select(ml).where(*filters(ml)).order_by(ml.c.version, ml.c.cohort_key, ml.c.cohort_value, ml.c.metric, ml.c["class"])
-        ).all()
-        series = conn.execute(
-            sa.select(mp)
-            .where(*filters(mp), mp.c.window_start >= since, mp.c.window_start < until)
-            .order_by(*order)
-            .offset(offset)
-            .limit(limit + 1)
-        ).all()
+        latest = latest_points(conn, which)
+        series = history_points(conn, which, since, until, offset=offset, limit=limit + 1)
     more = len(series) > limit
     next_cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
     return MetricsOut(
@@ -199,25 +176,15 @@ async def get_confusion_matrix(
 
     def compute() -> ConfusionOut:
         with state.engine.connect() as conn:
-            spec = model_specs(conn, [model]).get(model)
-        if spec is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {model!r}")
-        if spec.task != "classification":
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{model!r} is a detection model; see its per-class AP in /metrics")
-        slices = load_window(state.engine, model, window_start, window_end)
-        key = slice_ or ("", "")
-        chosen = [s for k, s in slices.items() if (version is None or k.version == version) and (k.cohort_key, k.cohort_value) == key]
-        merged = SliceState.merge(*chosen) if chosen else None
-        classes = list(spec.classes)
-        matrix = [[0] * len(classes) for _ in classes]
-        samples = 0
-        if merged is not None and merged.classification is not None:
-            cm = merged.classification.confusion_matrix()
-            matrix = cm.tolist()
-            samples = int(cm.sum())
+            spec = model_spec(conn, model)
+            if spec is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {model!r}")
+            if spec.task != "classification":
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{model!r} is a detection model; see its per-class AP in /metrics")
+            cm = confusion_matrix(conn, spec, window_start, window_end, version=version, cohort=slice_)
         return ConfusionOut(
             model=model, window=window, version=version or "", cohort=cohort or "", window_start=window_start,
-            window_end=window_end, classes=classes, matrix=matrix, samples=samples,
+            window_end=window_end, classes=list(cm.classes), matrix=cm.matrix, samples=cm.samples,
         )  # fmt: skip
 
     return await run_in_threadpool(compute)

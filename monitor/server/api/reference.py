@@ -11,11 +11,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
 from monitor.server.api.models import ModelName
 from monitor.server.api.schemas import problems
-from monitor.server.jobs.drift_features import ESTIMATOR
-from monitor.server.jobs.drift_refs import Kind, ReferenceSpec, fitted_summary, load_specs, put_spec
+from monitor.server.services.drift_features import ESTIMATOR
+from monitor.server.services.drift_refs import Kind, ReferenceSpec, fitted_summary, load_specs, put_spec
+from monitor.server.services.models import model_specs
 from monitor.server.settings import MAX_REFERENCE_SIZE
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.registry import model_specs
 
 router = APIRouter(prefix="/v1", tags=["drift"])
 

@@ -13,8 +13,8 @@ from pydantic import BaseModel
 from monitor.server.api.deps import ReadAuth, StateDep
 from monitor.server.api.models import ModelName
 from monitor.server.api.schemas import Problem
-from monitor.server.reports.store import find_report, latest_report_id, list_reports, report_html
-from monitor.server.store.registry import model_specs
+from monitor.server.services.models import model_specs
+from monitor.server.services.reports import find_report, latest_report_id, list_reports, report_html
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 

@@ -26,7 +26,7 @@ def run_once_cmd(models: tuple[str, ...], jobs: tuple[str, ...]) -> None:
     Exits 1 when a job failed.
     """
     from monitor.server.jobs import MODEL_JOBS, WEEKLY_JOBS, maintenance, run_once
-    from monitor.server.store.registry import model_names
+    from monitor.server.services.models import model_names
 
     known = {**MODEL_JOBS, **WEEKLY_JOBS}
     unknown = sorted(set(jobs) - set(known))

@@ -19,8 +19,8 @@ def keys_group() -> None:
 def create(scopes: str, models: str | None, name: str) -> None:
     """Create a key and print it. The key is the LAST line of the output, so scripts can take it
     with `cvmon keys create --scopes ingest | tail -n 1`."""
+    from monitor.server.services.keys import create_key
     from monitor.server.store.engine import write_transaction
-    from monitor.server.store.keys import create_key
 
     engine = open_engine(load_settings())
     try:
@@ -36,7 +36,7 @@ def create(scopes: str, models: str | None, name: str) -> None:
 @keys_group.command("list")
 def list_keys_cmd() -> None:
     """List keys (id, scopes, models, created, revoked). Secrets are never shown."""
-    from monitor.server.store.keys import list_keys
+    from monitor.server.services.keys import list_keys
 
     engine = open_engine(load_settings())
     with engine.connect() as conn:
@@ -59,8 +59,8 @@ def list_keys_cmd() -> None:
 def revoke(key_id: str) -> None:
     """Revoke the key KEY_ID (the 12-character id from `cvmon keys list`). Servers stop accepting it
     within CVMON_KEY_CACHE_SECONDS (10 s by default)."""
+    from monitor.server.services.keys import revoke_key
     from monitor.server.store.engine import write_transaction
-    from monitor.server.store.keys import revoke_key
 
     engine = open_engine(load_settings())
     with write_transaction(engine) as conn:

@@ -17,7 +17,7 @@ def models_group() -> None:
 @models_group.command("list")
 def list_cmd() -> None:
     """List registered models with their task, classes and counts."""
-    from monitor.server.store.registry import model_info, model_names
+    from monitor.server.services.models import model_info, model_names
 
     engine = open_engine(load_settings())
     with engine.connect() as conn:
@@ -38,7 +38,7 @@ def list_cmd() -> None:
 @click.argument("model")
 def show(model: str) -> None:
     """Show MODEL: classes, operating threshold, counts and versions."""
-    from monitor.server.store.registry import model_info
+    from monitor.server.services.models import model_info
 
     engine = open_engine(load_settings())
     with engine.connect() as conn:
@@ -64,8 +64,8 @@ def show(model: str) -> None:
 def register(model: str, task: str, classes: str, operating_threshold: float) -> None:
     """Register MODEL or update it. Classes may be appended later, never reordered or removed."""
     from monitor.errors import RegistryConflict
+    from monitor.server.services.models import register_model
     from monitor.server.store.engine import write_transaction
-    from monitor.server.store.registry import register_model
 
     if classes.startswith("@"):
         names = [line.strip() for line in Path(classes[1:]).read_text().splitlines() if line.strip()]

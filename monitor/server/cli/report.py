@@ -52,7 +52,7 @@ def report(model: str, week: str | None, out: Path | None, store: bool) -> None:
     from monitor.server.reports.build import build_report_data
     from monitor.server.reports.data import ReportError
     from monitor.server.reports.render import render_report
-    from monitor.server.reports.weeks import WeekError, last_complete_week, parse_week
+    from monitor.server.services.weeks import WeekError, last_complete_week, parse_week
 
     try:
         chosen = parse_week(week) if week else last_complete_week(now())
@@ -74,7 +74,7 @@ def report(model: str, week: str | None, out: Path | None, store: bool) -> None:
         html = render_report(data)
         t2 = time.perf_counter()
         if store:
-            from monitor.server.reports.store import save_report
+            from monitor.server.services.reports import save_report
             from monitor.server.store.engine import write_transaction
 
             with write_transaction(engine) as conn:

@@ -86,10 +86,10 @@ def _port_free(host: str, port: int) -> bool:
 
 def prepare(settings: Settings, now: datetime) -> str:
     """Migrate the database, register the model and create a key; returns the key."""
+    from monitor.server.services.keys import create_key
+    from monitor.server.services.models import register_model
     from monitor.server.store import migrate
     from monitor.server.store.engine import make_engine, write_transaction
-    from monitor.server.store.keys import create_key
-    from monitor.server.store.registry import register_model
 
     engine = make_engine(settings.sqlalchemy_url)
     try:

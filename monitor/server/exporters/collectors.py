@@ -16,14 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine
 
-from monitor.server.exporters.names import METRIC
-from monitor.server.store import tables as t
-from monitor.server.store.tables import CELL_SEPARATOR
+from monitor.server.names import METRIC
+from monitor.server.services.latest import generations, job_runs, latest_values, version_counters
+from monitor.server.services.states import CELL_SEPARATOR
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class Export:
 
 
 #: Separates detector and feature in the ``class`` column of drift rows
-#: (``monitor.server.jobs.drift_features.FEATURE_SEPARATOR``).
+#: (``monitor.server.services.drift_features.FEATURE_SEPARATOR``).
 DRIFT_SEPARATOR = ":"
 _DRIFT = ("detector", "feature")
 
@@ -108,7 +107,7 @@ class ExpositionRenderer:
 
     Written by hand rather than through prometheus_client's metric families because of the
     volume: 20 models x 50 classes are ~30 000 series, and ``generate_latest`` validates and
-    escapes every label *name* of every sample (0.55 s of a 0.9 s scrape, bench/pipeline.py).
+    escapes every label *name* of every sample, most of a large scrape's time.
     Here label names come from the names table (validated once, below) and only label values
     are escaped. The configured cohort keys are labels of every cohort-sliced family.
     """
@@ -124,19 +123,9 @@ class ExpositionRenderer:
                 if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
                     raise ValueError(f"{label!r} is not a Prometheus label name")
 
-    @property
-    def key(self) -> str:
-        """The cohort keys as ``metric_exposition.cohort_keys`` stores them."""
-        return ",".join(self.cohort_keys)
-
     def render(self, conn: Connection, models: Sequence[str]) -> dict[str, dict[str, str]]:
         """model -> family -> its sample lines (text), from the models' ``metric_latest`` rows."""
-        ml = t.metric_latest.c
-        rows = conn.execute(
-            sa.select(ml.model, ml.window, ml.version, ml.cohort_key, ml.cohort_value, ml.metric, ml["class"], ml.value).where(
-                ml.model.in_(models), ml.metric.in_(list(EXPORTS)), ml.value.is_not(None)
-            )
-        ).all()
+        rows = latest_values(conn, models, list(EXPORTS))
         out: dict[str, dict[str, list[str]]] = {model: defaultdict(list) for model in models}
         escaped = _Escaped()
         lines: dict[tuple[str, str], _Line | None] = {}
@@ -177,32 +166,16 @@ class ExpositionRenderer:
         return _Line(export.name, f"{export.name}{{{{{labels}}}}} {{6}}\n", export.separator, export.scale)
 
 
-def store_exposition(conn: Connection, model: str, cohort_keys: Sequence[str]) -> None:
-    """Render ``model``'s quality series into ``metric_exposition`` (in the caller's transaction,
-    the one that changed its ``metric_latest`` rows)."""
-    renderer = ExpositionRenderer(cohort_keys)
-    families = renderer.render(conn, [model])[model]
-    conn.execute(sa.delete(t.metric_exposition).where(t.metric_exposition.c.model == model))
-    if families:
-        conn.execute(
-            sa.insert(t.metric_exposition),
-            [{"model": model, "family": f, "cohort_keys": renderer.key, "lines": text} for f, text in families.items()],
-        )
-
-
 class QualityExposition:
     """The model-quality series of /metrics as Prometheus text.
 
-    Each model's lines are kept until its rows change: writers raise the model's counter in
-    ``metric_latest_generations`` in the same transaction
-    (:func:`monitor.server.exporters.latest.replace_latest`), so a scrape reads one small table and
-    re-reads only the models evaluated since the previous scrape. It reads their text as the
-    writer rendered it (``metric_exposition``, :func:`store_exposition`): the first scrape after
-    an evaluation of 20 models x 50 classes copies 3 MB instead of rendering 29 000 rows. A model
-    rendered for other cohort keys than this process's (or before that table existed) is
-    rendered here from its rows. tests/server/test_exposition.py reads the text back with
-    prometheus_client's parser and ``promtool check metrics`` (hostile label values included)
-    and checks which models a scrape re-reads.
+    Each model's lines are rendered here, in the API process, from its ``metric_latest`` rows, and
+    kept until they change: writers raise the model's counter in ``metric_latest_generations`` in
+    the same transaction (:func:`monitor.server.store.latest.replace_latest`), so a scrape reads one
+    small table and re-renders only the models evaluated since the previous scrape.
+    tests/server/test_exposition.py reads the text back with prometheus_client's parser and
+    ``promtool check metrics`` (hostile label values included) and checks which models a scrape
+    re-renders.
 
     One per API process; thread-safe (scrapes run in the threadpool).
     """
@@ -215,16 +188,15 @@ class QualityExposition:
 
     def text(self, conn: Connection, allows_model: Callable[[str], bool] = lambda _: True) -> str:
         """The exposition of every model ``allows_model`` admits, read through ``conn``."""
-        g = t.metric_latest_generations
         # the counters first: rows committed after this read only make the next scrape re-read
-        generations = {m: n for m, n in conn.execute(sa.select(g.c.model, g.c.generation)) if allows_model(m)}
+        counters = {m: n for m, n in generations(conn).items() if allows_model(m)}
         with self._lock:
-            stale = sorted(m for m, n in generations.items() if m not in self._models or self._models[m][0] != n)
+            stale = sorted(m for m, n in counters.items() if m not in self._models or self._models[m][0] != n)
             if stale:
-                read = self._read(conn, stale)
+                read = self.renderer.render(conn, stale)
                 for model in stale:
-                    self._models[model] = (generations[model], read.get(model, {}))
-            models = [self._models[m][1] for m in sorted(generations)]
+                    self._models[model] = (counters[model], read.get(model, {}))
+            models = [self._models[m][1] for m in sorted(counters)]
         out: list[str] = []
         for name in _FAMILIES:
             lines = [families[name] for families in models if name in families]
@@ -234,18 +206,6 @@ class QualityExposition:
                 out.append(f"# TYPE {name} gauge\n")
                 out.extend(lines)
         return "".join(out)
-
-    def _read(self, conn: Connection, models: Sequence[str]) -> dict[str, dict[str, str]]:
-        """The models' lines: as their writer rendered them for this process's cohort keys, else
-        rendered here from their rows."""
-        me = t.metric_exposition.c
-        out: dict[str, dict[str, str]] = defaultdict(dict)
-        for model, family, lines in conn.execute(
-            sa.select(me.model, me.family, me.lines).where(me.model.in_(models), me.cohort_keys == self.renderer.key)
-        ):
-            out[model][family] = lines
-        missing = [m for m in models if m not in out]
-        return dict(out) | (self.renderer.render(conn, missing) if missing else {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,11 +239,8 @@ class StoredMetricsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self.engine.connect() as conn:
-            versions = conn.execute(
-                sa.select(t.model_versions.c.model, t.model_versions.c.version, t.model_versions.c.predictions,
-                          t.model_versions.c.errors, t.model_versions.c.labelled)
-            ).all()  # fmt: skip
-            runs = conn.execute(sa.select(t.job_runs)).all()
+            versions = version_counters(conn)
+            runs = job_runs(conn)
         allowed = self.allows_model
         yield from self._counters([r for r in versions if allowed(r.model)])
         yield from self._jobs([r for r in runs if allowed(r.model)])

@@ -1,7 +1,7 @@
 """Grafana dashboards (executive, on-call, debug) and provisioning, generated from the names table.
 
 Every metric a query reads goes through :meth:`_Queries.sel`, which looks the name up in the
-names table (:data:`monitor.server.exporters.names.METRIC`) and checks the labels it matches on,
+names table (:data:`monitor.server.names.METRIC`) and checks the labels it matches on,
 so renaming or dropping a metric or a label makes generation fail instead of leaving a blank
 panel. ``cvmon grafana render --out grafana/`` writes::
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from monitor.server.exporters.names import METRIC, MetricName
+from monitor.server.names import METRIC, MetricName
 
 #: Series Prometheus itself writes that dashboards may read, always with these matchers.
 PROMETHEUS_SERIES: Final[Mapping[str, str]] = {"ALERTS": 'alertname="CvmonErrorBudgetBurn"'}
@@ -53,7 +53,7 @@ class _Queries:
             return self.metrics[name]
         except KeyError:
             raise UnknownMetric(
-                f"{name} is not in the names table (monitor/server/exporters/names.py)"
+                f"{name} is not in the names table (monitor/server/names.py)"
             ) from None
 
     def sel(self, name: str, *matchers: str, whole: bool = True, series: str | None = None) -> str:

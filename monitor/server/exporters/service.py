@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from monitor.server.exporters.names import METRIC
+from monitor.server.names import METRIC
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

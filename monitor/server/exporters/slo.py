@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from monitor.server.exporters.names import METRIC
+from monitor.server.names import METRIC
 from monitor.server.slo.burnrate import budget_remaining, burn_rate, format_duration, required_windows
 from monitor.server.slo.counts import read_counts
 from monitor.server.slo.spec import SLO

@@ -23,50 +23,33 @@ The evaluate job runs first in every tick: the hour states it writes are what th
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import Connection, Engine
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine
 
-from monitor.server.exporters.latest import replace_latest
-from monitor.server.jobs.drift_features import JOB_METRICS, DriftConfig, SliceSampler, estimate, extract, score
-from monitor.server.jobs.drift_refs import Reference, ensure_references, fitted
-from monitor.server.jobs.evaluate import HOUR, aligned_start, hour_floor
-from monitor.server.jobs.states import Point, SliceKey
+from monitor.server.services import drift as svc
+from monitor.server.services.drift_features import DriftConfig
+from monitor.server.services.drift_refs import (
+    Reference,
+    calibration_records,
+    fit_estimator,
+    fit_reference,
+    load_references,
+    load_specs,
+    read_reference,
+    spec_for,
+    store_calibration,
+    store_reference,
+)
+from monitor.server.services.models import model_spec
+from monitor.server.services.windows import hour_floor
 from monitor.server.settings import Settings
-from monitor.server.store import tables as t
-from monitor.server.store.bulk import bulk_insert
-from monitor.server.store.drift_reads import read_range
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.registry import model_specs
 from monitor.wire import ModelSpec
 
 log = logging.getLogger("cvmon.jobs.drift")
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """A completed aligned window, as the hour states describe it."""
-
-    name: str
-    start: datetime
-    end: datetime
-    #: hours of the window that have predictions
-    hours: tuple[datetime, ...]
-    #: predictions (status ok) of every version
-    predictions: int
-    #: slices to score (version with a reference, at least ``drift_min_samples`` predictions)
-    slices: dict[SliceKey, int]
-    #: digest of the references of the window's versions
-    references: str
 
 
 def drift(engine: Engine, model: str, *, settings: Settings, clock: Callable[[], datetime]) -> str:
@@ -76,197 +59,66 @@ def drift(engine: Engine, model: str, *, settings: Settings, clock: Callable[[],
     current = hour_floor(now)
     horizon = current - timedelta(seconds=config.lookback_seconds)
     with engine.connect() as conn:
-        spec = model_specs(conn, [model]).get(model)
-        counts = _hour_counts(conn, model, horizon, current)
-        scored = _scored(conn, model, horizon)
+        spec = model_spec(conn, model)
+        counts = svc.hour_counts(conn, model, horizon, current)
+        scored = svc.scored_windows(conn, model, horizon)
     if spec is None:
         return "model not registered"
     versions = sorted({key.version for _, key, _ in counts})
     refs, notes = ensure_references(engine, spec, config, versions, now=now)
-    plans = plan_windows(counts, refs, config, horizon=horizon, current=current)
+    plans = svc.plan_windows(counts, refs, config, horizon=horizon, current=current)
     due = [p for p in plans if scored.get((p.name, p.start)) != (p.predictions, p.references)]
     busy = [p for p in due if p.slices]
     to_score, later = busy[: config.max_windows_per_run], len(busy) - min(len(busy), config.max_windows_per_run)
     for plan in to_score:
-        rows = score_window(engine, spec, plan, refs, config, now=now)
+        # read and scored outside the write transaction: SQLite's write lock stops ingest
+        with engine.connect() as conn:
+            rows = svc.score_window(conn, spec, plan, refs, config, now=now)
         with write_transaction(engine) as conn:
-            _store_window(conn, model, plan, rows, now=now)
+            svc.store_window(conn, model, plan, rows, now=now)
     quiet = [p for p in due if not p.slices]
     if due:
         with write_transaction(engine) as conn:
             for plan in quiet:
-                _store_window(conn, model, plan, [], now=now)
-            # windows that started before the lookback are never planned again
-            conn.execute(
-                sa.delete(t.drift_windows).where(
-                    t.drift_windows.c.model == model, t.drift_windows.c.window_start < horizon
-                )
-            )
-    _refresh_latest(engine, model, config, current, {(p.name, p.start) for p in [*to_score, *quiet]})
+                svc.store_window(conn, model, plan, [], now=now)
+            svc.forget_before(conn, model, horizon)
+    with engine.connect() as conn:
+        windows, rows = svc.latest_rows(conn, model, config, current, {(p.name, p.start) for p in [*to_score, *quiet]})
+    if windows:
+        with write_transaction(engine) as conn:
+            svc.store_latest(conn, model, windows, rows)
     summary = f"{len(to_score)} windows scored, {len(quiet)} with nothing to score, {later} left for later runs"
     return summary + (f"; references waiting: {'; '.join(notes)}" if notes else "")
 
 
-def _hour_counts(conn: Connection, model: str, start: datetime, end: datetime) -> list[tuple[datetime, SliceKey, int]]:
-    """Predictions with status ok per hour and slice, from the evaluation's hour states (part 0:
-    the other parts hold late labels only)."""
-    es = t.eval_states.c
-    rows = conn.execute(
-        sa.select(es.hour_start, es.version, es.cohort_key, es.cohort_value, es.predictions, es.errors)
-        .where(es.model == model, es.hour_start >= start, es.hour_start < end, es.part == 0)
-    ).all()  # fmt: skip
-    return [(r.hour_start, SliceKey(r.version, r.cohort_key, r.cohort_value), r.predictions - r.errors) for r in rows]
-
-
-def _scored(conn: Connection, model: str, start: datetime) -> dict[tuple[str, datetime], tuple[int, str]]:
-    dw = t.drift_windows.c
-    rows = conn.execute(
-        sa.select(dw.window, dw.window_start, dw.predictions, dw.references).where(
-            dw.model == model, dw.window_start >= start
-        )
-    )
-    return {(r.window, r.window_start): (r.predictions, r.references) for r in rows}
-
-
-def plan_windows(
-    counts: Sequence[tuple[datetime, SliceKey, int]],
-    refs: dict[str, Reference],
-    config: DriftConfig,
-    *,
-    horizon: datetime,
-    current: datetime,
-) -> list[WindowPlan]:
-    """The completed windows that started at or after ``horizon``, newest first (shorter first
-    among windows ending together)."""
-    grouped: dict[tuple[str, int, datetime], dict[SliceKey, int]] = defaultdict(lambda: defaultdict(int))
-    hours: dict[tuple[str, int, datetime], set[datetime]] = defaultdict(set)
-    for name, seconds in config.windows:
-        for hour, key, n in counts:
-            start = aligned_start(hour, seconds)
-            if start >= horizon and start + timedelta(seconds=seconds) <= current:
-                grouped[(name, seconds, start)][key] += n
-                hours[(name, seconds, start)].add(hour)
-    plans = []
-    for (name, seconds, start), slices in grouped.items():
-        versions = sorted({key.version for key in slices})
-        digest = "|".join(refs[v].digest for v in versions if v in refs)
-        plans.append(
-            WindowPlan(
-                name=name, start=start, end=start + timedelta(seconds=seconds), hours=tuple(sorted(hours[(name, seconds, start)])),
-                predictions=sum(n for key, n in slices.items() if not key.cohort_key),
-                slices=_scorable(slices, refs, config), references=hashlib.sha256(digest.encode()).hexdigest()[:32],
-            )
-        )  # fmt: skip
-    return sorted(plans, key=lambda p: (p.end, p.start), reverse=True)
-
-
-def _scorable(slices: dict[SliceKey, int], refs: dict[str, Reference], config: DriftConfig) -> dict[SliceKey, int]:
-    """Slices of versions with a reference and enough predictions; per version and cohort key, the
-    ``max_cohort_values`` largest values (each hour state is capped, their union may not be)."""
-    ranked: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
-    for key, n in slices.items():
-        if key.cohort_key:
-            ranked[(key.version, key.cohort_key)].append((-n, key.cohort_value))
-    kept = {
-        (v, k, value) for (v, k), values in ranked.items() for _, value in sorted(values)[: config.max_cohort_values]
-    }
-    return {
-        key: n
-        for key, n in slices.items()
-        if key.version in refs and n >= config.min_samples and (not key.cohort_key or tuple(key) in kept)
-    }
-
-
-def score_window(
-    engine: Engine, spec: ModelSpec, plan: WindowPlan, refs: dict[str, Reference], config: DriftConfig, *, now: datetime
-) -> list[dict[str, Any]]:
-    """The drift and estimate rows of one window: read once, sampled per slice, scored."""
-    versions = {key.version for key in plan.slices}
-    wanted = {d.feature for v in versions for d in refs[v].detectors}
-    if spec.task == "classification" and any(refs[v].estimator_fitted_at is not None for v in versions):
-        wanted.add("probabilities")
-    wanted.add("confidence")  # detection: the box scores the precision estimate needs
-    sampler = SliceSampler(plan.slices, config.cohort_keys, config.max_samples)
-    rows: list[dict[str, Any]] = []
+def ensure_references(
+    engine: Engine, spec: ModelSpec, config: DriftConfig, versions: list[str], *, now: datetime
+) -> tuple[dict[str, Reference], list[str]]:
+    """Fit the references of ``versions`` that are due and can be; returns every fitted reference
+    and a note per version still waiting (and why). Each fit is read in one transaction, computed
+    outside any, and stored in another that checks the spec did not change meanwhile."""
     with engine.connect() as conn:
-        for hour in plan.hours:
-            sampler.add(read_range(conn, spec.name, spec.task, hour, hour + HOUR, embeddings="embedding" in wanted,
-                                   probabilities="probabilities" in wanted))  # fmt: skip
-        for key in sorted(plan.slices):
-            ref = refs[key.version]
-            detectors, estimator = fitted(conn, spec.name, ref, spec.task)
-            features = extract(sampler.records(key), spec, wanted)
-            points: list[Point] = []
-            if not ref.overlaps(plan.start, plan.end):
-                points, problems = score(detectors, features, config.min_samples)
-                for problem in problems:
-                    log.warning("drift of %s %s %s %s: %s", spec.name, key, plan.name, plan.start.isoformat(), problem)
-            if estimator is not None:
-                points += estimate(
-                    estimator, features, spec, per_class=not key.cohort_key, min_samples=config.min_samples
-                )
-            rows += [
-                {"model": spec.name, "window": plan.name, "window_start": plan.start, "window_end": plan.end,
-                 "version": key.version, "cohort_key": key.cohort_key, "cohort_value": key.cohort_value,
-                 "metric": p.metric, "class": p.cls, "value": p.value, "sample_count": p.sample_count,
-                 "label_coverage": None, "computed_at": now}
-                for p in points
-            ]  # fmt: skip
-    return rows
-
-
-def _store_window(conn: Connection, model: str, plan: WindowPlan, rows: list[dict[str, Any]], *, now: datetime) -> None:
-    mp = t.metric_points.c
-    conn.execute(
-        sa.delete(t.metric_points).where(
-            mp.model == model, mp.window == plan.name, mp.window_start == plan.start, mp.metric.in_(JOB_METRICS)
-        )
-    )
-    bulk_insert(conn, t.metric_points, rows)
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    values = {"model": model, "window": plan.name, "window_start": plan.start, "predictions": plan.predictions,
-              "references": plan.references, "scored_at": now}  # fmt: skip
-    stmt = insert(t.drift_windows).values(**values)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["model", "window", "window_start"],
-            set_={
-                "predictions": stmt.excluded.predictions,
-                "references": stmt.excluded.references,
-                "scored_at": stmt.excluded.scored_at,
-            },
-        )
-    )
-
-
-def _refresh_latest(
-    engine: Engine, model: str, config: DriftConfig, current: datetime, scored: set[tuple[str, datetime]]
-) -> None:
-    """Make ``metric_latest`` hold the drift rows of the latest completed window of each length."""
-    ml, mp = t.metric_latest.c, t.metric_points.c
+        specs = load_specs(conn, spec.name)
+        refs = load_references(conn, spec.name, specs, config.reference_size)
+    notes = []
+    for version in versions:
+        ref = refs.get(version)
+        if ref is None:
+            rspec = spec_for(specs, version, config.reference_size)
+            with engine.connect() as conn:
+                got = read_reference(conn, spec, version, rspec, config, now=now, labels=True)
+            fit = got if isinstance(got, str) else fit_reference(*got, spec, config)
+            if not isinstance(fit, str):
+                with write_transaction(engine) as conn:
+                    fit = store_reference(conn, spec, version, rspec, fit, config, now=now)
+            if fit:
+                notes.append(f"{version}: {fit}")
+        elif ref.estimator_fitted_at is None:
+            with engine.connect() as conn:
+                records = calibration_records(conn, spec, ref, config, now=now)
+            calibration = None if records is None else fit_estimator(records, spec, calibration=config.calibration, min_labels=config.min_labels)
+            if calibration is not None:
+                with write_transaction(engine) as conn:
+                    store_calibration(conn, spec, ref, calibration, now=now)
     with engine.connect() as conn:
-        shown = set(
-            conn.execute(
-                sa.select(ml.window, ml.window_start).where(ml.model == model, ml.metric.in_(JOB_METRICS)).distinct()
-            ).all()
-        )
-    windows: list[str] = []
-    rows: list[dict[str, Any]] = []
-    for name, seconds in config.windows:
-        start = aligned_start(current, seconds) - timedelta(seconds=seconds)
-        have = {s for w, s in shown if w == name}
-        if (name, start) not in scored and have == {start}:
-            continue
-        with engine.connect() as conn:
-            points = conn.execute(
-                sa.select(t.metric_points).where(
-                    mp.model == model, mp.window == name, mp.window_start == start, mp.metric.in_(JOB_METRICS)
-                )
-            ).all()
-        if not points and not have:
-            continue
-        windows.append(name)
-        rows += [dict(p._mapping) for p in points]
-    if windows:  # one write, so the model's exposition is rendered once per run
-        with write_transaction(engine) as conn:
-            replace_latest(conn, model, windows, ml.metric.in_(JOB_METRICS), rows, cohort_keys=config.cohort_keys)
+        return load_references(conn, spec.name, specs, config.reference_size), notes

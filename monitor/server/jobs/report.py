@@ -1,7 +1,7 @@
 """The weekly ``report`` job: last week's HTML report of a model, stored, and old ones pruned.
 
 The scheduler runs it on a cron trigger (``reports.day`` at ``reports.time`` UTC, see
-``monitor.server.reports.config``), not every tick. Several scheduler processes all fire the
+``monitor.server.report_settings``), not every tick. Several scheduler processes all fire the
 trigger; the job lock runs them one after the other and every run after the first finds the
 week's report already written after the week ended, and skips. ``cvmon report --store`` replaces
 a stored report on demand (late labels, a changed SLO).
@@ -14,8 +14,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from monitor.server.reports.store import find_report, prune_reports, save_report
-from monitor.server.reports.weeks import last_complete_week
+from monitor.server.services.reports import find_report, prune_reports, save_report
+from monitor.server.services.weeks import last_complete_week
 from monitor.server.settings import Settings
 from monitor.server.store.engine import write_transaction
 

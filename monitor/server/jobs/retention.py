@@ -10,6 +10,7 @@ pending ground truth   predictions           rows deleted by ``received_at`` (it
 late-label marks       predictions           label_increments, dirty_hours rows deleted by hour
 hour states            eval_states           rows deleted by ``hour_start``
 metric history         metric_points         rows deleted by ``window_end``
+prediction identities  predictions           rows deleted once their prediction is gone
 =====================  ====================  ==============================================================
 
 On PostgreSQL the tables that grow with traffic are never deleted from row by row: a partition
@@ -28,19 +29,15 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from monitor.server.jobs.locks import job_lock
+from monitor.server.services import retention as svc
 from monitor.server.settings import Retention
-from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.partitions import PartitionManager
 
 log = logging.getLogger("cvmon.jobs.retention")
-
-#: Partitioned tables and the retention setting that governs them.
-PARTITIONS = {"embeddings": "embeddings", "predictions": "predictions", "ground_truth": "predictions"}
 
 
 @dataclass
@@ -67,33 +64,26 @@ def apply_retention(
             return result
         pg = engine.dialect.name == "postgresql"
         partitions = partitions or PartitionManager(engine)
-        for table, setting in PARTITIONS.items():
+        for table, setting in svc.PARTITIONS.items():
             cutoff = retention.cutoff(setting, now)
             if cutoff is None:
                 continue
             if pg:
                 result.dropped_partitions += partitions.drop_before(table, cutoff)
             else:
-                column = t.PARTITIONED[table]
-                result.deleted_rows[table] = _delete(engine, t.metadata.tables[table], column, cutoff)
-        predictions = retention.cutoff("predictions", now)
-        if predictions is not None:
-            result.deleted_rows["ground_truth_pending"] = _delete(
-                engine, t.ground_truth_pending, "received_at", predictions
-            )
-            result.deleted_rows["label_increments"] = _delete(engine, t.label_increments, "prediction_ts", predictions)
-            result.deleted_rows["dirty_hours"] = _delete(engine, t.dirty_hours, "hour_start", predictions)
-        states = retention.cutoff("eval_states", now)
-        if states is not None:
-            result.deleted_rows["eval_states"] = _delete(engine, t.eval_states, "hour_start", states)
-        history = retention.cutoff("metric_points", now)
-        if history is not None:
-            result.deleted_rows["metric_points"] = _delete(engine, t.metric_points, "window_end", history)
+                with write_transaction(engine) as conn:
+                    result.deleted_rows[table] = svc.delete_partition_rows(conn, table, cutoff)
+        for table, (setting, column) in svc.ROWS.items():
+            cutoff = retention.cutoff(setting, now)
+            if cutoff is not None:
+                with write_transaction(engine) as conn:
+                    result.deleted_rows[table] = svc.delete_before(conn, table, column, cutoff)
+        if (cutoff := retention.cutoff("predictions", now)) is not None:
+            # ingest refuses predictions older than the cutoff, so none older can commit meanwhile
+            with write_transaction(engine) as conn:
+                oldest = svc.oldest_prediction(conn)
+                result.deleted_rows["prediction_ids"] = svc.forget_identities(conn, min(oldest or cutoff, cutoff))
     if result.dropped_partitions or any(result.deleted_rows.values()):
         log.info(result.summary())
     return result
 
-
-def _delete(engine: Engine, table: sa.Table, column: str, cutoff: datetime) -> int:
-    with write_transaction(engine) as conn:
-        return int(conn.execute(sa.delete(table).where(table.c[column] < cutoff)).rowcount or 0)

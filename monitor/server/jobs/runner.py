@@ -16,12 +16,10 @@ from typing import Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from monitor.server.jobs.locks import job_lock
+from monitor.server.services.job_runs import record_run
 from monitor.server.settings import Settings
-from monitor.server.store import tables as t
 
 log = logging.getLogger("cvmon.jobs")
 
@@ -65,31 +63,8 @@ def run_job(engine: Engine, name: str, job: Job, model: str, *, settings: Settin
 def _record(
     engine: Engine, job: str, model: str, started: datetime, seconds: float, *, error: str | None, finished: datetime | None = None
 ) -> None:
-    table = t.job_runs
-    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    values = {
-        "job": job,
-        "model": model,
-        "last_started": started,
-        "last_duration_seconds": seconds,
-        "last_error": error,
-        "runs": 1,
-        "failures": int(error is not None),
-    }
-    if error is None:
-        values["last_success"] = finished
-    stmt = insert(table).values(**values)
-    update = {
-        "last_started": stmt.excluded.last_started,
-        "last_duration_seconds": stmt.excluded.last_duration_seconds,
-        "last_error": stmt.excluded.last_error,
-        "runs": table.c.runs + 1,
-        "failures": table.c.failures + stmt.excluded.failures,
-    }
-    if error is None:
-        update["last_success"] = stmt.excluded.last_success
     try:
         with engine.begin() as conn:
-            conn.execute(stmt.on_conflict_do_update(index_elements=[table.c.job, table.c.model], set_=update))
+            record_run(conn, job, model, started, seconds, error=error, finished=finished)
     except sa.exc.SQLAlchemyError:  # bookkeeping must not turn a finished job into a crash
         log.exception("could not record the run of job %s for model %s", job, model)

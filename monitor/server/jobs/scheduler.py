@@ -13,7 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
-from monitor.server.jobs import maintenance, run_once
+from monitor.server.jobs import Worker
 from monitor.server.settings import Settings
 
 log = logging.getLogger("cvmon.jobs")
@@ -21,17 +21,18 @@ log = logging.getLogger("cvmon.jobs")
 
 def start_scheduler(engine: Engine, settings: Settings, clock: Callable[[], datetime]) -> BackgroundScheduler:
     """Start the background scheduler; the caller shuts it down (``scheduler.shutdown()``)."""
+    worker = Worker(engine, settings, clock=clock)
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
 
     def tick() -> None:
         try:
-            run_once(engine, settings, clock=clock)
+            worker.run_once()
         except Exception:  # run_once already isolates each job; this guards the loop itself
             log.exception("scheduler tick failed")
 
     def housekeeping() -> None:
         try:
-            maintenance(engine, settings, clock=clock)
+            worker.maintenance()
         except Exception:
             log.exception("housekeeping failed")
 
@@ -42,7 +43,7 @@ def start_scheduler(engine: Engine, settings: Settings, clock: Callable[[], date
 
         def weekly_reports() -> None:
             try:
-                run_once(engine, settings, clock=clock, jobs=["report"])
+                worker.run_once(jobs=["report"])
             except Exception:
                 log.exception("weekly reports failed")
 

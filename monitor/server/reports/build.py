@@ -28,12 +28,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
-import numpy as np
-import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
 from monitor.metrics import ClassificationState, classification_metrics
@@ -54,14 +51,14 @@ from monitor.server.reports.data import (
     VersionSummary,
     WeekValue,
 )
-from monitor.server.reports.weeks import Week
+from monitor.server.services import history, incidents
+from monitor.server.services.models import model_info
+from monitor.server.services.states import FEATURE_SEPARATOR
+from monitor.server.services.weeks import Week
 from monitor.server.settings import Settings, parse_window
 from monitor.server.slo.burnrate import budget_remaining
 from monitor.server.slo.counts import read_counts
 from monitor.server.slo.spec import SLO
-from monitor.server.store import tables as t
-from monitor.server.store.registry import model_info
-from monitor.server.store.tables import FEATURE_SEPARATOR
 
 WEEK_SECONDS: Final = 7 * 86400
 #: Metrics read for the week totals of every slice (per-class and reliability rows come on top).
@@ -120,7 +117,11 @@ def build_report_data(
         week_rows = _week_rows(conn, model, week_window, week, detection=spec.task == "detection")
         trend_rows = _trend_rows(conn, model, trend_window, week)
         drift_window, drift_rows = _drift_rows(conn, model, week)
-        merged = _merged_classification(conn, model, week, len(spec.classes)) if spec.task == "classification" else None
+        merged = (
+            (history.whole_classification(conn, spec, week.start, week.end),
+             history.whole_classification(conn, spec, week.previous.start, week.start))
+            if spec.task == "classification" else None
+        )  # fmt: skip
         slos = [s for s in settings.slos if s.model == model]
         slo_status = _slo_status(conn, model, slos, week, generated_at)
     first_seen = {v.version: v.first_seen for v in info.versions}
@@ -174,62 +175,27 @@ def _window_named(settings: Settings, seconds: int) -> str | None:
 # metric points
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    window_start: datetime
-    version: str
-    cohort_key: str
-    cohort_value: str
-    metric: str
-    cls: str
-    value: float | None
-    sample_count: int
-
-
-def _select(conn: Connection, *where: Any) -> list[_Row]:
-    mp = t.metric_points.c
-    query = sa.select(
-        mp.window_start, mp.version, mp.cohort_key, mp.cohort_value, mp.metric, mp["class"], mp.value, mp.sample_count
-    ).where(*where)
-    return [_Row(*r) for r in conn.execute(query)]
+_Row = history.PointRow
 
 
 def _week_rows(conn: Connection, model: str, window: str | None, week: Week, *, detection: bool) -> list[_Row]:
     if window is None:
         return []
-    mp = t.metric_points.c
     metrics = [*_WEEK_METRICS, *_RELIABILITY, *(_DETECTION_CLASS_METRICS if detection else ())]
-    return _select(
-        conn,
-        mp.model == model,
-        mp.window == window,
-        mp.window_start.in_([week.previous.start, week.start]),
-        mp.metric.in_(metrics),
-    )
+    return history.points(conn, model, window, metrics, starts=[week.previous.start, week.start])
 
 
 def _trend_rows(conn: Connection, model: str, window: str, week: Week) -> list[_Row]:
-    mp = t.metric_points.c
-    return _select(
-        conn,
-        mp.model == model,
-        mp.window == window,
-        mp.window_start >= week.previous.start,
-        mp.window_start < week.end,
-        mp["class"] == "",
-        mp.metric.in_(_TREND_METRICS),
-    )
+    return history.points(conn, model, window, _TREND_METRICS, since=week.previous.start, until=week.end, whole_only=True)
 
 
 def _drift_rows(conn: Connection, model: str, week: Week) -> tuple[str | None, list[_Row]]:
     """The drift rows of the week in the shortest window the drift job stored them for."""
-    mp = t.metric_points.c
-    in_week = (mp.model == model, mp.window_start >= week.start, mp.window_start < week.end)
-    windows = list(conn.execute(sa.select(mp.window).where(*in_week, mp.metric == "drift_score").distinct()).scalars())
+    windows = history.windows_with(conn, model, "drift_score", week.start, week.end)
     if not windows:
         return None, []
     window = min(windows, key=_window_seconds)
-    return window, _select(conn, *in_week, mp.window == window, mp.metric.in_(DRIFT_METRICS))
+    return window, history.points(conn, model, window, DRIFT_METRICS, since=week.start, until=week.end)
 
 
 def _window_seconds(name: str) -> int:
@@ -519,33 +485,6 @@ def _cohort_drift(rows: Sequence[_Row], alpha: float | None) -> dict[tuple[str, 
 # classification states (exact per-class counts and the confusion matrix)
 
 
-def _merged_classification(
-    conn: Connection, model: str, week: Week, n_classes: int
-) -> tuple[ClassificationState, ClassificationState]:
-    """This week's and last week's classification states, whole versions merged together."""
-    es = t.eval_states.c
-    query = sa.select(es.hour_start, es.classification).where(
-        es.model == model,
-        es.cohort_key == "",
-        es.hour_start >= week.previous.start,
-        es.hour_start < week.end,
-        es.classification.is_not(None),
-    )
-    parts: dict[bool, list[ClassificationState]] = {True: [], False: []}
-    for hour, blob in conn.execute(query):
-        parts[hour >= week.start].append(_widen(ClassificationState.from_bytes(blob), n_classes))
-    empty = ClassificationState.empty(n_classes)
-    return ClassificationState.merge(empty, *parts[True]), ClassificationState.merge(empty, *parts[False])
-
-
-def _widen(state: ClassificationState, n_classes: int) -> ClassificationState:
-    """A state of an hour before classes were appended, re-encoded for the current class count."""
-    if state.num_classes == n_classes:
-        return state
-    true, predicted = np.divmod(state.cells, state.num_classes)
-    return ClassificationState(n_classes, true * n_classes + predicted, state.cell_counts, state.rank_counts)
-
-
 def _accuracy(current: ClassificationState, previous: ClassificationState) -> WeekValue:
     def acc(state: ClassificationState) -> float | None:
         return classification_metrics(state, top_k=(1,)).accuracy
@@ -580,19 +519,8 @@ def _slo_status(conn: Connection, model: str, slos: Sequence[SLO], week: Week, a
     if not slos:
         return []
     counts = read_counts(conn, slos, as_of)
-    e = t.slo_events.c
-    week_sums = {
-        name: (float(events or 0), float(bad or 0))
-        for name, events, bad in conn.execute(
-            sa.select(e.slo, sa.func.sum(e.events), sa.func.sum(e.bad))
-            .where(e.model == model, e.slo.in_([s.name for s in slos]), e.minute >= week.start, e.minute < week.end)
-            .group_by(e.slo)
-        )
-    }
-    n = t.notifications.c
-    firing: dict[str, set[str]] = defaultdict(set)
-    for name, severity in conn.execute(sa.select(n.slo, n.severity).where(n.model == model, n.state == "firing")):
-        firing[name].add(severity)
+    week_sums = incidents.event_sums(conn, model, [s.name for s in slos], week.start, week.end)
+    firing = incidents.firing(conn, model)
     out = []
     for slo in slos:
         window = counts[slo.name].window(slo.window_s)

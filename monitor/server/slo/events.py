@@ -44,9 +44,9 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from monitor.server.services.decode import StoredImage, image_key, images_detection_state
 from monitor.server.slo.spec import SLO
 from monitor.server.store import tables as t
-from monitor.server.store.decode import StoredImage, image_key, images_detection_state
 from monitor.server.store.reads import Rows
 from monitor.wire import STATUS_OK, ModelSpec, Prediction
 
@@ -266,8 +266,8 @@ def count_labels(
     first ground truth in this transaction (read back with it, after it was written)."""
     if not keys or not slos_for(slos, model, QUALITY_SLIS):
         return
+    from monitor.server.services.models import model_specs
     from monitor.server.store.reads import read_keys
-    from monitor.server.store.registry import model_specs
 
     spec = model_specs(conn, [model]).get(model)
     if spec is None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from monitor.server.exporters.names import METRIC
+from monitor.server.names import METRIC
 from monitor.server.slo.burnrate import BurnAlert, format_duration, required_windows
 from monitor.server.slo.spec import SLO
 

@@ -4,7 +4,7 @@
 Like :mod:`.reads`, each table is read with an index range scan and joined here by prediction id:
 predictions (``model, ts``), embeddings and ground truth (primary keys starting with the model and
 the time). Only predictions with status ok are read: a failed inference has no outputs to drift.
-Packed arrays stay ``bytes``; :mod:`monitor.server.jobs.drift_features` decodes the few it keeps.
+Packed arrays stay ``bytes``; :mod:`monitor.server.services.drift_features` decodes the few it keeps.
 """
 
 from __future__ import annotations

@@ -69,12 +69,10 @@ class PartitionManager:
         ``predictions`` partition after this process's first 1 000 rows in it, then whenever its
         count doubles (a dozen times for a million rows a day).
 
-        Why cvmon does what autovacuum should: the duplicate check of every ingest batch looks up
-        its ids in the day's partition, and a partition never analysed is planned as if empty --
-        PostgreSQL then scans the (model, ts) index comparing every row of the day with every id
-        of the batch instead of probing the primary key, minutes per batch at a few 100 000 rows.
-        Autovacuum analyses a partition only after it is noticed (and not at all where it is off,
-        as on the CI machine); bulk loads and backfills fill a day faster than that.
+        Why cvmon does what autovacuum should: the evaluation reads a day's rows by hour, and a
+        partition never analysed is planned as if empty, which can turn index probes into scans of
+        the whole day. Autovacuum analyses a partition only after it is noticed (and not at all
+        where it is off); bulk loads and backfills fill a day faster than that.
         """
         if not self.enabled:
             return

@@ -82,8 +82,8 @@ def _labels(task: str) -> sa.Select[Any]:
 
 def fetch_binary(conn: Connection, query: sa.Select[Any]) -> list[Any]:
     """Rows of ``query`` (attribute access by column name). On PostgreSQL the result comes in the
-    binary protocol: a week of a detection model's states is 52 MB of ``bytea``, which the text
-    protocol sends as twice as many hex digits that both ends convert (0.28 s against 0.14 s).
+    binary protocol: states are large ``bytea`` values, which the text protocol would send as twice
+    as many hex digits that both ends convert.
     The query's columns must need no SQLAlchemy result processing (for timestamps, text, numbers,
     JSON and bytes psycopg returns what SQLAlchemy would)."""
     if conn.dialect.name != "postgresql":
@@ -129,12 +129,11 @@ def take_increments(conn: Connection, model: str, task: str, limit: int) -> Rows
     their ground truth; the increments are deleted in the caller's transaction.
 
     Call it inside one snapshot (REPEATABLE READ): the DELETE takes exactly the increments read,
-    so one committed meanwhile stays for the next run. The keys stay in the database (sending
-    10 000 keys as array parameters cost 0.1 s a time in psycopg's datetime dumper). On PostgreSQL
-    one statement deletes the increments and probes their predictions and labels with the keys it
-    returns: the index of ``label_increments`` holds the entries of every increment merged before,
-    dead until VACUUM, and each of the four statements this took before walked them (0.1 s each
-    for 600 000).
+    so one committed meanwhile stays for the next run. The keys stay in the database rather than
+    travelling as array parameters (psycopg's datetime dumper is slow for tens of thousands). On
+    PostgreSQL one statement deletes the increments and probes their predictions and labels with
+    the keys it returns: the index of ``label_increments`` holds the entries of every increment
+    merged before, dead until VACUUM, and every statement that reads it walks them.
     """
     inc = t.label_increments.c
     first = sa.select(inc.prediction_ts, inc.prediction_id).where(inc.model == model).order_by(inc.prediction_ts, inc.prediction_id).limit(limit)
@@ -203,10 +202,9 @@ def by_keys(
     keys (two unnested array parameters, or the subquery) drive ``query`` as a ``LATERAL``
     subquery per key. ``LIMIT 1``
     (a key is unique) keeps the planner from flattening it into a plain join, whose plan follows
-    the partitions' statistics: a ground-truth partition filled since its last ANALYZE looked
-    empty, and the join sorted all of its rows for every 2 000 keys (0.7 s, against 0.05 s of
-    probes). A row-value ``IN`` list plans as a large OR and was ten times slower. SQLite takes
-    the row-value ``IN``.
+    the partitions' statistics: a ground-truth partition filled since its last ANALYZE looks
+    empty, and such a join sorts all of its rows for every batch of keys. A row-value ``IN`` list
+    plans as a large OR, tested on every row. SQLite takes the row-value ``IN``.
     """
     if conn.dialect.name == "postgresql":
         wanted = keys if isinstance(keys, sa.Subquery) else _key_table(keys)

@@ -77,8 +77,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def bind_processor(self, dialect: Dialect) -> Any:
-        # elsewhere values pass as they are: no per-value call (a COPY of metric rows spent a
-        # fifth of its time in this identity)
+        # elsewhere values pass as they are: no per-value call of an identity on every row a COPY sends
         if dialect.name != "sqlite":
             return self.impl_instance.dialect_impl(dialect).bind_processor(dialect)
         return super().bind_processor(dialect)
@@ -161,6 +160,20 @@ predictions = Table(
     PrimaryKeyConstraint("model", "prediction_id", "ts"),
     Index("ix_predictions_model_ts", "model", "ts"),
     postgresql_partition_by="RANGE (ts)",
+)
+
+#: The identity of every stored prediction, whatever its timestamp: ``predictions`` is partitioned
+#: by day and can only be unique per day, so a batch claims its ids here first
+#: (monitor.server.store.writes.claim_prediction_ids). ``ts`` is the stored row's; retention
+#: deletes an identity with its prediction.
+prediction_ids = Table(
+    "prediction_ids",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("prediction_id", PredictionId, nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "prediction_id"),
+    Index("ix_prediction_ids_ts", "ts"),
 )
 
 #: Embeddings apart from predictions: they are most of the bytes and are kept for a shorter time.
@@ -310,8 +323,8 @@ metric_points = Table(
     Column("class", MetricClass, nullable=False),
     *(Column(name, type_, nullable=nullable) for name, type_, nullable in _METRIC_POINT),
     # no unique index over the eight key columns: writers replace whole windows under their job's
-    # lock, and a unique index made every rewritten row visit the dead row it replaced (4x the
-    # COPY; migrations/versions/0010)
+    # lock, and a unique index makes every rewritten row visit the dead row it replaced
+    # (migrations/versions/0010)
     Index("ix_metric_points_window", "model", "window", "window_start"),
 )
 
@@ -330,21 +343,6 @@ metric_latest = Table(
     Column("window_end", UTCDateTime, nullable=False),
     *(Column(name, type_, nullable=nullable) for name, type_, nullable in _METRIC_POINT),
     PrimaryKeyConstraint("model", "window", "version", "cohort_key", "cohort_value", "metric", "class"),
-)
-
-#: Each model's quality series as Prometheus text, one row per family, rendered by the writer of
-#: ``metric_latest`` in the same transaction (for the cohort keys it was configured with), so a
-#: scrape after an evaluation copies text instead of rendering thousands of rows
-#: (monitor/server/exporters/collectors.py, QualityExposition).
-metric_exposition = Table(
-    "metric_exposition",
-    metadata,
-    Column("model", ModelName, nullable=False),
-    Column("family", String(128), nullable=False),
-    #: the configured cohort keys the lines carry as labels, comma-separated
-    Column("cohort_keys", Text, nullable=False),
-    Column("lines", Text, nullable=False),
-    PrimaryKeyConstraint("model", "family"),
 )
 
 #: A counter per model, raised in the same transaction as every change to its ``metric_latest``

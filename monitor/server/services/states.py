@@ -27,9 +27,12 @@ from monitor.metrics import (
     probability_states,
 )
 from monitor.metrics._quantiles import QuantileSketch
-from monitor.server.store.decode import StoredImage, images_detection_state, probability_matrix
+from monitor.server.services.decode import StoredImage, images_detection_state, probability_matrix
 from monitor.server.store.reads import Rows
-from monitor.server.store.tables import CELL_SEPARATOR
+
+# how the ``class`` column of metric rows encodes a confusion cell and a drift row's feature
+from monitor.server.store.tables import CELL_SEPARATOR as CELL_SEPARATOR
+from monitor.server.store.tables import FEATURE_SEPARATOR as FEATURE_SEPARATOR
 from monitor.wire import STATUS_OK, ModelSpec
 
 

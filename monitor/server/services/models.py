@@ -1,4 +1,5 @@
-"""The model registry and its counters."""
+"""The model registry and its counters: what a model is (task, classes, operating threshold),
+its versions, and the rule that classes are only ever appended."""
 
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ def model_specs(conn: Connection, names: Iterable[str]) -> dict[str, ModelSpec]:
     m = t.models.c
     rows = conn.execute(sa.select(m.model, m.task, m.classes, m.operating_threshold).where(m.model.in_(names)))
     return {row.model: _spec(row) for row in rows}
+
+
+def model_spec(conn: Connection, name: str) -> ModelSpec | None:
+    """The spec of one model, or None when it is not registered."""
+    return model_specs(conn, [name]).get(name)
 
 
 def register_model(

@@ -15,7 +15,7 @@ box_area           --                                  areas (pixels²) of those
 Box features count only boxes at or above the model's operating threshold (what users are shown);
 the score distribution keeps every box, so boxes sliding under the threshold show up in it.
 
-A result is stored as metric rows (:class:`~monitor.server.jobs.states.Point`): ``drift_score``,
+A result is stored as metric rows (:class:`~monitor.server.services.states.Point`): ``drift_score``,
 ``drift_p_value`` (detectors with a p-value) or ``drift_threshold`` (the score bound of those
 without), and ``drift_detected`` (0 / 1), with class
 ``"<detector>:<feature>"``; the estimate as ``estimated_accuracy`` (class ""),
@@ -38,9 +38,9 @@ from numpy.typing import NDArray
 
 from detectors import Detector, LabelFreeAccuracy, LabelFreeDetectionPrecision, SummaryError
 from detectors.estimate import Calibration
-from monitor.server.jobs.states import Point, SliceKey, _cohort_values
+from monitor.server.services.decode import StoredImage, image_key, images_detection_state, probability_matrix
+from monitor.server.services.states import Point, SliceKey, _cohort_values
 from monitor.server.settings import DRIFT_DETECTOR_FEATURES, parse_window
-from monitor.server.store.decode import StoredImage, image_key, images_detection_state, probability_matrix
 from monitor.server.store.drift_reads import Record
 from monitor.server.store.tables import FEATURE_SEPARATOR
 from monitor.wire import ModelSpec

@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from detectors import Detector, from_bytes, to_bytes
-from monitor.server.jobs.drift_features import (
+from monitor.server.services.drift_features import (
     ESTIMATOR,
     DetectorSpec,
     DriftConfig,
@@ -37,10 +37,9 @@ from monitor.server.jobs.drift_features import (
     fit_detectors,
     fit_estimator,
 )
-from monitor.server.jobs.states import SliceKey
+from monitor.server.services.states import SliceKey
 from monitor.server.store import tables as t
 from monitor.server.store.drift_reads import Record, count_labels, read_first, read_range
-from monitor.server.store.engine import write_transaction
 from monitor.wire import ModelSpec
 
 log = logging.getLogger("cvmon.jobs.drift")
@@ -182,36 +181,21 @@ def fitted(
     return ref._loaded, ref._estimator
 
 
-def ensure_references(
-    engine: Engine, spec: ModelSpec, config: DriftConfig, versions: list[str], *, now: datetime
-) -> tuple[dict[str, Reference], list[str]]:
-    """Fit the references of ``versions`` that are due and can be; returns every fitted reference
-    and a note per version still waiting (and why)."""
-    with engine.connect() as conn:
-        specs = load_specs(conn, spec.name)
-        refs = load_references(conn, spec.name, specs, config.reference_size)
-    notes = []
-    for version in versions:
-        ref = refs.get(version)
-        if ref is None:
-            note = _fit(engine, spec, version, spec_for(specs, version, config.reference_size), config, now=now)
-            if note:
-                notes.append(f"{version}: {note}")
-        elif ref.estimator_fitted_at is None:
-            _calibrate(engine, spec, ref, config, now=now)
-    with engine.connect() as conn:
-        return load_references(conn, spec.name, specs, config.reference_size), notes
+@dataclass(frozen=True)
+class Fit:
+    """A reference fitted on records spanning ``[start, end)``: (detector, feature, summary,
+    values fitted on) per row of ``drift_references``."""
+
+    rows: tuple[tuple[str, str, bytes, int], ...]
+    start: datetime
+    end: datetime
+    records: int
 
 
-def _fit(
-    engine: Engine, spec: ModelSpec, version: str, rspec: ReferenceSpec, config: DriftConfig, *, now: datetime
-) -> str:
-    """Fit and store the reference of ``version``; returns why not, or "" when stored."""
-    with engine.connect() as conn:
-        got = read_reference(conn, spec, version, rspec, config, now=now, labels=True)
-    if isinstance(got, str):
-        return got
-    records, start, end = got
+def fit_reference(records: list[Record], start: datetime, end: datetime, spec: ModelSpec, config: DriftConfig) -> Fit | str:
+    """Fit every configured detector (and the label-free calibration, when the records have
+    enough labels) on the reference records; returns why nothing could be, as text. Pure: the
+    caller reads the records in one transaction and stores the fit in another."""
     features = extract(records, spec, {d.feature for d in config.detectors_for(spec.task)})
     fits, skipped = fit_detectors(
         config.detectors_for(spec.task),
@@ -221,66 +205,72 @@ def _fit(
         min_samples=config.min_samples,
     )
     if skipped:
-        log.info("drift reference of %s %s: not fitted: %s", spec.name, version, "; ".join(skipped))
+        log.info("drift reference of %s: not fitted: %s", spec.name, "; ".join(skipped))
     calibration = fit_estimator(records, spec, calibration=config.calibration, min_labels=config.min_labels)
     rows = [(f.spec.detector, f.spec.feature, to_bytes(f.detector), f.n_reference) for f in fits]
     if calibration is not None:
         rows.append((ESTIMATOR, estimator_feature(spec.task), estimator_to_bytes(calibration[0]), calibration[1]))
     if not rows:
         return f"nothing could be fitted on the {len(records)} reference predictions"
+    return Fit(tuple(rows), start, end, len(records))
+
+
+def store_reference(
+    conn: Connection, spec: ModelSpec, version: str, rspec: ReferenceSpec, fit: Fit, config: DriftConfig, *, now: datetime
+) -> str:
+    """Store ``version``'s fitted reference unless its spec changed since it was read; returns
+    why not, or "" when stored."""
     r = t.drift_references
-    with write_transaction(engine) as conn:
-        _lock_model(conn, spec.name)
-        if spec_for(load_specs(conn, spec.name), version, config.reference_size) != rspec:
-            return "the reference changed while it was fitted; fitting again next run"
-        conn.execute(sa.delete(r).where(r.c.model == spec.name, r.c.version == version))
-        conn.execute(sa.insert(r), [
-            {"model": spec.name, "version": version, "detector": d, "feature": f, "summary": blob, "n_reference": n,
-             "reference_start": start, "reference_end": end, "fitted_at": now}
-            for d, f, blob, n in rows
-        ])  # fmt: skip
-    log.info("drift reference of %s %s fitted on %d predictions: %s", spec.name, version, len(records),
-             ", ".join(f"{d}:{f}" for d, f, _, _ in rows))  # fmt: skip
+    _lock_model(conn, spec.name)
+    if spec_for(load_specs(conn, spec.name), version, config.reference_size) != rspec:
+        return "the reference changed while it was fitted; fitting again next run"
+    conn.execute(sa.delete(r).where(r.c.model == spec.name, r.c.version == version))
+    conn.execute(sa.insert(r), [
+        {"model": spec.name, "version": version, "detector": d, "feature": f, "summary": blob, "n_reference": n,
+         "reference_start": fit.start, "reference_end": fit.end, "fitted_at": now}
+        for d, f, blob, n in fit.rows
+    ])  # fmt: skip
+    log.info("drift reference of %s %s fitted on %d predictions: %s", spec.name, version, fit.records,
+             ", ".join(f"{d}:{f}" for d, f, _, _ in fit.rows))  # fmt: skip
     return ""
 
 
-def _calibrate(engine: Engine, spec: ModelSpec, ref: Reference, config: DriftConfig, *, now: datetime) -> None:
-    """Fit the label-free calibration of a fitted reference once enough of it is labelled."""
-    with engine.connect() as conn:
-        # cheap upper bounds first: labels of any version in the span, labelled predictions of the source
-        if count_labels(conn, spec.name, ref.start, ref.end) < config.min_labels:
-            return
-        source = ref.spec.source(ref.version)
-        if source is not None:
-            v = t.model_versions.c
-            labelled = conn.execute(sa.select(v.labelled).where(v.model == spec.name, v.version == source)).scalar()
-            if (labelled or 0) < config.min_labels:
-                return
-        got = read_reference(conn, spec, ref.version, ref.spec, config, now=now, labels=True)
-    if isinstance(got, str):
-        return
-    calibration = fit_estimator(got[0], spec, calibration=config.calibration, min_labels=config.min_labels)
-    if calibration is None:
-        return
+def calibration_records(conn: Connection, spec: ModelSpec, ref: Reference, config: DriftConfig, *, now: datetime) -> list[Record] | None:
+    """The labelled records to fit a fitted reference's label-free calibration on, once enough
+    of it is labelled; None before."""
+    # cheap upper bounds first: labels of any version in the span, labelled predictions of the source
+    if count_labels(conn, spec.name, ref.start, ref.end) < config.min_labels:
+        return None
+    source = ref.spec.source(ref.version)
+    if source is not None:
+        v = t.model_versions.c
+        labelled = conn.execute(sa.select(v.labelled).where(v.model == spec.name, v.version == source)).scalar()
+        if (labelled or 0) < config.min_labels:
+            return None
+    got = read_reference(conn, spec, ref.version, ref.spec, config, now=now, labels=True)
+    return None if isinstance(got, str) else got[0]
+
+
+def store_calibration(conn: Connection, spec: ModelSpec, ref: Reference, calibration: tuple[Estimator, int], *, now: datetime) -> bool:
+    """Store the label-free calibration of a fitted reference, unless the reference was refitted
+    or invalidated meanwhile; returns whether it was stored."""
     r = t.drift_references
-    with write_transaction(engine) as conn:
-        _lock_model(conn, spec.name)
-        current = conn.execute(
-            sa.select(r.c.fitted_at)
-            .where(r.c.model == spec.name, r.c.version == ref.version, r.c.detector != ESTIMATOR)
-            .limit(1)
-        ).scalar()
-        if current is None or current != ref.fitted_at:  # refitted or invalidated meanwhile
-            return
-        conn.execute(sa.delete(r).where(r.c.model == spec.name, r.c.version == ref.version, r.c.detector == ESTIMATOR))
-        conn.execute(sa.insert(r).values(
-            model=spec.name, version=ref.version, detector=ESTIMATOR, feature=estimator_feature(spec.task),
-            summary=estimator_to_bytes(calibration[0]), n_reference=calibration[1], reference_start=ref.start,
-            reference_end=ref.end, fitted_at=now,
-        ))  # fmt: skip
-    log.info(
-        "label-free calibration of %s %s fitted on %d labelled predictions", spec.name, ref.version, calibration[1]
-    )
+    _lock_model(conn, spec.name)
+    current = conn.execute(
+        sa.select(r.c.fitted_at)
+        .where(r.c.model == spec.name, r.c.version == ref.version, r.c.detector != ESTIMATOR)
+        .limit(1)
+    ).scalar()
+    if current is None or current != ref.fitted_at:
+        return False
+    conn.execute(sa.delete(r).where(r.c.model == spec.name, r.c.version == ref.version, r.c.detector == ESTIMATOR))
+    conn.execute(sa.insert(r).values(
+        model=spec.name, version=ref.version, detector=ESTIMATOR, feature=estimator_feature(spec.task),
+        summary=estimator_to_bytes(calibration[0]), n_reference=calibration[1], reference_start=ref.start,
+        reference_end=ref.end, fitted_at=now,
+    ))  # fmt: skip
+    log.info("label-free calibration of %s %s fitted on %d labelled predictions", spec.name, ref.version, calibration[1])
+    return True
 
 
 def read_reference(

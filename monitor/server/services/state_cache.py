@@ -2,7 +2,7 @@
 
 Every run that changes an hour re-reduces the windows that contain it, and the rolling 7d window
 contains a week of hours: without a cache each run (every 60 s) fetches and decodes a week of
-``eval_states`` (52 MB of detection states in bench/pipeline.py), almost all of it unchanged
+``eval_states`` (tens of MB for a busy detection model), almost all of it unchanged
 since the previous run. The cache keeps each hour's slice states, merged over their parts, under
 the *versions* of the rows they came from: (slice, part, computed_at) of every ``eval_states``
 row of the hour. A reader fetches those versions (a few columns, no states) and uses an entry
@@ -15,12 +15,13 @@ the timestamp's microsecond.
 The job puts what it has just written (an hour it recomputed; an hour whose old states were
 cached, merged with the part it added), so the next run finds it without reading it back.
 Entries are evicted least recently used beyond ``eval_state_cache_mb``; 0 turns the cache off.
+The cache belongs to whoever runs the jobs (:class:`monitor.server.jobs.Worker`): one per
+process and database, never a module global.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import fields, is_dataclass
@@ -28,9 +29,8 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine
 
-from monitor.server.jobs.states import SliceKey, SliceState
+from monitor.server.services.states import SliceKey, SliceState
 
 #: One ``eval_states`` row: (slice, part, computed_at).
 RowVersion = tuple[SliceKey, int, datetime]
@@ -81,23 +81,6 @@ class HourStateCache:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry[2]
-
-
-_caches: weakref.WeakKeyDictionary[Engine, HourStateCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
-
-
-def state_cache(engine: Engine, max_bytes: int) -> HourStateCache | None:
-    """The cache of ``engine``'s database in this process (one per engine, so two databases
-    never share entries); None when ``max_bytes`` is 0."""
-    if max_bytes <= 0:
-        return None
-    with _caches_lock:
-        cache = _caches.get(engine)
-        if cache is None:
-            cache = _caches[engine] = HourStateCache(max_bytes)
-        cache.max_bytes = max_bytes
-        return cache
 
 
 def state_bytes(state: Any) -> int:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from monitor.server.reports.weeks import Week
+from monitor.server.services.weeks import Week
 from monitor.server.store import tables as t
 
 

@@ -23,7 +23,7 @@ def image_key(prediction_id: str) -> int:
 def probability_matrix(blobs: Sequence[bytes], num_classes: int) -> np.ndarray:
     """Stored float32 probability rows as an N × C matrix. Rows logged before the model's class
     list grew are shorter: the classes added since had probability 0 for them (classes are only
-    ever appended, see :func:`monitor.server.store.registry.register_model`)."""
+    ever appended, see :func:`monitor.server.services.models.register_model`)."""
     width = 4 * num_classes
     if all(len(b) == width for b in blobs):
         return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), num_classes)
