@@ -17,20 +17,13 @@ scoring a window, since the service fits once per reference and scores every hou
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import drift_digits
 
 from detectors import (
     ChiSquareDrift,
@@ -45,6 +38,7 @@ from detectors import (
     PSIDrift,
     WassersteinDrift,
 )
+from testkit import digits as drift_digits
 
 
 @dataclass(frozen=True)

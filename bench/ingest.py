@@ -33,17 +33,13 @@ from pathlib import Path
 import numpy as np
 import orjson
 import psycopg
-from _scratch import create_scratch_database, drop_scratch_database, libpq_dsn, sqlalchemy_url
 from psycopg.types.json import Jsonb
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from monitor.sdk._records import encode as sdk_encode  # noqa: E402
-from monitor.server.store import migrate  # noqa: E402
-from monitor.server.store.engine import make_engine  # noqa: E402
-from monitor.server.store.partitions import PartitionManager  # noqa: E402
-from monitor.server.store.writes import (  # noqa: E402
+from monitor.sdk._records import encode as sdk_encode
+from monitor.server.store import migrate
+from monitor.server.store.engine import make_engine
+from monitor.server.store.partitions import PartitionManager
+from monitor.server.store.writes import (
     _EMBEDDING_PG_TYPES,
     _PREDICTION_PG_TYPES,
     EMBEDDING_COLUMNS,
@@ -51,7 +47,10 @@ from monitor.server.store.writes import (  # noqa: E402
     embedding_row,
     prediction_row,
 )
-from monitor.wire import ModelSpec, parse_prediction  # noqa: E402
+from monitor.wire import ModelSpec, parse_prediction
+from testkit.scratch import create_scratch_database, drop_scratch_database, libpq_dsn, sqlalchemy_url
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CLASSES = [f"class-{i}" for i in range(10)]
 BATCH = 1000
@@ -183,9 +182,9 @@ def main() -> None:
         migrate.upgrade(engine)
         start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
         PartitionManager(engine).ensure_ahead(start, days_ahead=2)
+        from monitor.server.services.keys import create_key
+        from monitor.server.services.models import register_model
         from monitor.server.store.engine import write_transaction
-        from monitor.server.store.keys import create_key
-        from monitor.server.store.registry import register_model
 
         with write_transaction(engine) as conn:
             _, key = create_key(conn, scopes=["ingest"], models=None, name="bench", now=datetime.now(UTC))

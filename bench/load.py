@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
 
 CLASSES = [f"class-{i}" for i in range(10)]
 DET_CLASSES = ["person", "car", "bicycle", "dog", "box"]
@@ -289,13 +289,13 @@ def server_5xx(metrics_text: str) -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import httpx
     import sqlalchemy as sa
-    from _scratch import create_scratch_database, drop_scratch_database, sqlalchemy_url
 
+    from monitor.server.services.keys import create_key
+    from monitor.server.services.models import register_model
     from monitor.server.store import migrate
     from monitor.server.store import tables as t
     from monitor.server.store.engine import make_engine, write_transaction
-    from monitor.server.store.keys import create_key
-    from monitor.server.store.registry import register_model
+    from testkit.scratch import create_scratch_database, drop_scratch_database, sqlalchemy_url
 
     scratch = create_scratch_database(args.database_url, "cvmon_bench_load")
     url = sqlalchemy_url(scratch)

@@ -36,10 +36,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from testkit.synth import CocoOptions, coco_like
 
-from tests.metrics._synth import CocoOptions, coco_like  # noqa: E402 - needs the repository root on sys.path
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -106,10 +105,9 @@ def row(name: str, seconds: float, base: float | None = None, note: str = "") ->
 
 _FIRST_CALLS = """
 import json, sys, time
-sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
 import numpy as np
-from tests.metrics._synth import CocoOptions, classification_like, coco_like
+from testkit.synth import CocoOptions, classification_like, coco_like
 from monitor.metrics import coco_input, detection_metrics, probability_states, calibration_state
 gt, dt = coco_like(0, CocoOptions(n_images=5, n_classes=3))
 labels, probs = classification_like(0, 50, 4)

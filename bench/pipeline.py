@@ -22,26 +22,22 @@ import argparse
 import gc
 import os
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
-from _scratch import create_scratch_database, drop_scratch_database, sqlalchemy_url
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.server.jobs import run_once
+from monitor.server.services.ingest import write_ground_truth, write_predictions
+from monitor.server.services.models import register_model
 from monitor.server.settings import Settings
 from monitor.server.store import migrate
 from monitor.server.store import tables as t
 from monitor.server.store.engine import make_engine, write_transaction
 from monitor.server.store.partitions import PartitionManager
-from monitor.server.store.registry import register_model
-from monitor.server.store.writes import write_ground_truth, write_predictions
 from monitor.wire import GroundTruth, Prediction
+from testkit.scratch import create_scratch_database, drop_scratch_database, sqlalchemy_url
 
 NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
 WEEK = 7 * 24 * 3600
@@ -130,7 +126,7 @@ def scrape(engine, settings: Settings, n_models: int, n_classes: int, per_model:
     import httpx
 
     from monitor.server.app import create_app
-    from tests.conftest import ThreadServer
+    from testkit.servers import ThreadServer
 
     partitions = PartitionManager(engine)
     names = []

@@ -15,27 +15,24 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from _scratch import create_scratch_database, drop_scratch_database, sqlalchemy_url
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.server.jobs import run_once
 from monitor.server.reports.build import build_report_data
 from monitor.server.reports.render import render_report
+from monitor.server.services.ingest import write_ground_truth, write_predictions
+from monitor.server.services.models import register_model
 from monitor.server.settings import Settings
 from monitor.server.slo.spec import load_slos
 from monitor.server.store import migrate
 from monitor.server.store.engine import make_engine, write_transaction
 from monitor.server.store.partitions import PartitionManager
-from monitor.server.store.registry import register_model
-from monitor.server.store.writes import write_ground_truth, write_predictions
 from monitor.wire import GroundTruth, Prediction
+from testkit.scratch import create_scratch_database, drop_scratch_database, sqlalchemy_url
 
 MODEL = "bench-report"
 WEEK_START = datetime(2026, 11, 16, tzinfo=UTC)  # 2026-W47

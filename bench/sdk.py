@@ -33,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from monitor.sdk import Client, MockTransport, Request, Response
 
-from monitor.sdk import Client, MockTransport, Request, Response  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CLASSES = 10
 DIM = 512
@@ -63,10 +62,10 @@ def _null(request: Request) -> Response:
 @contextmanager
 def local_server(database_url: str | None) -> Iterator[tuple[str, str]]:
     """``cvmon serve`` on loopback; yields (url, ingest key)."""
+    from monitor.server.services.keys import create_key
+    from monitor.server.services.models import register_model
     from monitor.server.store import migrate
     from monitor.server.store.engine import make_engine, write_transaction
-    from monitor.server.store.keys import create_key
-    from monitor.server.store.registry import register_model
 
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite:///{tmp}/bench.db"
@@ -76,7 +75,7 @@ def local_server(database_url: str | None) -> Iterator[tuple[str, str]]:
             register_model(conn, "bench-sdk", "classification", [f"c{i}" for i in range(CLASSES)], 0.5, now=datetime.now(UTC))
             _, key = create_key(conn, scopes=["ingest"], models=None, name="bench", now=datetime.now(UTC))
         engine.dispose()
-        from tests.conftest import free_port
+        from testkit.servers import free_port
 
         port = free_port()
         env = {**os.environ, "CVMON_DATABASE_URL": url, "CVMON_SCHEDULER": "0"}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 import uuid
@@ -31,18 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from _scratch import create_scratch_database, drop_scratch_database, libpq_dsn, sqlalchemy_url
+
+from monitor.sdk._records import encode as sdk_encode
+from monitor.server.services.ingest import CohortPolicy, ingest_ground_truth, ingest_predictions
+from monitor.server.services.models import register_model
+from monitor.server.settings import Settings
+from monitor.server.store import migrate
+from monitor.server.store.engine import make_engine, write_transaction
+from monitor.server.store.partitions import PartitionManager, partition_name
+from testkit.scratch import create_scratch_database, drop_scratch_database, libpq_dsn, sqlalchemy_url
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from monitor.sdk._records import encode as sdk_encode  # noqa: E402
-from monitor.server.ingest import CohortPolicy, ingest_ground_truth, ingest_predictions  # noqa: E402
-from monitor.server.settings import Settings  # noqa: E402
-from monitor.server.store import migrate  # noqa: E402
-from monitor.server.store.engine import make_engine, write_transaction  # noqa: E402
-from monitor.server.store.partitions import PartitionManager, partition_name  # noqa: E402
-from monitor.server.store.registry import register_model  # noqa: E402
 
 CLASSES = [f"class-{i}" for i in range(10)]
 BATCH = 5000

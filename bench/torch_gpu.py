@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.adapters import TorchAdapter
 from monitor.sdk import Client, MockTransport, Request, Response

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import sys
-import threading
-import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -24,12 +21,10 @@ from typing import Any
 
 import pytest
 
+from testkit.servers import ThreadServer
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "sqlite_only: runs on the embedded database only")
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,6 +116,18 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
+def tx(db: Database) -> Iterator[Any]:
+    """A connection in a transaction that is rolled back after the test: for tests of services,
+    which take a connection and never commit (faster than a fresh model, and leaves nothing)."""
+    with db.engine.connect() as conn:
+        outer = conn.begin()
+        try:
+            yield conn
+        finally:
+            outer.rollback()
+
+
+@pytest.fixture
 def pg_engine(pg_database: str | None) -> Iterator[Any]:
     """An engine on the session's PostgreSQL database, for tests about PostgreSQL-only features."""
     from monitor.server.store.engine import make_engine
@@ -141,37 +148,6 @@ def model_name() -> str:
 # --------------------------------------------------------------------------------------------
 # HTTP servers on loopback
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ThreadServer:
-    """uvicorn serving an app on 127.0.0.1 in a background thread: real sockets, real HTTP."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
 
 
 @dataclass
@@ -195,8 +171,8 @@ class Api:
     def create_key(self, scopes: list[str], models: list[str] | None = None) -> str:
         from datetime import UTC, datetime
 
+        from monitor.server.services.keys import create_key
         from monitor.server.store.engine import write_transaction
-        from monitor.server.store.keys import create_key
 
         with write_transaction(self.db.engine) as conn:
             _, text = create_key(conn, scopes=scopes, models=models, name="test", now=datetime.now(UTC))

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.server.cli._root import cli
+from testkit.synth import CocoOptions, classification_like, coco_like
 from tests.metrics._oracles import coco_per_class, coco_summary, pycocotools_eval, torchmetrics_ece
-from tests.metrics._synth import CocoOptions, classification_like, coco_like
 
 
 @pytest.fixture

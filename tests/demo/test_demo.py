@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ThreadServer, free_port
+from testkit.servers import ThreadServer, free_port
 
 pytestmark = pytest.mark.slow  # a 15-second demo run plus training and evaluation
 

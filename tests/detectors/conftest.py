@@ -5,18 +5,13 @@ Every random choice is seeded, so the measured rates are the same on every run.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-# The digits helper lives in bench/ so the benchmark (and later the demo) use the same data.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-import drift_digits
 from drift_trials import Digits
+
+from testkit import digits as drift_digits
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import drift_digits
 import numpy as np
 from numpy.typing import NDArray
 
 from detectors import Detector
+from testkit import digits as drift_digits
 
 #: Trials for every no-shift false-alarm measurement (the issue's figure).
 NULL_TRIALS = 200

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import drift_digits
 import numpy as np
 import pytest
 from drift_trials import Digits
 
 from detectors import AccuracyEstimate, LabelFreeAccuracy, LabelFreeDetectionPrecision, NotFittedError, SummaryError
+from testkit import digits as drift_digits
 
 Window = Callable[[Digits, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 

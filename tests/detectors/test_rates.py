@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import drift_digits
 import numpy as np
 import pytest
 from drift_trials import MAX_FALSE_ALARM_RATE, NULL_TRIALS, Digits, PairSampler, disjoint_pair, flag_rate
@@ -27,6 +26,7 @@ from detectors import (
     PSIDrift,
     WassersteinDrift,
 )
+from testkit import digits as drift_digits
 
 Factory = Callable[[int], Detector]
 Source = Callable[[Digits], PairSampler]

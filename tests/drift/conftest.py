@@ -3,15 +3,10 @@ layer embeddings and confidences, real image transforms), trained once per sessi
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-# The digits helper lives in bench/ so the benchmark, the detector tests and these use the same data.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,6 +21,6 @@ def single_threaded_blas() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def digits() -> Any:
-    import drift_digits
+    from testkit import digits as drift_digits
 
     return drift_digits.train_digits_model()

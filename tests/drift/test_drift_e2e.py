@@ -58,7 +58,7 @@ class Traffic:
     def hour(
         self, hour: datetime, camera: str, n: int, *, drifted: bool = False, version: str = "v1"
     ) -> tuple[list[dict], list[dict]]:
-        import drift_digits
+        from testkit import digits as drift_digits
 
         idx = self.rng.integers(0, len(self.digits.images), n)
         images = np.clip(self.digits.images[idx] + self.rng.normal(0.0, 0.4, (n, 8, 8)), 0.0, drift_digits.PIXEL_MAX)

@@ -8,10 +8,17 @@ import numpy as np
 import pytest
 
 from monitor.errors import ConfigError
-from monitor.server.jobs.drift import plan_windows
-from monitor.server.jobs.drift_features import DetectorSpec, DriftConfig, SliceSampler, extract, make_detector, score
-from monitor.server.jobs.drift_refs import Reference, ReferenceSpec
-from monitor.server.jobs.states import SliceKey
+from monitor.server.services.drift import plan_windows
+from monitor.server.services.drift_features import (
+    DetectorSpec,
+    DriftConfig,
+    SliceSampler,
+    extract,
+    make_detector,
+    score,
+)
+from monitor.server.services.drift_refs import Reference, ReferenceSpec
+from monitor.server.services.states import SliceKey
 from monitor.server.settings import Settings
 from monitor.server.store.drift_reads import Record
 from monitor.wire import ModelSpec

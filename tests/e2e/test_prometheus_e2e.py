@@ -24,7 +24,8 @@ import pytest
 
 from monitor.server.slo.render import recorded_name, write_rules
 from monitor.server.slo.spec import load_slos
-from tests.conftest import IN_CI, free_port
+from testkit.servers import free_port
+from tests.conftest import IN_CI
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = "apt-get install -y prometheus"

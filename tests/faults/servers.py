@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, _pg_admin_url, _pg_reachable, _sa_url, free_port
+from testkit.servers import free_port
+from tests.conftest import IN_CI, _pg_admin_url, _pg_reachable, _sa_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,8 +81,8 @@ def scratch_database(prefix: str = "cvmon_rel") -> Iterator[str]:
 
 
 def create_key(url: str, scopes: list[str], models: list[str] | None = None) -> str:
+    from monitor.server.services.keys import create_key as _create
     from monitor.server.store.engine import make_engine, write_transaction
-    from monitor.server.store.keys import create_key as _create
 
     engine = make_engine(url)
     try:

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import sqlalchemy.exc
 
-from tests.conftest import ThreadServer
+from testkit.servers import ThreadServer
 from tests.faults.servers import create_key
 from tests.server.records import cls_record
 
@@ -132,7 +132,7 @@ def test_commands_started_without_a_database_say_so_in_one_line(command):
     import subprocess
     import sys
 
-    from tests.conftest import free_port
+    from testkit.servers import free_port
 
     url = f"postgresql://cvmon:s3cret-pw@127.0.0.1:{free_port()}/cvmon"  # nothing listens there
     done = subprocess.run(

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from monitor.sdk import Client
 from monitor.server.store import tables as t
 from monitor.server.store.engine import make_engine
-from tests.conftest import free_port
+from testkit.servers import free_port
 from tests.faults.servers import PrivatePostgres, create_key, serve, wait_for
 
 MODEL = "restart-model"

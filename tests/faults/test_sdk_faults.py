@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from monitor.sdk import Client
+from monitor.server.services.keys import create_key
+from monitor.server.services.models import register_model
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.keys import create_key
-from monitor.server.store.registry import register_model
-from tests.conftest import ThreadServer, free_port
+from testkit.servers import ThreadServer, free_port
 from tests.faults.servers import serve, wait_for
 
 CLASSES = ["a", "b", "c"]

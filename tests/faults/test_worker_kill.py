@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import sqlalchemy as sa
 
-from monitor.server.ingest import CohortPolicy, ingest_ground_truth, ingest_predictions
 from monitor.server.jobs import run_once
+from monitor.server.services.ingest import CohortPolicy, ingest_ground_truth, ingest_predictions
+from monitor.server.services.models import register_model
 from monitor.server.settings import Settings
 from monitor.server.store import tables as t
 from monitor.server.store.engine import make_engine, write_transaction
 from monitor.server.store.partitions import PartitionManager
-from monitor.server.store.registry import register_model
 from monitor.server.store.writes import WINDOWS_PENDING
 from tests.faults.servers import ROOT, scratch_database, wait_for, worker
 

@@ -19,8 +19,8 @@ from monitor.server.exporters.grafana import (
     dashboard_queries,
     render_files,
 )
-from monitor.server.exporters.names import EXPORTED_SERIES, METRIC, MetricName
 from monitor.server.exporters.promql import expand_variables, referenced_series
+from monitor.server.names import EXPORTED_SERIES, METRIC, MetricName
 from monitor.server.slo.render import recording_rule_names
 from monitor.server.slo.spec import load_slos
 from tests.slo.golden import REPO, assert_current, require_promtool

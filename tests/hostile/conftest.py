@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ThreadServer
+from testkit.servers import ThreadServer
 from tests.faults.servers import create_key, scratch_database
 
 CLASSES = ["scratch", "dent", "ok"]

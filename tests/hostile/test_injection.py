@@ -149,7 +149,7 @@ def test_hostile_text_is_inert_in_the_weekly_report(api, hostile_model):
 
     from monitor.server.reports.build import build_report_data
     from monitor.server.reports.render import render_report
-    from monitor.server.reports.weeks import Week
+    from monitor.server.services.weeks import Week
 
     now = datetime.now(UTC)
     week = Week.containing(now)

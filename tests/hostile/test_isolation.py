@@ -20,8 +20,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.server.jobs import run_once
-from monitor.server.store import keys as key_store
-from tests.conftest import free_port
+from monitor.server.services import keys as key_store
+from testkit.servers import free_port
 from tests.faults.servers import serve
 
 SECRET_CLASSES = ["b-secret-class-1", "b-secret-class-2"]
@@ -194,8 +194,8 @@ def test_key_material_never_reaches_the_logs(db, model_name, tmp_path, caplog):
     """A real `cvmon serve --log-level debug` (access log on) and this process's loggers at DEBUG,
     through valid, wrong, malformed and revoked keys, and the SDK's error path with a wrong key."""
     from monitor.sdk import Client
+    from monitor.server.services.models import register_model
     from monitor.server.store.engine import write_transaction
-    from monitor.server.store.registry import register_model
 
     if not db.is_pg:
         pytest.skip("one database is enough: the logging does not depend on it")

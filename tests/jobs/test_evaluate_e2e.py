@@ -18,10 +18,9 @@ from monitor.metrics import (
     detection_state,
     probability_states,
 )
-from monitor.server.jobs import run_once
+from monitor.server.jobs import Worker, run_once
+from monitor.server.services.decode import image_key
 from monitor.server.store import tables as t
-from monitor.server.store.bulk import ForkedCopy
-from monitor.server.store.decode import image_key
 from monitor.wire import encode_array
 
 CLASSES = ["cat", "dog", "fox", "owl"]
@@ -213,64 +212,20 @@ def boxes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.hstack([xy, xy + wh])
 
 
-def evaluated(api, client, model: str, records, truth, labelled: set[str]) -> None:
-    """Register the model, send its predictions and the labels of ``labelled``, run evaluate."""
+def evaluated(api, client, model: str, records, truth, labelled: set[str], worker: Worker | None = None) -> None:
+    """Register the model, send its predictions and the labels of ``labelled``, run evaluate (by
+    ``worker``, which keeps its hour-state cache, or a worker made for the run)."""
     client.put(f"/v1/models/{model}", json={"task": "classification", "classes": CLASSES})
     assert client.post("/v1/predictions", json={"records": records}).json()["accepted"] == len(records)
     client.post("/v1/ground-truth", json={"records": [gt(model, p, truth[p]) for p in sorted(labelled)]})
-    run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model], jobs=["evaluate"])
-
-
-def test_windows_computed_by_a_forked_child_equal_those_computed_in_process(make_api, model_name, monkeypatch):
-    """On PostgreSQL the hour windows are computed by a child process (ForkedCopy) beside the
-    longer ones; the history and the rolling windows are the same, value for value, without it."""
-    import importlib
-
-    from monitor.server.store.engine import write_transaction
-    from monitor.server.store.writes import WINDOWS_PENDING
-
-    api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
-    if not api.db.is_pg:
-        pytest.skip("the windows are computed in a child process on PostgreSQL only")
-    forks = []
-    # the module, not the job function that monitor.server.jobs exports under the same name
-    evaluate_module = importlib.import_module("monitor.server.jobs.evaluate")
-    monkeypatch.setattr(evaluate_module, "FORK_MIN_PARTS", 1)  # a few hours: less work than a fork is worth
-    monkeypatch.setattr(evaluate_module, "FORK_MIN_WINDOWS", 1)
-    monkeypatch.setattr(evaluate_module, "ForkedCopy", lambda *a, **k: forks.append(1) or ForkedCopy(*a, **k))
-    records, truth = synth(model_name, 400, seed=5)
-    with api.admin() as c:
-        evaluated(api, c, model_name, records, truth, {r["prediction_id"] for r in records[:250]})
-    later = {r["prediction_id"] for r in records[250:320]}  # late labels: parts merged into hours
-    with api.admin() as c:
-        c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in sorted(later)]})
-    run_once(api.db.engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
-    assert len(forks) == 3  # the windows of both runs, and the late labels' parts
-    forked = _metric_rows(api.db.engine, model_name)
-
-    with write_transaction(api.db.engine) as conn:  # every hour's windows again, in this process
-        conn.execute(sa.delete(t.metric_points).where(t.metric_points.c.model == model_name))
-        conn.execute(sa.insert(t.dirty_hours), [{"model": model_name, "hour_start": h, "marked_at": WINDOWS_PENDING} for h in HOURS])
-    (outcome,) = run_once(api.db.engine, api.settings.with_(eval_fork=False), clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
-    assert outcome.status == "ok" and len(forks) == 3
-    in_process = _metric_rows(api.db.engine, model_name)
-    assert forked == in_process and len(forked["metric_points"]) > 1000 and forked["metric_latest"]
-
-
-def _metric_rows(engine, model: str) -> dict[str, list[tuple]]:
-    """Every stored metric row of ``model`` but its computation time, in key order."""
-    found = {}
-    for table in (t.metric_points, t.metric_latest):
-        columns = [c for c in table.c if c.name != "computed_at"]
-        with engine.connect() as conn:
-            found[table.name] = [tuple(r) for r in conn.execute(sa.select(*columns).where(table.c.model == model).order_by(*columns))]
-    return found
+    worker = worker or Worker(api.db.engine, api.settings, clock=lambda: NOW)
+    worker.run_once(models=[model], jobs=["evaluate"])
 
 
 def test_late_labels_over_many_runs_are_parts_folded_back_into_one(make_api, model_name):
     """Each run that merges late labels into an hour adds a part to its states (only what the
     labels bring); at MAX_PARTS the parts fold into one. The values stay the engine's."""
-    from monitor.server.jobs.evaluate import MAX_PARTS
+    from monitor.server.services.evaluation import MAX_PARTS
 
     api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
     records, truth = synth(model_name, 300, seed=3)
@@ -304,7 +259,7 @@ def test_a_labelling_backlog_is_merged_a_bounded_batch_per_run(make_api, model_n
     and none is merged twice or lost."""
     import importlib
 
-    monkeypatch.setattr(importlib.import_module("monitor.server.jobs.evaluate"), "MAX_INCREMENTS_PER_RUN", 7)
+    monkeypatch.setattr(importlib.import_module("monitor.server.services.evaluation"), "MAX_INCREMENTS_PER_RUN", 7)
     api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
     records, truth = synth(model_name, 120, seed=5)
     for r in records[::10]:  # groups of predictions with the same timestamp
@@ -429,7 +384,7 @@ def racing_setup(make_api, model_name: str, seed: int):
     if not api.db.is_pg:
         pytest.skip("SQLite serialises writers: no label can commit while a run holds the database")
     records, truth = synth(model_name, 200, seed=seed)
-    return api, importlib.import_module("monitor.server.jobs.evaluate"), records, truth, [r["prediction_id"] for r in records]
+    return api, importlib.import_module("monitor.server.services.evaluation"), records, truth, [r["prediction_id"] for r in records]
 
 
 def test_labels_committed_during_a_merge_wait_for_the_next_run(make_api, model_name, monkeypatch):

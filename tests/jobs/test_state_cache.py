@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from monitor.errors import ConfigError
 from monitor.metrics import classification_state
 from monitor.metrics._quantiles import QuantileSketch
-from monitor.server.jobs import run_once
-from monitor.server.jobs.evaluate import _load_hours, _row_versions
-from monitor.server.jobs.state_cache import HourStateCache, state_bytes, state_cache
-from monitor.server.jobs.states import SliceKey, SliceState
+from monitor.server.jobs import Worker
+from monitor.server.services.evaluation import load_hours, row_versions
+from monitor.server.services.state_cache import HourStateCache, state_bytes
+from monitor.server.services.states import SliceKey, SliceState
 from monitor.server.settings import Settings
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
@@ -24,6 +24,11 @@ from .test_evaluate_e2e import HOURS, NOW, assert_api_is_the_engine, evaluated, 
 
 WEEK_BEFORE = NOW - timedelta(days=7)
 WHOLE = SliceKey("v1", "", "")
+
+
+def _load_hours(engine, model, start, end, cache=None):
+    with engine.connect() as conn:
+        return load_hours(conn, model, start, end, cache)
 
 
 def assert_same_states(got: dict, want: dict) -> None:
@@ -39,21 +44,22 @@ def test_the_cache_serves_what_is_stored_after_late_label_runs(make_api, model_n
     from memory, and equals the stored parts decoded and merged anew, byte for byte."""
     api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
     engine = api.db.engine
+    worker = Worker(engine, api.settings, clock=lambda: NOW)
     records, truth = synth(model_name, 300, seed=11)
     ids = [r["prediction_id"] for r in records]
     labelled = set(ids[:100])
     with api.admin() as c:
-        evaluated(api, c, model_name, records, truth, labelled)
+        evaluated(api, c, model_name, records, truth, labelled, worker)
         for batch in range(10):  # past MAX_PARTS: the parts of every slice fold once
             late = ids[100 + 15 * batch : 115 + 15 * batch]
             c.post("/v1/ground-truth", json={"records": [gt(model_name, p, truth[p]) for p in late]})
             labelled |= set(late)
-            run_once(engine, api.settings, clock=lambda: NOW, models=[model_name], jobs=["evaluate"])
+            worker.run_once(models=[model_name], jobs=["evaluate"])
         assert_api_is_the_engine(c, model_name, records, truth, labelled, hour=HOURS[2], camera="cam-b")
-    cache = state_cache(engine, api.settings.eval_state_cache_mb << 20)
+    cache = worker.state_cache
     assert cache is not None
     with engine.connect() as conn:
-        stored = _row_versions(conn, model_name, t.eval_states.c.hour_start >= WEEK_BEFORE)
+        stored = row_versions(conn, model_name, t.eval_states.c.hour_start >= WEEK_BEFORE)
     assert set(stored) == set(HOURS)
     # every hour is held under the rows stored now: the runs put what they wrote
     assert all(cache.get(model_name, hour, versions) is not None for hour, versions in stored.items())
@@ -66,10 +72,11 @@ def test_a_row_written_elsewhere_is_read_again(make_api, model_name):
     cached versions: the hour is read from the database."""
     api = make_api(cohort_keys=("camera",), clock=lambda: NOW)
     engine = api.db.engine
+    worker = Worker(engine, api.settings, clock=lambda: NOW)
     records, truth = synth(model_name, 200, seed=12)
     with api.admin() as c:
-        evaluated(api, c, model_name, records, truth, {r["prediction_id"] for r in records[:120]})
-    cache = state_cache(engine, api.settings.eval_state_cache_mb << 20)
+        evaluated(api, c, model_name, records, truth, {r["prediction_id"] for r in records[:120]}, worker)
+    cache = worker.state_cache
     span = (WEEK_BEFORE, NOW + timedelta(hours=1))
     before = _load_hours(engine, model_name, *span, cache)
     es = t.eval_states.c
@@ -128,11 +135,14 @@ def test_the_cache_evicts_least_recently_used_beyond_its_size():
     assert small.get("m", HOURS[0], frozenset(versions)) is None and small.bytes == 0
 
 
-def test_size_zero_turns_the_cache_off(tmp_path):
+def test_size_zero_turns_the_cache_off_and_each_worker_owns_its_cache(tmp_path):
     from monitor.server.store.engine import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
-    assert state_cache(engine, 0) is None
-    assert state_cache(engine, 1 << 20) is state_cache(engine, 1 << 20)
+    clock = lambda: NOW  # noqa: E731
+    assert Worker(engine, Settings(eval_state_cache_mb=0), clock=clock).state_cache is None
+    one, two = (Worker(engine, Settings(eval_state_cache_mb=1), clock=clock) for _ in range(2))
+    assert one.state_cache is not None and one.state_cache is not two.state_cache
+    assert one.state_cache.max_bytes == 1 << 20
     with pytest.raises(ConfigError, match="eval_state_cache_mb"):
         Settings(eval_state_cache_mb=-1).validate()

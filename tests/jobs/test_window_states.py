@@ -9,8 +9,9 @@ import pytest
 
 from monitor.metrics import classification_state
 from monitor.metrics._quantiles import QuantileSketch
-from monitor.server.jobs.evaluate import HOUR, WindowSpan, _WindowStates
-from monitor.server.jobs.states import SliceKey, SliceState, merge_slices
+from monitor.server.services.evaluation import WindowStates as _WindowStates
+from monitor.server.services.states import SliceKey, SliceState, merge_slices
+from monitor.server.services.windows import HOUR, WindowSpan
 
 START = datetime(2026, 11, 9, 0, tzinfo=UTC)  # a Monday
 

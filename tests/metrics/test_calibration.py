@@ -20,9 +20,9 @@ from monitor.metrics import (
     probability_states,
 )
 from monitor.metrics._scan import torch_edges
+from testkit.synth import classification_like
 
 from ._oracles import netcal_ece, netcal_mce, torchmetrics_classwise_ece, torchmetrics_ece
-from ._synth import classification_like
 
 TORCH_CASES = [
     pytest.param(1, 4000, 10, 15, 1.6, id="10-classes-15-bins"),

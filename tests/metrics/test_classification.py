@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from monitor.metrics import ClassificationState, classification_metrics, classification_state
-
-from ._synth import classification_like
+from testkit.synth import classification_like
 
 
 def _case(seed: int, n: int, c: int, *, missing: int = 0, ties: bool = False, dtype=np.float32):

@@ -14,9 +14,9 @@ import pytest
 
 from monitor.metrics import coco_input, detection_metrics
 from monitor.metrics._detection import _accumulate
+from testkit.synth import CocoOptions, coco_like
 
 from ._oracles import coco_matches, coco_per_class, coco_summary, netcal_dece, pycocotools_eval
-from ._synth import CocoOptions, coco_like
 
 BASE = CocoOptions(n_images=40, n_classes=12)
 SCENARIOS = {

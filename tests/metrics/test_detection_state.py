@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from monitor.metrics import DetectionState, coco_input, detection_metrics, detection_state
-
-from ._synth import CocoOptions, coco_like
+from testkit.synth import CocoOptions, coco_like
 
 OPTIONS = CocoOptions(
     n_images=60, n_classes=8, crowd_rate=0.1, empty_gt_rate=0.1, empty_dt_rate=0.1, dt_only_classes=1,

@@ -57,7 +57,7 @@ _STATES = """
     import hashlib, sys
     sys.path.insert(0, {root!r})
     import numpy as np
-    from tests.metrics._synth import CocoOptions, classification_like, coco_like
+    from testkit.synth import CocoOptions, classification_like, coco_like
     from monitor.metrics import coco_input, probability_states, detection_metrics
     opts = CocoOptions(n_images=12, n_classes=4, crowd_rate=0.2, burst_rate=0.3, burst_size=105, score_decimals=2)
     det = coco_input(*coco_like(3, opts)).detection_state()

@@ -148,12 +148,12 @@ def build_report(work: Path) -> Any:
 
     from monitor.server.app import create_app
     from monitor.server.reports.build import build_report_data
+    from monitor.server.services.keys import create_key
     from monitor.server.settings import Settings
     from monitor.server.slo.spec import load_slos
     from monitor.server.store import migrate
     from monitor.server.store.engine import make_engine, write_transaction
-    from monitor.server.store.keys import create_key
-    from tests.conftest import ThreadServer
+    from testkit.servers import ThreadServer
 
     url = f"sqlite:///{work / 'cvmon.db'}"
     engine = make_engine(url)

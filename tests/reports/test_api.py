@@ -8,8 +8,8 @@ import html5lib
 import pytest
 
 from monitor.server.jobs import run_once
-from monitor.server.reports.store import save_report
-from monitor.server.reports.weeks import parse_week
+from monitor.server.services.reports import save_report
+from monitor.server.services.weeks import parse_week
 from monitor.server.store.engine import write_transaction
 from tests.reports import synth as s
 

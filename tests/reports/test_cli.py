@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.server.cli._root import cli
-from monitor.server.reports.store import list_reports
-from monitor.server.reports.weeks import last_complete_week
+from monitor.server.services.models import register_model
+from monitor.server.services.reports import list_reports
+from monitor.server.services.weeks import last_complete_week
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.registry import register_model
 from tests.reports.synth import CLASSES
 
 

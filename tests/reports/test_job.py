@@ -9,12 +9,12 @@ import pytest
 from monitor.errors import ConfigError
 from monitor.server.jobs import MODEL_JOBS, WEEKLY_JOBS, run_once
 from monitor.server.jobs.report import report
-from monitor.server.reports.config import ReportSettings, load_report_settings
-from monitor.server.reports.store import list_reports, save_report
-from monitor.server.reports.weeks import Week, last_complete_week, parse_week
+from monitor.server.report_settings import ReportSettings, load_report_settings
+from monitor.server.services.models import register_model
+from monitor.server.services.reports import list_reports, save_report
+from monitor.server.services.weeks import Week, last_complete_week, parse_week
 from monitor.server.settings import Settings
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.registry import register_model
 from tests.reports.synth import CLASSES, REPORT_TIME
 
 

@@ -19,17 +19,18 @@ import sqlalchemy as sa
 
 from monitor.errors import ConfigError
 from monitor.server.app import create_app
-from monitor.server.ingest import CohortPolicy, ingest_ground_truth, ingest_predictions
 from monitor.server.jobs import maintenance, run_once
 from monitor.server.jobs.retention import apply_retention
+from monitor.server.services.ingest import CohortPolicy, ingest_ground_truth, ingest_predictions
+from monitor.server.services.models import register_model
 from monitor.server.settings import Retention, Settings, load_retention
 from monitor.server.store import migrate
 from monitor.server.store import tables as t
 from monitor.server.store.engine import make_engine, write_transaction
 from monitor.server.store.partitions import PartitionManager
-from monitor.server.store.registry import register_model
 from monitor.wire import encode_array
-from tests.conftest import Database, ThreadServer
+from testkit.servers import ThreadServer
+from tests.conftest import Database
 from tests.faults.servers import create_key, scratch_database
 
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
@@ -127,6 +128,29 @@ def test_expired_data_goes_and_the_rest_stays(own_db):
         assert any(s.startswith("DROP TABLE") for s in statements)
     else:
         assert result.deleted_rows["predictions"] == 15 and result.dropped_partitions == []
+
+
+def test_identities_go_with_their_predictions_and_still_hold_for_the_rest(own_db):
+    """One prediction id is one row after retention too: the identities of deleted predictions go
+    (the table does not grow forever), the others still make a resend a duplicate."""
+    db = own_db
+    settings = _fill(db)
+    apply_retention(db.engine, RETENTION, now=NOW)
+    with db.engine.connect() as conn:
+        kept = set(conn.execute(sa.select(t.predictions.c.prediction_id).where(t.predictions.c.model == MODEL)).scalars())
+        ids = set(conn.execute(sa.select(t.prediction_ids.c.prediction_id).where(t.prediction_ids.c.model == MODEL)).scalars())
+    assert kept == ids == {f"d{age}-{i}" for age in (10, 3, 1) for i in range(5)}
+    cutoff = RETENTION.cutoff("predictions", NOW)
+    resend = [
+        {"prediction_id": "d3-0", "model": MODEL, "model_version": "v1", "timestamp": NOW.isoformat(), "probabilities": [0.5, 0.5]},
+        {"prediction_id": "d60-0", "model": MODEL, "model_version": "v1", "timestamp": (NOW - timedelta(days=60)).isoformat(),
+         "probabilities": [0.5, 0.5]},
+    ]  # fmt: skip
+    result = ingest_predictions(
+        db.engine, resend, now=NOW, partitions=PartitionManager(db.engine), policy=CohortPolicy(settings), oldest=cutoff
+    )
+    assert (result.accepted, result.duplicates) == (0, 1)
+    assert result.rejected[0][0] == 1 and "retention" in result.rejected[0][1]
 
 
 def _hours(db: Database, table: sa.Table) -> list[datetime]:

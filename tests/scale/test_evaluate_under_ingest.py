@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from monitor.server.ingest import CohortPolicy, ingest_predictions
 from monitor.server.jobs import run_once
+from monitor.server.services.ingest import CohortPolicy, ingest_predictions
+from monitor.server.services.models import register_model
 from monitor.server.settings import Settings
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.partitions import PartitionManager
-from monitor.server.store.registry import register_model
 
 
 def test_evaluate_succeeds_while_ingest_keeps_marking_its_hour(db, model_name):

@@ -23,14 +23,14 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.sdk import Client
-from monitor.server.ingest import CohortPolicy, ingest_predictions
+from monitor.server.services.ingest import CohortPolicy, ingest_predictions
+from monitor.server.services.keys import create_key
+from monitor.server.services.models import register_model
 from monitor.server.settings import Settings
 from monitor.server.store import tables as t
 from monitor.server.store.engine import make_engine, write_transaction
-from monitor.server.store.keys import create_key
 from monitor.server.store.partitions import PartitionManager
-from monitor.server.store.registry import register_model
-from tests.conftest import free_port
+from testkit.servers import free_port
 from tests.faults.servers import Cvmon, scratch_database, serve, wait_for, worker
 
 CLASSES = ["a", "b", "c"]

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import Database, ThreadServer, free_port
+from testkit.servers import ThreadServer, free_port
+from tests.conftest import Database
 
 CLASSES = ["scratch", "dent", "ok"]
 
@@ -62,16 +63,16 @@ class LateServer:
 
 
 def register(db: Database, model: str, task: str = "classification", classes: list[str] | None = None) -> None:
+    from monitor.server.services.models import register_model
     from monitor.server.store.engine import write_transaction
-    from monitor.server.store.registry import register_model
 
     with write_transaction(db.engine) as conn:
         register_model(conn, model, task, classes or CLASSES, 0.5, now=datetime.now(UTC))
 
 
 def ingest_key(db: Database) -> str:
+    from monitor.server.services.keys import create_key
     from monitor.server.store.engine import write_transaction
-    from monitor.server.store.keys import create_key
 
     with write_transaction(db.engine) as conn:
         _, text = create_key(conn, scopes=["ingest", "read", "admin"], models=None, name="sdk", now=datetime.now(UTC))

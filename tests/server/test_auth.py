@@ -86,8 +86,8 @@ def test_revoked_key_stops_working(make_api, model_name):
         register(c, model_name)
     from datetime import UTC, datetime
 
+    from monitor.server.services.keys import parse_key, revoke_key
     from monitor.server.store.engine import write_transaction
-    from monitor.server.store.keys import parse_key, revoke_key
 
     with api.client(key) as c:
         assert c.get(f"/v1/models/{model_name}").status_code == 200

@@ -7,13 +7,12 @@ import math
 import subprocess
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.server.exporters.collectors import ExpositionRenderer, QualityExposition
-from monitor.server.exporters.latest import replace_latest
+from monitor.server.exporters.collectors import QualityExposition
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
+from monitor.server.store.latest import replace_latest
 from monitor.server.store.tables import CELL_SEPARATOR
 from tests.slo.golden import require_promtool
 
@@ -29,9 +28,9 @@ def row(model: str, metric: str, value: float, *, cls: str = "", version: str = 
     }  # fmt: skip
 
 
-def store(engine, model: str, rows: list[dict], cohort_keys: tuple[str, ...] = ("camera",)) -> None:
+def store(engine, model: str, rows: list[dict]) -> None:
     with write_transaction(engine) as conn:
-        replace_latest(conn, model, ["1d"], t.metric_latest.c.metric.is_not(None), rows, cohort_keys=cohort_keys)
+        replace_latest(conn, model, ["1d"], t.metric_latest.c.metric.is_not(None), rows)
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -60,11 +59,6 @@ def test_rows_become_series_with_every_label_value_intact(db, model_name):
         row(model_name, "brier", 0.2),  # stored for the API, not exported
     ])  # fmt: skip
     text = render(db.engine, QualityExposition(("camera",)), model_name)
-    # the scrape served the writer's text, which is what rendering the rows gives
-    me = t.metric_exposition.c
-    with db.engine.connect() as conn:
-        stored = dict(conn.execute(sa.select(me.family, me.lines).where(me.model == model_name)).all())
-        assert stored == ExpositionRenderer(("camera",)).render(conn, [model_name])[model_name]
     base = {"model": model_name, "version": "v1", "window": "1d"}
     assert samples(text) == {
         ("cvmon_accuracy_ratio", frozenset({**base, "camera": ""}.items())): 0.91,
@@ -79,28 +73,20 @@ def test_rows_become_series_with_every_label_value_intact(db, model_name):
     assert "error" not in (check.stdout + check.stderr).lower(), check.stdout + check.stderr
 
 
-def test_a_process_configured_with_other_cohort_keys_renders_from_the_rows(db, model_name):
-    store(db.engine, model_name, [row(model_name, "accuracy", 0.7, cohort=("site", "berlin"))], cohort_keys=("camera",))
-    text = render(db.engine, QualityExposition(("site",)), model_name)
-    assert samples(text) == {
-        ("cvmon_accuracy_ratio", frozenset({"model": model_name, "version": "v1", "window": "1d", "site": "berlin"}.items())): 0.7
-    }
-
-
 def test_a_scrape_rereads_only_the_models_whose_rows_changed(db, model_name, monkeypatch):
     a, b = f"{model_name}-a", f"{model_name}-b"
-    store(db.engine, a, [row(a, "accuracy", 0.8)], cohort_keys=())
-    store(db.engine, b, [row(b, "accuracy", 0.6)], cohort_keys=())
+    store(db.engine, a, [row(a, "accuracy", 0.8)])
+    store(db.engine, b, [row(b, "accuracy", 0.6)])
     exposition = QualityExposition(())
     read: list[list[str]] = []
-    read_models = exposition._read
-    monkeypatch.setattr(exposition, "_read", lambda conn, models: read.append(list(models)) or read_models(conn, models))
+    render_models = exposition.renderer.render
+    monkeypatch.setattr(exposition.renderer, "render", lambda conn, models: read.append(list(models)) or render_models(conn, models))
 
     first = samples(render(db.engine, exposition, a, b))
     assert read == [[a, b]]
     assert render(db.engine, exposition, a, b) == render(db.engine, exposition, a, b) and read == [[a, b]]
 
-    store(db.engine, b, [row(b, "accuracy", 0.65), row(b, "recall", 0.5, cls="dog")], cohort_keys=())
+    store(db.engine, b, [row(b, "accuracy", 0.65), row(b, "recall", 0.5, cls="dog")])
     second = samples(render(db.engine, exposition, a, b))
     assert read == [[a, b], [b]]
     changed = {key: value for key, value in second.items() if first.get(key) != value}

@@ -242,36 +242,3 @@ def test_pii_cohort_fields_are_dropped_or_hashed(make_api, model_name):
     (row,) = stored(api.db, model_name)
     assert set(row.cohort) == {"camera", "site"}
     assert row.cohort["camera"] == "cam-1" and row.cohort["site"] != "berlin-3" and len(row.cohort["site"]) == 16
-
-
-def test_a_batch_racing_a_concurrent_copy_of_the_same_ids_falls_back_row_by_row(db, model_name, monkeypatch):
-    """Two replicas store the same retried batch at once: both miss each other in the lookup, one
-    COPY hits the primary key, and that batch is redone row by row; every row is stored once."""
-    from datetime import UTC, datetime
-
-    from monitor.server.store import writes
-    from monitor.server.store.engine import write_transaction
-    from monitor.server.store.partitions import PartitionManager
-    from monitor.server.store.registry import register_model
-    from monitor.wire import ModelSpec, parse_prediction
-
-    now = datetime.now(UTC)
-    with write_transaction(db.engine) as conn:
-        register_model(conn, model_name, "classification", CLASSES, 0.5, now=now)
-    spec = ModelSpec.create(model_name, "classification", CLASSES)
-    batch = [parse_prediction(cls_record(model_name, f"r{i}"), {model_name: spec}.get, now=now) for i in range(20)]
-    partitions = PartitionManager(db.engine)
-    first = writes.write_predictions(db.engine, batch[:12], now=now, partitions=partitions)
-    lookups = []
-    real_lookup = writes._existing_predictions
-
-    def blind_first_lookup(conn, preds, *, pg):  # the concurrent batch committed just after our lookup
-        lookups.append(len(preds))
-        return set() if len(lookups) == 1 else real_lookup(conn, preds, pg=pg)
-
-    monkeypatch.setattr(writes, "_existing_predictions", blind_first_lookup)
-    second = writes.write_predictions(db.engine, batch, now=now, partitions=partitions)
-    assert (first.accepted, second.accepted, second.duplicates) == (12, 8, 12)
-    # PostgreSQL redoes the batch after the COPY conflict; SQLite's insert skips the conflicts
-    assert len(lookups) == (2 if db.is_pg else 1)
-    assert [r.prediction_id for r in stored(db, model_name)] == sorted(f"r{i}" for i in range(20))

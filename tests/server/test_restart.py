@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import httpx
 import sqlalchemy as sa
 
+from monitor.server.services.keys import create_key
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.keys import create_key
-from tests.conftest import free_port
+from testkit.servers import free_port
 from tests.server.records import cls_record, register
 
 

@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from monitor.errors import SchemaOutOfDate
+from monitor.server.services.ingest import write_predictions
 from monitor.server.settings import Settings
 from monitor.server.store import migrate
 from monitor.server.store.engine import make_engine
 from monitor.server.store.partitions import PartitionManager
-from monitor.server.store.writes import write_predictions
 from monitor.wire import Prediction
 
 

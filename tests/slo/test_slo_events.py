@@ -14,15 +14,19 @@ import numpy as np
 import sqlalchemy as sa
 
 from monitor.metrics import detection_metrics, detection_state
-from monitor.server.ingest import CohortPolicy, ingest_ground_truth, ingest_predictions
+from monitor.server.services.decode import image_key
+from monitor.server.services.ingest import (
+    CohortPolicy,
+    adopt_waiting_ground_truth,
+    ingest_ground_truth,
+    ingest_predictions,
+)
+from monitor.server.services.models import register_model
 from monitor.server.settings import Settings
 from monitor.server.slo.spec import SLO, load_slos
 from monitor.server.store import tables as t
-from monitor.server.store.decode import image_key
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.partitions import PartitionManager
-from monitor.server.store.registry import register_model
-from monitor.server.store.writes import adopt_waiting_ground_truth
 
 NOW = datetime(2026, 11, 20, 10, 15, 30, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -184,7 +188,8 @@ def test_labels_joined_by_housekeeping_are_counted(db, model_name):
         conn.execute(sa.insert(t.ground_truth_pending).values(
             model=model_name, prediction_id="p", labelled_at=NOW, received_at=NOW, label=1,
         ))  # fmt: skip
-    assert adopt_waiting_ground_truth(db.engine, now=NOW + MINUTE, slos=config) == 1
+    with write_transaction(db.engine) as conn:
+        assert adopt_waiting_ground_truth(conn, now=NOW + MINUTE, slos=config) == 1
     assert counts(db.engine, model_name) == {("acc", "v1"): (1, 1)}
 
 

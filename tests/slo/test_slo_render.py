@@ -11,8 +11,8 @@ import yaml
 from click.testing import CliRunner
 
 from monitor.server.cli._root import cli
-from monitor.server.exporters.names import EXPORTED_SERIES
 from monitor.server.exporters.promql import referenced_series
+from monitor.server.names import EXPORTED_SERIES
 from monitor.server.slo.burnrate import required_windows
 from monitor.server.slo.render import (
     ALERT_NAME,

@@ -9,13 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from monitor.server.jobs import run_once
+from monitor.server.jobs.slo import slo as slo_job
+from monitor.server.services.models import register_model
 from monitor.server.settings import Settings
 from monitor.server.slo.counts import EPOCH, compact, read_counts
-from monitor.server.slo.jobs import slo as slo_job
 from monitor.server.slo.spec import load_slos
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.registry import register_model
 from tests.slo.test_slo_events import counts
 
 H = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # the hour in progress
