@@ -207,27 +207,31 @@ def _log_mixture(x: Floats, n: Floats, p: Floats) -> Floats:
 def proportion(x: ArrayLike, n: ArrayLike, *, alpha: float) -> Bounds:
     """Exact CS of one proportion: {p : mixture martingale < 1/α}, the set where the Beta(1, 1)
     mixture of likelihood ratios has not crossed 1/α (an interval around x/n; bisection)."""
+    from scipy.special import betaln, xlog1py, xlogy
+
     _check_alpha(alpha)
     xs, ns = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(n, dtype=np.float64))
     threshold = math.log(1 / alpha)
+    mixture = betaln(xs + 1, ns - xs + 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         centre = np.where(ns > 0, xs / ns, 0.5)
 
+    def outside(p: Floats) -> NDArray[np.bool_]:
+        return np.asarray(mixture - xlogy(xs, p) - xlog1py(ns - xs, -p) >= threshold)
+
     def edge(lo: Floats, hi: Floats, inside_is_hi: bool) -> Floats:
-        lo, hi = lo.copy(), hi.copy()
-        for _ in range(60):  # 2^-60: below float resolution on [0, 1]
+        for _ in range(52):  # 2^-52: float resolution on [0, 1]
             mid = 0.5 * (lo + hi)
-            outside = _log_mixture(xs, ns, mid) >= threshold
+            out = outside(mid)
             if inside_is_hi:
-                lo, hi = np.where(outside, mid, lo), np.where(outside, hi, mid)
+                lo, hi = np.where(out, mid, lo), np.where(out, hi, mid)
             else:
-                lo, hi = np.where(outside, lo, mid), np.where(outside, mid, hi)
+                lo, hi = np.where(out, lo, mid), np.where(out, mid, hi)
         return lo if inside_is_hi else hi
 
-    low = edge(np.zeros_like(centre), centre, inside_is_hi=True)
-    high = edge(centre, np.ones_like(centre), inside_is_hi=False)
-    low = np.where(_log_mixture(xs, ns, np.zeros_like(centre) + 1e-300) < threshold, 0.0, low)
-    high = np.where(_log_mixture(xs, ns, np.ones_like(centre) - 1e-16) < threshold, 1.0, high)
+    zeros, ones = np.zeros_like(centre), np.ones_like(centre)
+    low = np.where(outside(zeros + 1e-300), edge(zeros, centre, inside_is_hi=True), 0.0)
+    high = np.where(outside(ones - 1e-16), edge(centre, ones, inside_is_hi=False), 1.0)
     low, high = np.where(ns > 0, low, 0.0), np.where(ns > 0, high, 1.0)
     value = np.where(ns > 0, centre, np.nan)
     nan = np.full(value.shape, np.nan)

@@ -6,7 +6,7 @@
       alpha: 0.05               # false-fail rate of a verdict, however often it is polled
       min_predictions: 100      # per version, before a label-free metric may decide
       min_labels: 30            # per version, before a labelled metric may decide
-      max_predictions: 200000   # per version: the first N predictions since `since` are read
+      max_predictions: 50000    # per version: the first N since `since` are read (~25 µs each)
       gates:                    # metric: tolerated regression (null: reported, not gating)
         accuracy: 0.01          # absolute (1 point)
         error_rate: 0.005       # absolute
@@ -80,7 +80,7 @@ class CanaryPolicy:
     alpha: float = 0.05
     min_predictions: int = 100
     min_labels: int = 30
-    max_predictions: int = 200_000
+    max_predictions: int = 50_000
     #: metric (``precision:dent`` for a class) -> tolerated regression, None: reported only
     gates: Mapping[str, float | None] = field(default_factory=lambda: dict(DEFAULT_GATES))
 

@@ -52,7 +52,8 @@ class MetricOut(BaseModel):
     samples_candidate: int
     labels_baseline: int
     labels_candidate: int
-    decision: str
+    #: pass | fail | inconclusive; null for a metric that does not gate
+    decision: str | None
 
 
 class CompareOut(BaseModel):

@@ -19,7 +19,7 @@ canary check`` and a console view (``compare`` then ``record``, in one transacti
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -65,6 +65,8 @@ class Summary:
     class_true: Array  # labelled predictions whose label is c
     map: Array  # NaN: no detection ground truth
     map_se: Array
+    #: the edges of ``latency_hist`` (a slice of LATENCY_EDGES_MS; the same for both versions)
+    latency_edges: Array = field(default_factory=lambda: seq.LATENCY_EDGES_MS)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,10 @@ def judge_summaries(
             bounds = seq.proportion_difference(a.errors, a.predictions, b.errors, b.predictions, alpha=alpha)
         elif base == "latency_p95":
             samples = (a.latency_hist.sum(axis=-1), b.latency_hist.sum(axis=-1))
-            bounds = seq.quantile_ratio(a.latency_hist, b.latency_hist, seq.LATENCY_EDGES_MS, q=0.95, alpha=alpha)
+            if not np.array_equal(a.latency_edges, b.latency_edges):
+                raise ValueError("both versions' latency histograms must have the same edges")
+            ha, hb, edges = _used_bins(a.latency_hist, b.latency_hist, a.latency_edges)
+            bounds = seq.quantile_ratio(ha, hb, edges, q=0.95, alpha=alpha)
         elif base == "confidence":
             samples = (a.confidence_hist.sum(axis=-1), b.confidence_hist.sum(axis=-1))
             bounds = seq.distribution_distance(a.confidence_hist, b.confidence_hist, alpha=alpha)
@@ -164,7 +169,8 @@ def judge_summaries(
             ones = np.ones_like(rate.estimate)
             bounds = seq.Bounds(rate.estimate - 1, rate.low - 1, rate.high - 1, ones, rate.estimate)
         worse = METRICS[base][0]
-        decision = seq.judge(bounds, tolerance if tolerance is not None else np.inf, "higher" if worse == "higher" else "lower")
+        # a metric that does not gate is reported with its interval and decides nothing
+        decision = seq.judge(bounds, tolerance, "higher" if worse == "higher" else "lower") if tolerance is not None else np.zeros((), np.int8)
         evidence = labels if labelled else samples
         floor = policy.min_labels if labelled else policy.min_predictions
         enough = (np.asarray(evidence[0]) >= floor) & (np.asarray(evidence[1]) >= floor)
@@ -173,6 +179,16 @@ def judge_summaries(
         decision = np.where(enough, decision, seq.INCONCLUSIVE).astype(np.int8)
         out.append(Judgement(name, tolerance is not None, tolerance, worse, _TESTS[base], bounds, decision, samples, labels))
     return out
+
+
+def _used_bins(a: Array, b: Array, edges: Array) -> tuple[Array, Array, Array]:
+    """Both histograms cut to the bins either uses (the rest are zeros in both): the latency
+    grid spans 1 µs to 1 000 s, traffic a few hundred of its bins."""
+    used = np.flatnonzero((a.reshape(-1, a.shape[-1]) + b.reshape(-1, b.shape[-1])).any(axis=0))
+    if used.size == 0:
+        return a, b, edges
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    return a[..., lo:hi], b[..., lo:hi], edges[lo : hi + 1]
 
 
 def verdict(judgements: Sequence[Judgement]) -> NDArray[np.int8]:
@@ -288,7 +304,8 @@ class MetricResult:
     samples_candidate: int
     labels_baseline: int
     labels_candidate: int
-    decision: str
+    #: pass | fail | inconclusive; None for a metric that does not gate
+    decision: str | None
 
 
 @dataclass(frozen=True)
@@ -350,7 +367,7 @@ def compare(
             low=_float(j.bounds.low), high=_float(j.bounds.high),
             samples_baseline=int(j.samples[0]), samples_candidate=int(j.samples[1]),
             labels_baseline=int(j.labels[0]), labels_candidate=int(j.labels[1]),
-            decision=seq.DECISIONS[int(j.decision)],
+            decision=seq.DECISIONS[int(j.decision)] if j.gating else None,
         )
         for j in judgements
     )  # fmt: skip
@@ -373,7 +390,7 @@ def record(
     labels = sum(c.labels)
     rows = [
         {"model": c.model, "baseline": c.baseline, "candidate": c.candidate, "metric": m.metric,
-         "decision": code[m.decision], "gating": int(m.gating), "estimate": m.difference, "low": m.low, "high": m.high,
+         "decision": code[m.decision or "inconclusive"], "gating": int(m.gating), "estimate": m.difference, "low": m.low, "high": m.high,
          "samples": m.samples_baseline + m.samples_candidate, "labels": m.labels_baseline + m.labels_candidate,
          "since": c.since, "evaluated_at": now}
         for m in c.metrics
@@ -418,7 +435,7 @@ def stored_decisions(
     d = t.canary_decisions.c
     rows = conn.execute(
         sa.select(d.model, d.baseline, d.candidate, d.metric, d.decision, d.evaluated_at)
-        .where(d.evaluated_at >= newer_than)
+        .where(d.evaluated_at >= newer_than, d.gating == 1)
         .order_by(d.model, d.baseline, d.candidate, d.metric)
     ).all()
     return [StoredDecision(*r) for r in rows if allows_model(r.model)]
