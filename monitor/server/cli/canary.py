@@ -26,8 +26,11 @@ class _Check(click.Command):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
-            exc.exit_code = EXIT_ERROR
-            raise
+            raise _UsageError(exc.message, ctx=exc.ctx) from None
+
+
+class _UsageError(click.UsageError):
+    exit_code = EXIT_ERROR
 
 
 class _Failed(click.ClickException):

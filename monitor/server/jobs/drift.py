@@ -41,6 +41,7 @@ from monitor.server.jobs.drift_features import JOB_METRICS, DriftConfig, SliceSa
 from monitor.server.jobs.drift_refs import Reference, ensure_references, fitted
 from monitor.server.jobs.evaluate import HOUR, aligned_start, hour_floor
 from monitor.server.jobs.states import Point, SliceKey
+from monitor.server.services.triggers import drift_events
 from monitor.server.settings import Settings
 from monitor.server.store import tables as t
 from monitor.server.store.bulk import bulk_insert
@@ -103,6 +104,9 @@ def drift(engine: Engine, model: str, *, settings: Settings, clock: Callable[[],
                 )
             )
     _refresh_latest(engine, model, config, current, {(p.name, p.start) for p in [*to_score, *quiet]})
+    if to_score:  # automation: drift persisting (and a quality drop) over consecutive windows
+        with write_transaction(engine) as conn:
+            drift_events(conn, settings, model=model, now=now)
     summary = f"{len(to_score)} windows scored, {len(quiet)} with nothing to score, {later} left for later runs"
     return summary + (f"; references waiting: {'; '.join(notes)}" if notes else "")
 

@@ -27,7 +27,7 @@ import hmac
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -167,6 +167,15 @@ def finish_attempt(
     return state
 
 
+def abandon(conn: Connection, delivery: Delivery, reason: str, now: datetime) -> None:
+    """Mark a delivery failed without sending it (its endpoint is no longer configured)."""
+    conn.execute(
+        sa.update(t.automation_deliveries)
+        .where(*_key(delivery), t.automation_deliveries.c.state == "pending")
+        .values(state="failed", last_error=reason[:500], next_attempt_at=now)
+    )
+
+
 def _key(delivery: Delivery) -> list[Any]:
     d = t.automation_deliveries.c
     return [d.model == delivery.model, d.event_id == delivery.event_id, d.endpoint == delivery.endpoint]
@@ -301,8 +310,8 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-__all__: Sequence[str] = (
-    "SIGNATURE_HEADER", "AttemptRecord", "Delivery", "DeliveryRecord", "EventRecord", "Outcome", "body_bytes",
+__all__ = [
+    "SIGNATURE_HEADER", "AttemptRecord", "Delivery", "DeliveryRecord", "EventRecord", "Outcome", "abandon", "body_bytes",
     "due_deliveries", "emit", "event_counts", "event_id", "finish_attempt", "list_events", "pending_counts", "send",
     "signature", "start_attempt", "verify_signature",
-)  # fmt: skip
+]  # fmt: skip
