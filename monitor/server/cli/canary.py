@@ -26,7 +26,7 @@ class _Check(click.Command):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
-            raise _UsageError(exc.message, ctx=exc.ctx) from None
+            raise _UsageError(exc.format_message(), ctx=exc.ctx) from None
 
 
 class _UsageError(click.UsageError):
