@@ -62,8 +62,8 @@ def emit(
     payload = {"id": eid, "type": kind, "model": model, "created_at": _iso(now), "data": dict(data)}
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = insert(t.automation_events).values(model=model, event_id=eid, kind=kind, created_at=now, payload=payload)
-    if conn.execute(stmt.on_conflict_do_nothing()).rowcount == 0:
-        return None
+    if conn.execute(stmt.on_conflict_do_nothing().returning(t.automation_events.c.event_id)).first() is None:
+        return None  # emitted before
     rows = [
         {"model": model, "event_id": eid, "endpoint": e.name, "state": "pending", "attempts": 0, "next_attempt_at": now}
         for e in config.webhooks
