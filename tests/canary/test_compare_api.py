@@ -3,8 +3,10 @@ real server over both databases."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -132,3 +134,37 @@ def test_canary_check_exit_codes(make_api, model_name, monkeypatch, tmp_path):
                                  "--wait", "--interval", "1", "--timeout", "2.5"])  # fmt: skip
     assert result.exit_code == 2, result.output
     assert result.output.count(" poll ") >= 2  # a line per poll until the timeout
+
+
+def _detections(model: str, version: str, n: int, *, jitter: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Images with 1-3 objects; the version's boxes are the truth moved by up to ``jitter`` pixels."""
+    rng = np.random.default_rng(seed)
+    start = traffic.start_time()
+    preds, labels = [], []
+    for i in range(n):
+        k = int(rng.integers(1, 4))
+        xy = rng.uniform(0, 400, (k, 2))
+        truth = np.hstack([xy, xy + rng.uniform(30, 90, (k, 2))])
+        boxes = truth + rng.uniform(-jitter, jitter, truth.shape)
+        classes = [traffic.CLASSES[int(c)] for c in rng.integers(0, 3, k)]
+        pid = f"{version}-{i}"
+        ts = (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
+        preds.append({"prediction_id": pid, "model": model, "model_version": version, "timestamp": ts, "latency_ms": 30.0,
+                      "boxes": boxes.tolist(), "box_classes": classes, "box_scores": rng.uniform(0.5, 1, k).tolist()})  # fmt: skip
+        labels.append({"prediction_id": pid, "model": model, "boxes": truth.tolist(), "box_classes": classes})
+    return preds, labels
+
+
+def test_detection_models_are_judged_on_map_with_bootstrap_intervals(api, model_name):
+    with api.admin() as client:
+        traffic.register(client, model_name, task="detection")
+        traffic.send(client, *_detections(model_name, "v1", 80, jitter=2.0, seed=1))
+        traffic.send(client, *_detections(model_name, "v2", 80, jitter=12.0, seed=2))
+        body = client.get(f"/v1/models/{model_name}/compare", params={"baseline": "v1", "candidate": "v2"}).json()
+    metrics = {m["metric"]: m for m in body["metrics"]}
+    assert sorted(metrics) == ["error_rate", "latency_p95", "map"]
+    m = metrics["map"]
+    assert m["labels_baseline"] == m["labels_candidate"] == 80
+    assert m["baseline"] > m["candidate"]  # looser boxes, lower mAP@[.5:.95]
+    assert m["low"] < m["difference"] < m["high"] and m["high"] - m["low"] > 0.01
+    assert m["decision"] in ("fail", "inconclusive")
