@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from monitor import __version__
-from monitor.server.api import health, ingest, models, prometheus, query, reference
+from monitor.server.api import compare, health, ingest, models, prometheus, query, reference
 from monitor.server.api import reports as report_api
 from monitor.server.api.deps import AppState, utc_now
 from monitor.server.exporters.service import TimingMiddleware
@@ -98,6 +98,7 @@ def create_app(
     app.include_router(query.router)
     app.include_router(reference.router)
     app.include_router(report_api.router)
+    app.include_router(compare.router)
     app.include_router(prometheus.router)
     app.include_router(health.router)
     app.add_middleware(TimingMiddleware, metrics=state.service_metrics)

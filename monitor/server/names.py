@@ -61,6 +61,13 @@ METRICS: Final[tuple[MetricName, ...]] = (
     MetricName("cvmon_slo_objective_ratio", "gauge", "SLO objective (fraction of good events).", ("slo",)),
     MetricName("cvmon_slo_error_budget_remaining_ratio", "gauge", "Error budget left over the SLO window (1 = untouched, < 0 = spent).", ("slo",)),
     MetricName("cvmon_slo_burn_rate", "gauge", "Error-budget burn rate over the window (1 = spending exactly the budget).", ("slo", "window")),
+    # canary gates and automation (the seed's M13 and M14)
+    MetricName("cvmon_canary_decision", "gauge", "Latest canary decision of a compared version pair: 1 pass, 0 inconclusive, -1 fail; metric is a gated metric or overall.", ("model", "baseline", "candidate", "metric")),
+    MetricName("cvmon_model_version_first_seen_timestamp_seconds", "gauge", "Unix time of a model version's first prediction.", ("model", "version")),
+    MetricName("cvmon_retraining_interval_seconds", "gauge", "Time between the first predictions of the model's two newest versions (retraining frequency).", ("model",)),
+    MetricName("cvmon_retraining_requests_total", "counter", "Retraining requests emitted (drift persisting with a quality drop).", ("model",)),
+    MetricName("cvmon_automation_events_total", "counter", "Automation events emitted, by type.", ("model", "type")),
+    MetricName("cvmon_webhook_deliveries", "gauge", "Automation webhook deliveries by state (pending, delivered, failed).", ("model", "endpoint", "state")),
     # the service itself
     MetricName("cvmon_ingest_records_total", "counter", "Records received by the ingest API; outcome is accepted, duplicate or rejected.", ("kind", "outcome")),
     MetricName("cvmon_http_request_duration_seconds", "histogram", "HTTP request duration.", ("method", "route", "status")),

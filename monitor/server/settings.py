@@ -42,6 +42,8 @@ CVMON_RETENTION_EMBEDDINGS       retention.embeddings         raw embeddings kep
 CVMON_RETENTION_PREDICTIONS      retention.predictions        predictions with their ground truth (90d)
 CVMON_RETENTION_EVAL_STATES      retention.eval_states        hourly evaluation states (98d)
 CVMON_RETENTION_METRIC_POINTS    retention.metric_points      metric history (400d)
+-                                canary                       canary gates: metrics, tolerances, alpha (docs/canary.md)
+-                                automation                   automation webhooks and event thresholds (docs/canary.md)
 ==============================  ==========================  ========================================
 
 Lists in the environment are comma-separated.
@@ -60,6 +62,7 @@ from monitor.errors import ConfigError
 
 if TYPE_CHECKING:
     from monitor.server.report_settings import ReportSettings
+    from monitor.server.rollout_config import AutomationConfig, CanaryConfig
     from monitor.server.slo.receivers import NotifierConfig
     from monitor.server.slo.spec import SLO
 
@@ -141,6 +144,10 @@ class Settings:
     reports: ReportSettings = field(default_factory=lambda: _default_reports(), repr=False)
     #: How long each kind of data is kept (docs/operations.md); enforced by housekeeping.
     retention: Retention = field(default_factory=lambda: Retention(), repr=False)
+    #: Canary gates: which metrics gate, their tolerated regression, α (docs/canary.md).
+    canary: CanaryConfig = field(default_factory=lambda: _default_canary(), repr=False)
+    #: Automation webhooks and the thresholds of the events they carry (docs/canary.md).
+    automation: AutomationConfig = field(default_factory=lambda: _default_automation(), repr=False)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -175,6 +182,10 @@ class Settings:
 
         values["reports"] = load_report_settings(values.get("extra", {}).get("reports"), env, source=values.get("config_path"))
         values["retention"] = load_retention(values.get("extra", {}).get("retention"), env, source=values.get("config_path"))
+        from monitor.server.rollout_config import load_automation, load_canary
+
+        values["canary"] = load_canary(values.get("extra", {}).get("canary"), source=values.get("config_path"))
+        values["automation"] = load_automation(values.get("extra", {}).get("automation"), env, source=values.get("config_path"))
         values.update(overrides)
         settings = cls(**values)
         settings.validate()
@@ -261,7 +272,7 @@ def parse_window(text: str) -> int:
 
 
 #: Fields that are not plain values (parsed by their own readers, never from one variable).
-_STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier", "reports", "retention"}
+_STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier", "reports", "retention", "canary", "automation"}
 _SIMPLE_KEYS = {f.name for f in fields(Settings)} - _STRUCTURED - {"pii_drop", "pii_hash", "pii_hash_key"}
 _NOTIFIER_ENV = ("CVMON_NOTIFIER_PAGE_URL", "CVMON_NOTIFIER_TICKET_URL")
 
@@ -337,6 +348,18 @@ def load_retention(section: Any, environ: Mapping[str, str], *, source: str | No
         except ConfigError:
             raise ConfigError(f"retention.{key}: {raw!r} must look like 36h, 7d, 90d or 52w (or forever)", source=where) from None
     return Retention(**values)
+
+
+def _default_canary() -> CanaryConfig:
+    from monitor.server.rollout_config import CanaryConfig
+
+    return CanaryConfig()
+
+
+def _default_automation() -> AutomationConfig:
+    from monitor.server.rollout_config import AutomationConfig
+
+    return AutomationConfig()
 
 
 def _default_reports() -> ReportSettings:

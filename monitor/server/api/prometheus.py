@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from monitor.server.api.deps import ReadAuth, StateDep
 from monitor.server.api.schemas import problems
 from monitor.server.exporters.collectors import StoredMetricsCollector
+from monitor.server.exporters.rollouts import RolloutCollector
 from monitor.server.exporters.slo import SloCollector
 
 router = APIRouter(tags=["metrics"])
@@ -26,6 +27,7 @@ async def metrics(state: StateDep, principal: ReadAuth) -> Response:
     Values are read from the database: a scrape never computes a metric."""
     stored = CollectorRegistry()
     stored.register(StoredMetricsCollector(state.engine, principal.allows_model))
+    stored.register(RolloutCollector(state.engine, state.clock, principal.allows_model))
     if state.settings.slos:
         stored.register(SloCollector(state.engine, state.settings.slos, state.clock, principal.allows_model))
 

@@ -17,7 +17,7 @@ def jobs_group() -> None:
 @jobs_group.command("run-once")
 @click.option("--model", "models", multiple=True, help="Only this model (repeatable). Default: every registered model.")
 @click.option("--job", "jobs", multiple=True,
-              help="Only this job (repeatable): evaluate, drift, slo, notify, or report (the weekly report, "
+              help="Only this job (repeatable): evaluate, drift, slo, notify, webhooks, or report (the weekly report, "
                    "which runs only when named). Default: every per-tick job.")  # fmt: skip
 def run_once_cmd(models: tuple[str, ...], jobs: tuple[str, ...]) -> None:
     """Run the jobs once for every model, now, and report what each did.

@@ -5,6 +5,7 @@ evaluate    hour states, late labels, metric history and the latest windows (per
 drift       completed windows scored against pinned references, label-free estimates (per model)
 slo         time-slice SLO events (ece, drift, map), folding old SLO counts (models with SLOs)
 notify      the built-in burn-rate notifier (models with SLOs, when a receiver is configured)
+webhooks    due automation events delivered from the outbox (models with webhooks configured)
 report      last week's HTML report (weekly, on its own cron trigger; only when named)
 ==========  ===========================================================================
 
@@ -30,6 +31,7 @@ from monitor.server.jobs.evaluate import evaluate
 from monitor.server.jobs.report import report
 from monitor.server.jobs.retention import apply_retention
 from monitor.server.jobs.runner import Job, Outcome, run_job
+from monitor.server.jobs.webhooks import has_webhooks, webhooks
 from monitor.server.services.ingest import adopt_waiting_ground_truth
 from monitor.server.services.models import model_names
 from monitor.server.services.state_cache import HourStateCache
@@ -40,11 +42,15 @@ from monitor.server.store.partitions import PartitionManager
 log = logging.getLogger("cvmon.jobs")
 
 #: Jobs run for every model on every tick, in this order.
-MODEL_JOBS: dict[str, Job] = {"evaluate": evaluate, "drift": drift, "slo": slo_jobs.slo, "notify": slo_jobs.notify}
+MODEL_JOBS: dict[str, Job] = {
+    "evaluate": evaluate, "drift": drift, "slo": slo_jobs.slo, "notify": slo_jobs.notify, "webhooks": webhooks,
+}  # fmt: skip
 #: Jobs with a schedule of their own (a cron trigger in the scheduler): run only when named.
 WEEKLY_JOBS: dict[str, Job] = {"report": report}
 #: Jobs that run only for some models: a model without SLOs has no events to count or notify.
-_ONLY_FOR: dict[str, Callable[[Settings, str], bool]] = {"slo": slo_jobs.has_slos, "notify": slo_jobs.has_slos}
+_ONLY_FOR: dict[str, Callable[[Settings, str], bool]] = {
+    "slo": slo_jobs.has_slos, "notify": slo_jobs.has_slos, "webhooks": has_webhooks,
+}  # fmt: skip
 
 
 class Worker:

@@ -44,6 +44,7 @@ from monitor.server.services.drift_refs import (
     store_reference,
 )
 from monitor.server.services.models import model_spec
+from monitor.server.services.triggers import drift_events
 from monitor.server.services.windows import hour_floor
 from monitor.server.settings import Settings
 from monitor.server.store.engine import write_transaction
@@ -87,6 +88,9 @@ def drift(engine: Engine, model: str, *, settings: Settings, clock: Callable[[],
     if windows:
         with write_transaction(engine) as conn:
             svc.store_latest(conn, model, windows, rows)
+    if to_score:  # automation: drift persisting (and a quality drop) over consecutive windows
+        with write_transaction(engine) as conn:
+            drift_events(conn, settings, model=model, now=now)
     summary = f"{len(to_score)} windows scored, {len(quiet)} with nothing to score, {later} left for later runs"
     return summary + (f"; references waiting: {'; '.join(notes)}" if notes else "")
 

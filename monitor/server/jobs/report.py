@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from monitor.server.services.reports import find_report, prune_reports, save_report
+from monitor.server.services.triggers import report_ready
 from monitor.server.services.weeks import last_complete_week
 from monitor.server.settings import Settings
 from monitor.server.store.engine import write_transaction
@@ -38,4 +39,5 @@ def report(engine: Engine, model: str, *, settings: Settings, clock: Callable[[]
     with write_transaction(engine) as conn:
         stored = save_report(conn, model, week, html, generated_at=data.generated_at)
         removed = prune_reports(conn, model, newest=week, retention_weeks=retention)
+        report_ready(conn, settings, model=model, week=week.name, period_start=week.start, size_bytes=stored.size_bytes, now=clock())
     return f"report {week.name} written ({stored.size_bytes / 1024:.0f} KiB); {removed} old removed"

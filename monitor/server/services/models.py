@@ -109,3 +109,9 @@ def model_info(conn: Connection, name: str) -> ModelInfo | None:
 
 def model_names(conn: Connection) -> list[str]:
     return list(conn.execute(sa.select(t.models.c.model).order_by(t.models.c.model)).scalars())
+
+
+def version_first_seen(conn: Connection) -> list[tuple[str, str, datetime]]:
+    """(model, version, first prediction time) of every model version."""
+    v = t.model_versions.c
+    return [(r.model, r.version, r.first_seen) for r in conn.execute(sa.select(v.model, v.version, v.first_seen))]

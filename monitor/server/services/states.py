@@ -112,7 +112,7 @@ class SliceState:
 
 def _same_classes(states: list[ClassificationState | None]) -> list[ClassificationState | None]:
     """Hours from before and after the model's class list grew (classes are only ever appended,
-    see store.registry) merge over the longer list."""
+    see services.models) merge over the longer list."""
     widest = max((s.num_classes for s in states if s is not None), default=0)
     return [None if s is None else s.widen(widest) for s in states]
 

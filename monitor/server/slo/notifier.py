@@ -43,6 +43,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from monitor.server.services.triggers import slo_alert
 from monitor.server.slo.burnrate import SEVERITIES, AlertDecision, BurnAlert, evaluate_alerts
 from monitor.server.slo.counts import SloCounts, read_counts
 from monitor.server.slo.receivers import NotifierConfig, Receiver
@@ -362,6 +363,10 @@ def notify(engine: Engine, model: str, *, settings: Settings, clock: Callable[[]
         incident, action = advance(before, firing, now, config)
         if incident is None:
             continue
+        if action == "firing":  # automation: slo.page / slo.ticket, rollback.requested (once per incident)
+            with write_transaction(engine) as conn:
+                slo_alert(conn, settings, model=model, slo=key.slo, version=key.version, severity=key.severity,
+                          first_fired=incident.first_fired, now=now)  # fmt: skip
         tally.firing += incident.state == "firing"
         if action is not None:
             incident = _deliver(model, slo, key, incident, action, decisions, receiver, config, silences, now, tally)

@@ -521,3 +521,79 @@ reports = Table(
     PrimaryKeyConstraint("model", "report_id"),
     Index("ix_reports_model_period_start", "model", "period_start"),
 )
+
+
+# --------------------------------------------------------------------------------------------
+# canary gates and automation webhooks (monitor.server.services.canary, .automation)
+
+#: The latest decision of each compared (baseline, candidate) pair, per metric and ``overall``:
+#: what ``cvmon_canary_decision`` exports and what a verdict change is detected against.
+canary_decisions = Table(
+    "canary_decisions",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("baseline", Version, nullable=False),
+    Column("candidate", Version, nullable=False),
+    Column("metric", String(200), nullable=False),
+    # 1 pass, 0 inconclusive, -1 fail
+    Column("decision", SmallInteger, nullable=False),
+    Column("gating", SmallInteger, nullable=False),
+    Column("estimate", Float, nullable=True),
+    Column("low", Float, nullable=True),
+    Column("high", Float, nullable=True),
+    Column("samples", BigInteger, nullable=False),
+    Column("labels", BigInteger, nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("evaluated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "baseline", "candidate", "metric"),
+)
+
+#: The automation outbox: an event is written in the transaction of what caused it, once (its id
+#: is derived from what happened, so emitting it again is a no-op), with one delivery row per
+#: configured endpoint that takes it.
+automation_events = Table(
+    "automation_events",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("payload", JSONType, nullable=False),
+    PrimaryKeyConstraint("model", "event_id"),
+    Index("ix_automation_events_model_created_at", "model", "created_at"),
+)
+
+#: One event to one endpoint: pending until a 2xx (delivered) or until its attempts run out or a
+#: 4xx refuses it (failed). ``next_attempt_at`` schedules retries with backoff.
+automation_deliveries = Table(
+    "automation_deliveries",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    # pending | delivered | failed
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    PrimaryKeyConstraint("model", "event_id", "endpoint"),
+    Index("ix_automation_deliveries_state_next", "state", "next_attempt_at"),
+)
+
+#: Every attempt, written (committed) before the request is sent and completed after it: an
+#: attempt without an outcome is one a sender was making when it stopped.
+automation_attempts = Table(
+    "automation_attempts",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("status", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    PrimaryKeyConstraint("model", "event_id", "endpoint", "attempt"),
+)
