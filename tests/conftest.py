@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 import uuid
 import warnings
@@ -83,6 +84,21 @@ def pg_database() -> Iterator[str | None]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite file migrated once per session by the real migrations; each test gets a copy."""
+    from monitor.server.store import migrate
+    from monitor.server.store.engine import make_engine
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "cvmon.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file
+    engine.dispose()
+    return path
+
+
 @dataclass
 class Database:
     kind: str  # "postgresql" | "sqlite"
@@ -96,8 +112,8 @@ class Database:
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """Each test using it runs twice: on the session's PostgreSQL database and on a fresh SQLite file."""
-    from monitor.server.store import migrate
+    """Each test using it runs twice: on the session's PostgreSQL database and on a fresh SQLite file
+    (a copy of the session's migrated template)."""
     from monitor.server.store.engine import make_engine
 
     if request.param == "postgresql":
@@ -105,10 +121,9 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         if url is None:
             pytest.skip("PostgreSQL unreachable (allowed outside CI only; see the banner)")
     else:
+        shutil.copy(request.getfixturevalue("sqlite_template"), tmp_path / "cvmon.db")
         url = f"sqlite:///{tmp_path / 'cvmon.db'}"
     engine = make_engine(url)
-    if request.param == "sqlite":
-        migrate.upgrade(engine)
     try:
         yield Database(request.param, url, engine)
     finally:

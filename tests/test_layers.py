@@ -51,6 +51,7 @@ def test_the_contracts_hold(pristine: Path) -> None:
     assert "0 broken" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("module", "line", "contract"), BAD_IMPORTS)
 def test_a_forbidden_import_breaks_its_contract(pristine: Path, tmp_path: Path, module: str, line: str, contract: str) -> None:
     tree = tmp_path / "tree"

@@ -12,6 +12,8 @@ from monitor.server.cli._root import cli
 from testkit.synth import CocoOptions, classification_like, coco_like
 from tests.metrics._oracles import coco_per_class, coco_summary, pycocotools_eval, torchmetrics_ece
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 
 @pytest.fixture
 def run():

@@ -28,6 +28,8 @@ from detectors import (
 )
 from testkit import digits as drift_digits
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 Factory = Callable[[int], Detector]
 Source = Callable[[Digits], PairSampler]
 

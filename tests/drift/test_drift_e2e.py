@@ -24,6 +24,8 @@ from monitor.server.jobs import run_once
 from monitor.server.store import tables as t
 from monitor.wire import encode_array
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 NOW = datetime(2026, 11, 20, 15, 10, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 #: 10:00 .. 14:00; the run at 15:10 sees them all completed

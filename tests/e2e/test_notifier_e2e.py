@@ -16,6 +16,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from monitor.server.jobs import run_once
@@ -25,6 +26,8 @@ from monitor.server.slo.spec import load_slos
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
 from tests.e2e.webhook import WebhookReceiver
+
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 CLASSES = ["cat", "dog"]

@@ -27,6 +27,8 @@ from monitor.server.slo.spec import load_slos
 from testkit.servers import free_port
 from tests.conftest import IN_CI
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = "apt-get install -y prometheus"
 

@@ -21,6 +21,8 @@ from testkit.servers import ThreadServer
 from tests.faults.servers import create_key
 from tests.server.records import cls_record
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 MODEL = "db-errors"
 
 

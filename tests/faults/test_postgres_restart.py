@@ -208,4 +208,4 @@ def _rows(url: str) -> tuple[list[str], list[str], int]:
     return predictions, labels, int(counted)
 
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]

@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 
 from monitor.sdk import Client
@@ -20,6 +21,8 @@ from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
 from testkit.servers import ThreadServer, free_port
 from tests.faults.servers import serve, wait_for
+
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
 
 CLASSES = ["a", "b", "c"]
 

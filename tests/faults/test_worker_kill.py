@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
 from monitor.server.jobs import run_once
@@ -24,6 +25,8 @@ from monitor.server.store.engine import make_engine, write_transaction
 from monitor.server.store.partitions import PartitionManager
 from monitor.server.store.writes import WINDOWS_PENDING
 from tests.faults.servers import ROOT, scratch_database, wait_for, worker
+
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
 
 HOURS = 400
 CLASSES = ["a", "b", "c", "d"]

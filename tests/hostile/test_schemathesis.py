@@ -13,6 +13,7 @@ import itertools
 import os
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -24,6 +25,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import IN_CI
+
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
 
 CHECKS = [
     not_a_server_error,

@@ -41,8 +41,9 @@ SPECS = {
     "det": ModelSpec.create("det", "detection", CLASSES),
     "ünï-model": ModelSpec.create("ünï-model", "classification", ["a", "b"]),
 }
-# hypothesis warns when it prints a large failing example; the example is what we want to see
-pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+# hypothesis warns when it prints a large failing example; the example is what we want to see.
+# 400 examples a property: `make test` runs them, `make test-fast` does not.
+pytestmark = [pytest.mark.filterwarnings("ignore:Generating overly large repr"), pytest.mark.slow]
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --------------------------------------------------------------------------------------------

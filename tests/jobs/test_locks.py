@@ -13,6 +13,8 @@ from itertools import pairwise
 import psycopg
 import pytest
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 PROBE = textwrap.dedent(
     """
     import os, sys, time

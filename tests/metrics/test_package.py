@@ -13,6 +13,8 @@ import pytest
 
 import monitor.metrics
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 
 def test_all_is_sorted_and_lists_every_public_name():
     public = {

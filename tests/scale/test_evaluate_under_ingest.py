@@ -24,6 +24,8 @@ from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.partitions import PartitionManager
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 
 def test_evaluate_succeeds_while_ingest_keeps_marking_its_hour(db, model_name):
     now = datetime.now(UTC).replace(minute=30)

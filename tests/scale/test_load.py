@@ -18,6 +18,8 @@ import pytest
 from tests.conftest import _pg_admin_url
 from tests.faults.servers import ROOT, _require_postgres
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 #: Generous: a leak of a few MB per minute would not fail a 60-s run, a runaway one would.
 MAX_GROWTH_MB = 250
 MAX_PEAK_MB = 2048

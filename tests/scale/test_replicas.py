@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import numpy as np
+import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,6 +33,8 @@ from monitor.server.store.engine import make_engine, write_transaction
 from monitor.server.store.partitions import PartitionManager
 from testkit.servers import free_port
 from tests.faults.servers import Cvmon, scratch_database, serve, wait_for, worker
+
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
 
 CLASSES = ["a", "b", "c"]
 MODELS = ["scale-a", "scale-b"]

@@ -17,6 +17,8 @@ import pytest
 from monitor.sdk import Client, embedding_sampled
 from tests.sdk.conftest import LateServer
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 ROOT = Path(__file__).resolve().parents[2]
 P = np.array([0.7, 0.2, 0.1], dtype=np.float32)
 

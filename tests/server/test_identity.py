@@ -67,6 +67,7 @@ def test_the_same_id_with_another_timestamp_or_none_is_a_duplicate(api, model_na
         assert c.get(f"/v1/models/{model_name}").json()["counts"]["predictions"] == 3
 
 
+@pytest.mark.slow
 def test_concurrent_clients_sending_the_same_ids_with_different_timestamps_store_each_once(make_api, model_name):
     api = make_api()
     ids = [f"p{i}" for i in range(300)]
@@ -101,6 +102,7 @@ def test_concurrent_clients_sending_the_same_ids_with_different_timestamps_store
     assert accepted["n"] == len(stored) == len(identities(api.db.engine, model_name))
 
 
+@pytest.mark.slow
 def test_predictions_and_labels_of_one_version_from_many_clients_never_fail(make_api, model_name):
     """Both write paths lock the shared rows (version counters, dirty hours, SLO counts) in one
     order: many clients mixing predictions, labels of stored predictions and labels that arrive

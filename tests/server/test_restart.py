@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from monitor.server.services.keys import create_key
@@ -19,6 +20,8 @@ from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
 from testkit.servers import free_port
 from tests.server.records import cls_record, register
+
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
 
 
 def _start(url: str, port: int, cwd) -> subprocess.Popen:

@@ -37,6 +37,8 @@ from tests.slo.promtool_cases import (
     scenarios,
 )
 
+pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
+
 TESTS_DIR = REPO / "alerts" / "tests"
 STEMS = [
     "burn-20x-pages",
