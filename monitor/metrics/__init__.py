@@ -10,12 +10,22 @@ turns a state into the numbers::
     metrics.ap, metrics.per_class[3].ap50
 
 The definitions are those of the reference tools, which the tests use as oracles:
-scikit-learn (classification), torchmetrics / netcal (calibration), pycocotools (detection).
+scikit-learn (classification), torchmetrics / netcal (calibration), pycocotools (detection),
+krippendorff / statsmodels / scikit-learn (annotator agreement).
 
 Importing this package needs only the standard library and numpy; the compiled kernels use
 numba (``pip install 'cvmon[server]'``) when it is installed and run as Python otherwise.
 """
 
+from ._agreement import (
+    AgreementMetrics,
+    AgreementState,
+    AnnotatorAgreement,
+    ClassAgreement,
+    PairAgreement,
+    agreement_metrics,
+    agreement_state,
+)
 from ._calibration import (
     CalibrationMetrics,
     CalibrationState,
@@ -54,9 +64,13 @@ __all__ = [
     "MAX_DETS",
     "RECALL_THRESHOLDS",
     "SUMMARY_NAMES",
+    "AgreementMetrics",
+    "AgreementState",
+    "AnnotatorAgreement",
     "AveragedMetrics",
     "CalibrationMetrics",
     "CalibrationState",
+    "ClassAgreement",
     "ClassDetectionMetrics",
     "ClassMetrics",
     "ClassificationMetrics",
@@ -64,7 +78,10 @@ __all__ = [
     "CocoInput",
     "DetectionMetrics",
     "DetectionState",
+    "PairAgreement",
     "ReliabilityBin",
+    "agreement_metrics",
+    "agreement_state",
     "calibration_metrics",
     "calibration_state",
     "calibration_state_from_confidences",
