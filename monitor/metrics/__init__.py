@@ -44,6 +44,7 @@ from ._classification import (
     classification_state,
 )
 from ._coco import CocoInput, coco_input
+from ._cost import CostMetrics, CostPrices, CostState, DeviceCost, cost_metrics, cost_state
 from ._detection import (
     AREA_RANGES,
     IOU_THRESHOLDS,
@@ -76,8 +77,12 @@ __all__ = [
     "ClassificationMetrics",
     "ClassificationState",
     "CocoInput",
+    "CostMetrics",
+    "CostPrices",
+    "CostState",
     "DetectionMetrics",
     "DetectionState",
+    "DeviceCost",
     "PairAgreement",
     "ReliabilityBin",
     "agreement_metrics",
@@ -88,6 +93,8 @@ __all__ = [
     "classification_metrics",
     "classification_state",
     "coco_input",
+    "cost_metrics",
+    "cost_state",
     "detection_metrics",
     "detection_state",
     "kernels_idle",
