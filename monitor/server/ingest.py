@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from monitor.errors import LimitExceeded, WireError
+from monitor.server.services.annotations import store_labels
 from monitor.server.settings import Settings
 from monitor.server.slo.spec import SLO
+from monitor.server.store.engine import write_transaction
 from monitor.server.store.partitions import PartitionManager
 from monitor.server.store.registry import model_specs
-from monitor.server.store.writes import write_ground_truth, write_predictions
+from monitor.server.store.writes import write_predictions
 from monitor.wire import (
     DEFAULT_LIMITS,
     GroundTruth,
@@ -149,5 +151,6 @@ def ingest_ground_truth(
     with engine.connect() as conn:
         specs = model_specs(conn, record_models(records))
     good, rejected = _parse_all(records, parse_ground_truth, specs, now, limits)
-    written = write_ground_truth(engine, good, now=now, slos=slos)
+    with write_transaction(engine) as conn:
+        written = store_labels(conn, good, now=now, slos=slos)
     return IngestResult(written.accepted, written.duplicates, rejected)

@@ -7,6 +7,8 @@ embeddings             embeddings            daily partitions dropped / rows del
 predictions            predictions           daily partitions dropped / rows deleted by ``ts``
 ground truth           predictions           partitioned by the *prediction's* day: dropped with it
 pending ground truth   predictions           rows deleted by ``received_at`` (its prediction never came)
+annotations            predictions           label_annotations deleted by ``received_at``, withdrawn_labels
+                                             by ``withdrawn_at``
 late-label marks       predictions           label_increments, dirty_hours rows deleted by hour
 hour states            eval_states           rows deleted by ``hour_start``
 metric history         metric_points         rows deleted by ``window_end``
@@ -81,6 +83,8 @@ def apply_retention(
             result.deleted_rows["ground_truth_pending"] = _delete(
                 engine, t.ground_truth_pending, "received_at", predictions
             )
+            result.deleted_rows["label_annotations"] = _delete(engine, t.label_annotations, "received_at", predictions)
+            result.deleted_rows["withdrawn_labels"] = _delete(engine, t.withdrawn_labels, "withdrawn_at", predictions)
             result.deleted_rows["label_increments"] = _delete(engine, t.label_increments, "prediction_ts", predictions)
             result.deleted_rows["dirty_hours"] = _delete(engine, t.dirty_hours, "hour_start", predictions)
         states = retention.cutoff("eval_states", now)

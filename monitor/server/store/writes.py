@@ -69,22 +69,26 @@ def _embedding(arr: np.ndarray) -> tuple[int, bytes]:
 PREDICTION_COLUMNS = (
     "model", "prediction_id", "ts", "model_version", "received_at", "status", "latency_ms", "request_id",
     "input_hash", "cohort", "trace_id", "span_id", "predicted_class", "confidence", "probabilities", "boxes",
-    "box_classes", "box_scores",
+    "box_classes", "box_scores", "device", "batch_size", "cpu_time_ms", "gpu_utilization_ratio", "gpu_memory_bytes",
 )  # fmt: skip
 _PREDICTION_PG_TYPES = (
     "text", "text", "timestamptz", "text", "timestamptz", "int2", "float4", "text", "text", "jsonb", "text",
-    "text", "int4", "float4", "bytea", "bytea", "bytea", "bytea",
+    "text", "int4", "float4", "bytea", "bytea", "bytea", "bytea", "text", "int4", "float4", "float4", "int8",
 )  # fmt: skip
+_NO_RESOURCES = (None, None, None, None, None)
 EMBEDDING_COLUMNS = ("model", "ts", "prediction_id", "model_version", "dtype", "embedding")
 _EMBEDDING_PG_TYPES = ("text", "timestamptz", "text", "text", "int2", "bytea")
 
 
 def prediction_row(p: Prediction, received_at: datetime, cohort: Any) -> tuple[Any, ...]:
     """The row of ``predictions`` for one record, in :data:`PREDICTION_COLUMNS` order."""
+    r = p.resources
     return (
         p.model, p.prediction_id, p.ts, p.model_version, received_at, p.status, p.latency_ms, p.request_id,
         p.input_hash, cohort, p.trace_id, p.span_id, p.predicted_class, p.confidence,
         pack(p.probabilities, "<f4"), pack(p.boxes, "<f4"), pack(p.box_classes, "<i4"), pack(p.box_scores, "<f4"),
+        *(_NO_RESOURCES if r is None else
+          (r.device, r.batch_size, r.cpu_time_ms, r.gpu_utilization_ratio, r.gpu_memory_bytes)),
     )  # fmt: skip
 
 
@@ -334,16 +338,21 @@ def _same_label(stored: Any, values: dict[str, Any]) -> bool:
 def write_ground_truth(engine: Engine, gts: Sequence[GroundTruth], *, now: datetime, slos: Sequence[SLO] = ()) -> WriteResult:
     """Store ground-truth revisions; the newest ``labelled_at`` per prediction wins. First labels
     are counted as events of the quality SLOs among ``slos`` in the same transaction."""
-    pg = engine.dialect.name == "postgresql"
+    with write_transaction(engine) as conn:
+        return store_ground_truth(conn, gts, now=now, slos=slos)
+
+
+def store_ground_truth(conn: Connection, gts: Sequence[GroundTruth], *, now: datetime, slos: Sequence[SLO] = ()) -> WriteResult:
+    """:func:`write_ground_truth` in the caller's transaction."""
+    pg = conn.dialect.name == "postgresql"
     # Within one batch, apply revisions oldest first so the newest wins here too.
     ordered = sorted(gts, key=lambda g: g.labelled_at)
     accepted = 0
-    with write_transaction(engine) as conn:
-        by_model: dict[str, list[GroundTruth]] = defaultdict(list)
-        for g in ordered:
-            by_model[g.model].append(g)
-        for model, group in by_model.items():
-            accepted += _write_model_ground_truth(conn, model, group, now, pg=pg, slos=slos)
+    by_model: dict[str, list[GroundTruth]] = defaultdict(list)
+    for g in ordered:
+        by_model[g.model].append(g)
+    for model, group in by_model.items():
+        accepted += _write_model_ground_truth(conn, model, group, now, pg=pg, slos=slos)
     return WriteResult(accepted, len(gts) - accepted)
 
 
