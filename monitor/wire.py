@@ -128,39 +128,45 @@ class Resources:
     cpu_time_ms: float | None = None
     gpu_utilization_ratio: float | None = None
     gpu_memory_bytes: int | None = None
+    #: the JSON object, made once: one Resources is shared by the predictions of a call
+    _wire: dict[str, str | int | float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_resources(self, DEFAULT_LIMITS)
+        values = (self.device, self.batch_size, self.cpu_time_ms, self.gpu_utilization_ratio, self.gpu_memory_bytes)
+        wire = {k: v for k, v in zip(RESOURCE_FIELDS, values, strict=True) if v is not None}
+        object.__setattr__(self, "_wire", wire)
 
     def to_wire(self) -> dict[str, str | int | float]:
         """The JSON object of the record's ``resources`` (fields that are set)."""
-        return {k: v for k in RESOURCE_FIELDS if (v := getattr(self, k)) is not None}
+        return dict(self._wire)
 
 
 #: The fields of ``resources``, in wire order.
 RESOURCE_FIELDS: Final = ("device", "batch_size", "cpu_time_ms", "gpu_utilization_ratio", "gpu_memory_bytes")
+_RESOURCE_KEYS: Final = frozenset(RESOURCE_FIELDS)
 _INT64_MAX: Final = 2**63 - 1
+_MAX_DEVICE_CHARS: Final = 128
 
 
 def _check_resources(r: Resources, limits: Limits) -> None:
+    # written for the SDK's hot path (a record with a mapping is checked on the caller's thread)
     device = r.device
-    if device is not None and (
-        not isinstance(device, str) or not device or len(device) > limits.max_version_chars * 2
-        or "\x00" in device or not storable(device)
-    ):  # fmt: skip
-        raise WireError(f"resources.device must be 1 to {limits.max_version_chars * 2} characters of text, e.g. \"cpu\"", field="resources")
+    if device is not None and not (
+        isinstance(device, str) and 0 < len(device) <= _MAX_DEVICE_CHARS and "\x00" not in device and storable(device)
+    ):
+        raise WireError(f'resources.device must be 1 to {_MAX_DEVICE_CHARS} characters of text, e.g. "cpu"', field="resources")
     size = r.batch_size
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= limits.max_batch_size):
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= limits.max_batch_size):
         raise WireError(f"resources.batch_size must be an integer from 1 to {limits.max_batch_size}", field="resources")
-    for name, high in (("cpu_time_ms", math.inf), ("gpu_utilization_ratio", 1.0)):
-        value = getattr(r, name)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high or value == math.inf
-        ):
-            what = "a finite number >= 0" if high == math.inf else "a number from 0 to 1"
-            raise WireError(f"resources.{name} must be {what}", field="resources")
+    cpu = r.cpu_time_ms
+    if cpu is not None and not (isinstance(cpu, (int, float)) and not isinstance(cpu, bool) and 0 <= cpu < math.inf):
+        raise WireError("resources.cpu_time_ms must be a finite number >= 0", field="resources")
+    util = r.gpu_utilization_ratio
+    if util is not None and not (isinstance(util, (int, float)) and not isinstance(util, bool) and 0 <= util <= 1):
+        raise WireError("resources.gpu_utilization_ratio must be a number from 0 to 1", field="resources")
     memory = r.gpu_memory_bytes
-    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int) or not 0 <= memory <= _INT64_MAX):
+    if memory is not None and not (isinstance(memory, int) and not isinstance(memory, bool) and 0 <= memory <= _INT64_MAX):
         raise WireError("resources.gpu_memory_bytes must be an integer >= 0 (bytes)", field="resources")
 
 
@@ -170,14 +176,13 @@ def parse_resources(value: Any, limits: Limits = DEFAULT_LIMITS) -> Resources | 
         return None
     if not isinstance(value, dict):
         raise WireError('resources must be an object, e.g. {"device": "cpu", "batch_size": 8}', field="resources")
-    unknown = value.keys() - set(RESOURCE_FIELDS)
+    unknown = value.keys() - _RESOURCE_KEYS
     if unknown:
         name = sorted(map(str, unknown))[0]
         raise WireError(f"unknown field resources.{name[:64]} (allowed: {', '.join(RESOURCE_FIELDS)})", field="resources")
-    resources = object.__new__(Resources)
-    for name in RESOURCE_FIELDS:
-        object.__setattr__(resources, name, value.get(name))
-    _check_resources(resources, limits)
+    resources = Resources(**value)
+    if limits is not DEFAULT_LIMITS:
+        _check_resources(resources, limits)
     return resources
 
 

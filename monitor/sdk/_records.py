@@ -157,7 +157,7 @@ def encode(record: dict[str, Any], model: str, version: str | None, embedding_dt
         record["embedding"] = encode_array(emb, dtype)
     resources = record.get("resources")
     if resources is not None:
-        record["resources"] = resources.to_wire()
+        record["resources"] = resources._wire  # made once per Resources, only read here
     ids = record.pop(TRACE_KEY, None)
     if ids is not None:
         record["trace_id"], record["span_id"] = format_ids(ids)

@@ -93,7 +93,9 @@ def model_policies(conn: Connection, models: Sequence[str]) -> dict[str, str]:
     return {model: policy for model, policy in rows}
 
 
-def store_labels(conn: Connection, gts: Sequence[GroundTruth], *, now: datetime, slos: Sequence[SLO] = ()) -> WriteResult:
+def store_labels(
+    conn: Connection, gts: Sequence[GroundTruth], *, now: datetime, slos: Sequence[SLO] = ()
+) -> WriteResult:
     """Store a validated ground-truth batch: classification labels as annotations (then their
     models' effective labels), detection labels as they are. ``accepted``: new revisions."""
     detection = [g for g in gts if g.label is None]
@@ -123,7 +125,9 @@ def _store_model(
     for g in group:  # oldest first: the newest revision of an annotator wins inside the batch too
         key = (g.prediction_id, g.annotator or "")
         stored = current.get(key)
-        if stored is not None and (g.labelled_at < stored.labelled_at or (g.label, g.audit) == (stored.label, stored.audit)):
+        if stored is not None and (
+            g.labelled_at < stored.labelled_at or (g.label, g.audit) == (stored.label, stored.audit)
+        ):
             continue  # a retry, or a revision older than the one kept
         assert g.label is not None
         current[key] = Annotation(key[1], g.label, g.labelled_at, g.audit)
@@ -166,9 +170,13 @@ def _store_model(
 def _annotations(conn: Connection, model: str, ids: list[str]) -> dict[tuple[str, str], Annotation]:
     a = t.label_annotations.c
     rows = conn.execute(
-        sa.select(a.prediction_id, a.annotator, a.label, a.labelled_at, a.audit).where(a.model == model, a.prediction_id.in_(ids))
+        sa.select(a.prediction_id, a.annotator, a.label, a.labelled_at, a.audit).where(
+            a.model == model, a.prediction_id.in_(ids)
+        )
     )
-    return {(r.prediction_id, r.annotator): Annotation(r.annotator, r.label, r.labelled_at, bool(r.audit)) for r in rows}
+    return {
+        (r.prediction_id, r.annotator): Annotation(r.annotator, r.label, r.labelled_at, bool(r.audit)) for r in rows
+    }
 
 
 def _upsert(conn: Connection, rows: list[dict[str, Any]], *, pg: bool) -> None:
@@ -226,7 +234,13 @@ def _withdraw(conn: Connection, model: str, ids: list[str], *, now: datetime, pg
 
 
 def _restore(
-    conn: Connection, model: str, labels: dict[str, tuple[int, datetime]], counted: dict[str, bool], *, now: datetime, pg: bool
+    conn: Connection,
+    model: str,
+    labels: dict[str, tuple[int, datetime]],
+    counted: dict[str, bool],
+    *,
+    now: datetime,
+    pg: bool,
 ) -> list[GroundTruth]:
     """Give withdrawn predictions their label back. A counted one goes straight into
     ``ground_truth`` (its hour recomputed); the others are returned for the ground-truth write,
