@@ -1,7 +1,8 @@
 """What the SDK costs an inference service: per-call cost on the caller's thread, and throughput.
 
 1. Per call, on the caller's thread: ``Client.log_classification`` (10 classes, with and without a
-   512-d float32 embedding), each call timed alone with ``time.perf_counter_ns`` (p50, p99 over
+   512-d float32 embedding, with ``resources`` filled as the adapters fill them — one
+   ``Resources`` shared by a call's predictions — and as a dict checked on every call), each call timed alone with ``time.perf_counter_ns`` (p50, p99 over
    ``--calls`` calls, garbage collector on, as in a real service), while the background sender
    runs — once against a null transport (answers 200 at once: the caller's cost alone) and once
    against a real local server (the sender competes with the caller for the GIL). In the same run
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.sdk import Client, MockTransport, Request, Response
+from monitor.sdk import Client, MockTransport, Request, Resources, Response
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,10 +119,15 @@ def main() -> None:
     probs = (np.exp(logits) / np.exp(logits).sum()).astype(np.float32)
     emb = rng.normal(size=DIM).astype(np.float32)
     cohort = {"camera": "cam-3"}
+    # what an adapter attaches on a GPU: every field filled
+    res = Resources(device="NVIDIA L4", batch_size=8, cpu_time_ms=1.25, gpu_utilization_ratio=0.62, gpu_memory_bytes=3 << 30)
+    res_dict = res.to_wire()
     n = args.calls
     rows: list[tuple[str, float, float]] = []
 
-    def row(name: str, call: Callable[[], object]) -> None:
+    def row(name: str, call: Callable[[], object], drain: Client | None = None) -> None:
+        if drain is not None:  # the previous row's backlog would compete with this one for the GIL
+            drain.flush(600)
         p50, p99 = per_call(call, n)
         rows.append((name, p50, p99))
         print(f"  {name:<58} p50 {p50:7.2f} µs   p99 {p99:7.2f} µs", flush=True)
@@ -135,15 +141,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as spool:
         # max_queue above the call count: no record is dropped, every call takes the full path.
         mon = client("http://null.invalid", None, spool, null=True, max_queue=n + 10_000)
-        row("log_classification, null transport", lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort))
+        row("log_classification, null transport", lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort), drain=mon)
         row("log_classification + 512-d float32 embedding, null transport",
-            lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, embedding=emb))  # fmt: skip
+            lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, embedding=emb), drain=mon)  # fmt: skip
+        row("log_classification + resources, null transport",
+            lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, resources=res), drain=mon)  # fmt: skip
+        row("log_classification + resources as a dict, null transport",
+            lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, resources=res_dict), drain=mon)  # fmt: skip
         mon.close(60)
         with local_server(args.database_url) as (url, key):
             mon = client(url, key, spool, null=False, max_queue=n + 10_000)
-            row("log_classification, local server", lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort))
+            row("log_classification, local server", lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort), drain=mon)
             row("log_classification + 512-d float32 embedding, local server",
-                lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, embedding=emb))  # fmt: skip
+                lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, embedding=emb), drain=mon)  # fmt: skip
+            row("log_classification + resources, local server",
+                lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, resources=res), drain=mon)  # fmt: skip
             mon.flush(600)
             mon.close(60)
             counter_p50 = rows[2][1]
@@ -153,12 +165,16 @@ def main() -> None:
 
             print(f"\nsustained, {args.records} records through the SDK into `cvmon serve` "
                   f"({args.database_url or 'scratch SQLite'}), timed to the last acknowledgement:")  # fmt: skip
-            for label, embedding, dtype in (("no embedding", None, "float32"), ("512-d float16 embedding", emb, "float16")):
+            for label, embedding, dtype, resources in (
+                ("no embedding", None, "float32", None),
+                ("512-d float16 embedding", emb, "float16", None),
+                ("resources", None, "float32", res),
+            ):
                 mon = Client(url, api_key=key, model="bench-sdk", version=uuid.uuid4().hex[:8], classes=CLASSES,
                              spool_dir=spool, max_queue=args.records + 10_000, embedding_dtype=dtype, exit_timeout=0)  # fmt: skip
                 t0 = time.perf_counter()
                 for _ in range(args.records):
-                    mon.log_classification(probs, latency_ms=12.1, cohort=cohort, embedding=embedding)
+                    mon.log_classification(probs, latency_ms=12.1, cohort=cohort, embedding=embedding, resources=resources)
                 logged = time.perf_counter() - t0
                 ok = mon.flush(600)
                 elapsed = time.perf_counter() - t0

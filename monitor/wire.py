@@ -34,11 +34,13 @@ __all__ = [
     "Limits",
     "ModelSpec",
     "Prediction",
+    "Resources",
     "decode_array",
     "encode_array",
     "format_timestamp",
     "parse_ground_truth",
     "parse_prediction",
+    "parse_resources",
     "parse_timestamp",
 ]
 
@@ -85,6 +87,7 @@ class Limits:
     max_boxes: int = 1000
     max_classes: int = 100_000
     max_future: timedelta = timedelta(days=1)
+    max_batch_size: int = 1_000_000
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -106,6 +109,81 @@ class ModelSpec:
     ) -> ModelSpec:
         classes = tuple(classes)
         return cls(name, task, classes, operating_threshold, {c: i for i, c in enumerate(classes)})
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What the inference call that made a prediction used: ``resources`` on the wire, optional.
+
+    ``device``: ``"cpu"`` or the accelerator's model name as its driver reports it (e.g.
+    ``"NVIDIA A100-SXM4-80GB"``); ``batch_size``: the inputs of the call (its latency is shared by
+    that many predictions); ``cpu_time_ms``: CPU time of the serving process over the call;
+    ``gpu_utilization_ratio`` (0 to 1) and ``gpu_memory_bytes`` (used on the device) as NVML
+    reported them at the end of the call. Every field is optional. Building one checks it, so a
+    record never carries an impossible value (:class:`WireError` says which).
+    """
+
+    device: str | None = None
+    batch_size: int | None = None
+    cpu_time_ms: float | None = None
+    gpu_utilization_ratio: float | None = None
+    gpu_memory_bytes: int | None = None
+    #: the JSON object, made once: one Resources is shared by the predictions of a call
+    _wire: dict[str, str | int | float] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_resources(self, DEFAULT_LIMITS)
+        values = (self.device, self.batch_size, self.cpu_time_ms, self.gpu_utilization_ratio, self.gpu_memory_bytes)
+        wire = {k: v for k, v in zip(RESOURCE_FIELDS, values, strict=True) if v is not None}
+        object.__setattr__(self, "_wire", wire)
+
+    def to_wire(self) -> dict[str, str | int | float]:
+        """The JSON object of the record's ``resources`` (fields that are set)."""
+        return dict(self._wire)
+
+
+#: The fields of ``resources``, in wire order.
+RESOURCE_FIELDS: Final = ("device", "batch_size", "cpu_time_ms", "gpu_utilization_ratio", "gpu_memory_bytes")
+_RESOURCE_KEYS: Final = frozenset(RESOURCE_FIELDS)
+_INT64_MAX: Final = 2**63 - 1
+_MAX_DEVICE_CHARS: Final = 128
+
+
+def _check_resources(r: Resources, limits: Limits) -> None:
+    # written for the SDK's hot path (a record with a mapping is checked on the caller's thread)
+    device = r.device
+    if device is not None and not (
+        isinstance(device, str) and 0 < len(device) <= _MAX_DEVICE_CHARS and "\x00" not in device and storable(device)
+    ):
+        raise WireError(f'resources.device must be 1 to {_MAX_DEVICE_CHARS} characters of text, e.g. "cpu"', field="resources")
+    size = r.batch_size
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= limits.max_batch_size):
+        raise WireError(f"resources.batch_size must be an integer from 1 to {limits.max_batch_size}", field="resources")
+    cpu = r.cpu_time_ms
+    if cpu is not None and not (isinstance(cpu, (int, float)) and not isinstance(cpu, bool) and 0 <= cpu < math.inf):
+        raise WireError("resources.cpu_time_ms must be a finite number >= 0", field="resources")
+    util = r.gpu_utilization_ratio
+    if util is not None and not (isinstance(util, (int, float)) and not isinstance(util, bool) and 0 <= util <= 1):
+        raise WireError("resources.gpu_utilization_ratio must be a number from 0 to 1", field="resources")
+    memory = r.gpu_memory_bytes
+    if memory is not None and not (isinstance(memory, int) and not isinstance(memory, bool) and 0 <= memory <= _INT64_MAX):
+        raise WireError("resources.gpu_memory_bytes must be an integer >= 0 (bytes)", field="resources")
+
+
+def parse_resources(value: Any, limits: Limits = DEFAULT_LIMITS) -> Resources | None:
+    """A record's ``resources`` object (None stays None); raises :class:`WireError`."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise WireError('resources must be an object, e.g. {"device": "cpu", "batch_size": 8}', field="resources")
+    unknown = value.keys() - _RESOURCE_KEYS
+    if unknown:
+        name = sorted(map(str, unknown))[0]
+        raise WireError(f"unknown field resources.{name[:64]} (allowed: {', '.join(RESOURCE_FIELDS)})", field="resources")
+    resources = Resources(**value)
+    if limits is not DEFAULT_LIMITS:
+        _check_resources(resources, limits)
+    return resources
 
 
 @dataclass(slots=True)
@@ -132,11 +210,17 @@ class Prediction:
     box_classes: np.ndarray | None = None
     box_scores: np.ndarray | None = None
     embedding: np.ndarray | None = None
+    resources: Resources | None = None
 
 
 @dataclass(slots=True)
 class GroundTruth:
-    """One validated ground-truth revision."""
+    """One validated ground-truth revision.
+
+    ``annotator``: who labelled it (None: not said); several annotators' labels of one
+    prediction are all kept. ``audit``: the label is a reviewed reference, which scores the
+    annotators and, under the ``majority`` and ``exclude`` label policies, decides the label.
+    """
 
     prediction_id: str
     model: str
@@ -145,6 +229,8 @@ class GroundTruth:
     boxes: np.ndarray | None = None
     box_classes: np.ndarray | None = None
     iscrowd: np.ndarray | None = None
+    annotator: str | None = None
+    audit: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,11 +490,11 @@ _PREDICTION_FIELDS: Final = frozenset(
     {
         "prediction_id", "model", "model_version", "timestamp", "latency_ms", "status", "request_id",
         "input_hash", "cohort", "embedding", "probabilities", "predicted_class", "confidence",
-        "boxes", "box_classes", "box_scores", "trace_id", "span_id",
+        "boxes", "box_classes", "box_scores", "trace_id", "span_id", "resources",
     }
 )  # fmt: skip
 _GROUND_TRUTH_FIELDS: Final = frozenset(
-    {"prediction_id", "model", "timestamp", "label", "boxes", "box_classes", "iscrowd"}
+    {"prediction_id", "model", "timestamp", "label", "boxes", "box_classes", "iscrowd", "annotator", "audit"}
 )
 
 ModelLookup = Callable[[str], ModelSpec | None]
@@ -464,6 +550,7 @@ def parse_prediction(
         request_id=_string(record, "request_id", limits.max_string_chars),
         input_hash=_string(record, "input_hash", limits.max_string_chars),
         cohort=_cohort(record.get("cohort"), limits),
+        resources=parse_resources(record.get("resources"), limits),
     )
     trace_id = record.get("trace_id")
     if trace_id is not None:
@@ -560,6 +647,11 @@ def parse_ground_truth(
     if labelled_at > now + limits.max_future:
         raise WireError("timestamp is in the future; check the client clock", field="timestamp")
     gt = GroundTruth(prediction_id=pid, model=spec.name, labelled_at=labelled_at)  # type: ignore[arg-type]
+    gt.annotator = _string(record, "annotator", limits.max_id_chars)
+    audit = record.get("audit", False)
+    if not isinstance(audit, bool):
+        raise WireError("audit must be true or false", field="audit")
+    gt.audit = audit
     if spec.task == "classification":
         for key in ("boxes", "box_classes", "iscrowd"):
             if key in record:

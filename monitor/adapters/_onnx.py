@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from monitor.adapters._outputs import Cohort, Outputs, _Warn, log_outputs
+from monitor.adapters._resources import GpuProbe, UsageMeter
 from monitor.errors import require
 from monitor.sdk import Client
 
@@ -24,6 +25,11 @@ class OnnxAdapter:
 
     Outputs named in ``outputs`` are fetched even when the caller does not ask for them; the
     caller still gets exactly what it asked for. ``session`` may be a path to a ``.onnx`` file.
+
+    Each prediction carries the call's resources: the batch size, the process's CPU time over
+    the call, and the device of the session's first execution provider: ``cpu``; for CUDA and
+    TensorRT the GPU's name, utilisation and memory through NVML (``cvmon[gpu]``); otherwise the
+    provider's name (e.g. ``OpenVINOExecutionProvider``).
     """
 
     def __init__(
@@ -45,6 +51,7 @@ class OnnxAdapter:
         if missing:
             raise ValueError(f"the model has no output {missing[0]!r}; its outputs are {self._all}")
         self._warn = _Warn()
+        self.meter = _meter(session)
 
     def run(
         self,
@@ -60,10 +67,30 @@ class OnnxAdapter:
         ``timestamp`` (Unix seconds or an aware datetime) replaces "now", e.g. to replay recorded traffic."""
         wanted = list(output_names) if output_names else self._all
         fetch = wanted + [n for n in self.outputs.names() if n not in wanted]
+        cpu = self.meter.start()
         start = time.perf_counter()
         results = self.session.run(fetch, input_feed, run_options)
         latency_ms = (time.perf_counter() - start) * 1000.0
+        usage = self.meter.stop(cpu)
         named = dict(zip(fetch, results, strict=True))
         log_outputs(self.client, self.outputs, named, latency_ms=latency_ms, cohort=cohort,
-                    prediction_ids=prediction_ids, timestamp=timestamp, warn=self._warn)  # fmt: skip
+                    prediction_ids=prediction_ids, timestamp=timestamp, warn=self._warn, usage=usage)  # fmt: skip
         return results[: len(wanted)]
+
+
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def _meter(session: Any) -> UsageMeter:
+    """The meter of the session's first (preferred) execution provider."""
+    providers = list(session.get_providers())
+    first = providers[0] if providers else "CPUExecutionProvider"
+    if first == "CPUExecutionProvider":
+        return UsageMeter("cpu")
+    if first in _GPU_PROVIDERS:
+        try:
+            index = int(session.get_provider_options().get(first, {}).get("device_id", 0))
+        except (AttributeError, TypeError, ValueError):
+            index = 0
+        return UsageMeter("cuda", GpuProbe(index))
+    return UsageMeter(first)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from monitor.adapters._resources import CallUsage
 from monitor.sdk import Client
 
 log = logging.getLogger("monitor.adapters")
@@ -79,11 +80,12 @@ def log_outputs(
     prediction_ids: Sequence[str] | None,
     timestamp: float | datetime | None,
     warn: _Warn,
+    usage: CallUsage | None = None,
 ) -> list[str]:
-    """Log one prediction per row (at ``timestamp``, default now); returns their ids. Never raises:
-    the inference must go on."""
+    """Log one prediction per row (at ``timestamp``, default now), each with the call's ``usage``
+    and the batch size; returns their ids. Never raises: the inference must go on."""
     try:
-        return _log(client, spec, named, latency_ms, cohort, prediction_ids, timestamp)
+        return _log(client, spec, named, latency_ms, cohort, prediction_ids, timestamp, usage)
     except (ValueError, KeyError, TypeError) as exc:
         warn(exc)
         return []
@@ -97,6 +99,7 @@ def _log(
     cohort: Cohort | Sequence[Cohort] | None,
     prediction_ids: Sequence[str] | None,
     timestamp: float | datetime | None,
+    usage: CallUsage | None,
 ) -> list[str]:
     if spec.task == "classification":
         if spec.probabilities is not None:
@@ -119,14 +122,15 @@ def _log(
     if prediction_ids is not None and len(prediction_ids) != n:
         raise ValueError(f"{len(prediction_ids)} prediction_ids for a batch of {n}")
     cohorts: Sequence[Cohort | None] = [cohort] * n if cohort is None or isinstance(cohort, Mapping) else cohort
+    resources = usage.resources(n) if usage is not None and n else None  # one object, shared by the call's rows
     ids = []
     for i in range(n):
         pid = prediction_ids[i] if prediction_ids is not None else None
         e = emb[i] if emb is not None else None
         if spec.task == "classification":
             ids.append(client.log_classification(probs[i], latency_ms=latency_ms, cohort=cohorts[i], embedding=e,
-                                                 prediction_id=pid, timestamp=timestamp))  # fmt: skip
+                                                 prediction_id=pid, timestamp=timestamp, resources=resources))  # fmt: skip
         else:
             ids.append(client.log_detection(boxes[i], classes[i], scores[i], latency_ms=latency_ms, cohort=cohorts[i],
-                                            embedding=e, prediction_id=pid, timestamp=timestamp))  # fmt: skip
+                                            embedding=e, prediction_id=pid, timestamp=timestamp, resources=resources))  # fmt: skip
     return ids

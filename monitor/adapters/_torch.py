@@ -5,6 +5,10 @@ launch, not the work. When the module's parameters are on a CUDA device the adap
 ``torch.cuda.synchronize`` before starting the clock (so earlier queued work is not billed to
 this call) and after the forward pass (so all of its work is). That path runs only on a machine
 with a GPU; on CPU the forward pass is synchronous and timed directly.
+
+Each prediction carries the call's resources: batch size, the process's CPU time over the call,
+and the device (``cpu``, or the GPU's name with its utilisation and memory through NVML,
+``cvmon[gpu]``; see :mod:`monitor.adapters._resources`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from monitor.adapters._outputs import Cohort, Outputs, _Warn, log_outputs
+from monitor.adapters._resources import GpuProbe, UsageMeter
 from monitor.errors import require
 from monitor.sdk import Client
 
@@ -65,6 +70,20 @@ class TorchAdapter:
                 raise ValueError(f"no layer {embedding_layer!r}; the module has {sorted(n for n in layers if n)}")
             self._hook = layers[embedding_layer].register_forward_hook(self._capture)
         self._warn = _Warn()
+        #: one meter per device the module has run on (it may be moved between calls)
+        self._meters: dict[Any, UsageMeter] = {}
+
+    def _meter(self, device: Any) -> UsageMeter:
+        meter = self._meters.get(device)
+        if meter is None:
+            if device is None:
+                meter = UsageMeter("cpu")
+            else:  # GPU only
+                index = device.index if device.index is not None else self._torch.cuda.current_device()
+                uuid = getattr(self._torch.cuda.get_device_properties(index), "uuid", None)
+                meter = UsageMeter(self._torch.cuda.get_device_name(index), GpuProbe(index, uuid=str(uuid) if uuid else None))
+            self._meters[device] = meter
+        return meter
 
     def _capture(self, _module: Any, _inputs: Any, output: Any) -> None:
         self._captured.embedding = output.detach()
@@ -82,13 +101,16 @@ class TorchAdapter:
         **kwargs: Any,
     ) -> Any:
         device = self._cuda_device()
+        meter = self._meter(device)
         if device is not None:  # GPU only (see the module docstring)
             self._torch.cuda.synchronize(device)
+        cpu = meter.start()
         start = time.perf_counter()
         out = self.module(*args, **kwargs)
         if device is not None:
             self._torch.cuda.synchronize(device)
         latency_ms = (time.perf_counter() - start) * 1000.0
+        usage = meter.stop(cpu)
         embedding = self._captured.__dict__.pop("embedding", None)
         named: dict[str, Any] = {"embedding": _numpy(embedding) if embedding is not None else None}
         if self.outputs.task == "classification":
@@ -96,7 +118,7 @@ class TorchAdapter:
         else:
             named.update(_detections(out))
         log_outputs(self.client, self.outputs, named, latency_ms=latency_ms, cohort=cohort,
-                    prediction_ids=prediction_ids, timestamp=timestamp, warn=self._warn)  # fmt: skip
+                    prediction_ids=prediction_ids, timestamp=timestamp, warn=self._warn, usage=usage)  # fmt: skip
         return out
 
     def remove(self) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from monitor.adapters._outputs import Cohort, Outputs, _Warn, log_outputs
+from monitor.adapters._resources import UsageMeter
 from monitor.errors import require
 from monitor.sdk import Client
 
@@ -25,10 +26,21 @@ class TritonAdapter:
 
     When the caller names ``outputs``, the ones the adapter logs are requested too; the
     :class:`InferResult` is returned as the client produced it.
+
+    Each prediction carries the batch size of its call and ``device``, what the Triton model
+    instance runs on (e.g. ``"NVIDIA L4"``: the server's device, which a client cannot see; None
+    leaves it out). No CPU time or GPU readings: the work happens in the server.
     """
 
     def __init__(
-        self, triton: Any, model_name: str, client: Client, outputs: Outputs, *, model_version: str = ""
+        self,
+        triton: Any,
+        model_name: str,
+        client: Client,
+        outputs: Outputs,
+        *,
+        model_version: str = "",
+        device: str | None = None,
     ) -> None:
         self._http = require("tritonclient.http", feature="the triton adapter", extra="triton")
         self.triton = triton
@@ -37,6 +49,7 @@ class TritonAdapter:
         self.client = client
         self.outputs = outputs
         self._warn = _Warn()
+        self.meter = UsageMeter(device, cpu_time=False)
 
     def infer(
         self,
@@ -60,5 +73,5 @@ class TritonAdapter:
         latency_ms = (time.perf_counter() - start) * 1000.0
         named = {name: result.as_numpy(name) for name in self.outputs.names()}
         log_outputs(self.client, self.outputs, named, latency_ms=latency_ms, cohort=cohort,
-                    prediction_ids=prediction_ids, timestamp=timestamp, warn=self._warn)  # fmt: skip
+                    prediction_ids=prediction_ids, timestamp=timestamp, warn=self._warn, usage=self.meter.stop(0))  # fmt: skip
         return result

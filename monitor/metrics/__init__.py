@@ -10,12 +10,22 @@ turns a state into the numbers::
     metrics.ap, metrics.per_class[3].ap50
 
 The definitions are those of the reference tools, which the tests use as oracles:
-scikit-learn (classification), torchmetrics / netcal (calibration), pycocotools (detection).
+scikit-learn (classification), torchmetrics / netcal (calibration), pycocotools (detection),
+krippendorff / statsmodels / scikit-learn (annotator agreement).
 
 Importing this package needs only the standard library and numpy; the compiled kernels use
 numba (``pip install 'cvmon[server]'``) when it is installed and run as Python otherwise.
 """
 
+from ._agreement import (
+    AgreementMetrics,
+    AgreementState,
+    AnnotatorAgreement,
+    ClassAgreement,
+    PairAgreement,
+    agreement_metrics,
+    agreement_state,
+)
 from ._calibration import (
     CalibrationMetrics,
     CalibrationState,
@@ -34,6 +44,7 @@ from ._classification import (
     classification_state,
 )
 from ._coco import CocoInput, coco_input
+from ._cost import CostMetrics, CostPrices, CostState, DeviceCost, cost_metrics, cost_state
 from ._detection import (
     AREA_RANGES,
     IOU_THRESHOLDS,
@@ -53,23 +64,36 @@ __all__ = [
     "MAX_DETS",
     "RECALL_THRESHOLDS",
     "SUMMARY_NAMES",
+    "AgreementMetrics",
+    "AgreementState",
+    "AnnotatorAgreement",
     "AveragedMetrics",
     "CalibrationMetrics",
     "CalibrationState",
+    "ClassAgreement",
     "ClassDetectionMetrics",
     "ClassMetrics",
     "ClassificationMetrics",
     "ClassificationState",
     "CocoInput",
+    "CostMetrics",
+    "CostPrices",
+    "CostState",
     "DetectionMetrics",
     "DetectionState",
+    "DeviceCost",
+    "PairAgreement",
     "ReliabilityBin",
+    "agreement_metrics",
+    "agreement_state",
     "calibration_metrics",
     "calibration_state",
     "calibration_state_from_confidences",
     "classification_metrics",
     "classification_state",
     "coco_input",
+    "cost_metrics",
+    "cost_state",
     "detection_metrics",
     "detection_state",
     "probability_states",

@@ -5,12 +5,14 @@ Standard library and numpy only. Start with :class:`Client`; its docstring is th
 
 from monitor.sdk._client import Client, Stats, TimedPrediction, embedding_sampled
 from monitor.sdk._transport import HTTPTransport, MockTransport, Request, Response, Transport
+from monitor.wire import Resources
 
 __all__ = [
     "Client",
     "HTTPTransport",
     "MockTransport",
     "Request",
+    "Resources",
     "Response",
     "Stats",
     "TimedPrediction",

@@ -27,12 +27,14 @@ from monitor.sdk._records import (
     check_embedding,
     check_latency,
     check_probabilities,
+    check_resources,
     unix_seconds,
 )
 from monitor.sdk._sender import MAX_BATCH_RECORDS, Counters, Flush, Options, Sender, Stop
 from monitor.sdk._spool import Spool
 from monitor.sdk._trace import current_ids
 from monitor.sdk._transport import HTTPTransport, Transport
+from monitor.wire import Resources
 
 log = logging.getLogger("monitor.sdk")
 
@@ -75,13 +77,17 @@ class TimedPrediction:
 
     __slots__ = (
         "_start", "box_classes", "box_scores", "boxes", "cohort", "confidence", "embedding", "input_hash",
-        "latency_ms", "predicted_class", "prediction_id", "probabilities", "request_id",
+        "latency_ms", "predicted_class", "prediction_id", "probabilities", "request_id", "resources",
     )  # fmt: skip
 
-    def __init__(self, prediction_id: str, cohort: Mapping[str, Any] | None, request_id: str | None) -> None:
+    def __init__(
+        self, prediction_id: str, cohort: Mapping[str, Any] | None, request_id: str | None, resources: Any = None
+    ) -> None:
         self.prediction_id = prediction_id
         self.cohort = cohort
         self.request_id = request_id
+        #: What the call used (:class:`monitor.sdk.Resources` or a mapping); may be set in the block.
+        self.resources: Any = resources
         self.input_hash: str | None = None
         self.probabilities: Any = None
         self.predicted_class: str | int | None = None
@@ -112,7 +118,7 @@ class _Timed:
         c = self._client
         common: dict[str, Any] = {
             "latency_ms": rec.latency_ms, "cohort": rec.cohort, "prediction_id": rec.prediction_id,
-            "request_id": rec.request_id, "input_hash": rec.input_hash,
+            "request_id": rec.request_id, "input_hash": rec.input_hash, "resources": rec.resources,
         }  # fmt: skip
         if exc_type is not None:
             c._log_error(**common)  # the exception propagates: __exit__ returns None
@@ -293,13 +299,16 @@ class Client:
         timestamp: float | datetime | None = None,
         request_id: str | None = None,
         input_hash: str | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
     ) -> str:
         """Log one classification; returns its prediction id.
 
         ``probabilities``: one sample's softmax outputs in the registered class order (or give
         ``predicted_class`` and optionally ``confidence`` instead). ``cohort``: slicing fields
         such as ``{"camera": "cam-3"}``. ``embedding``: a 1-D feature vector (up to 8192 values).
-        ``timestamp``: Unix seconds or an aware datetime; default now.
+        ``timestamp``: Unix seconds or an aware datetime; default now. ``resources``: what the
+        inference call used (:class:`monitor.sdk.Resources`: device, batch size, CPU time, GPU
+        utilisation and memory), for cost per inference; the adapters fill it.
         """
         pid = prediction_id or f"{self._prefix}{next(self._ids):x}"
         rec: dict[str, Any] = {"prediction_id": pid, "timestamp": unix_seconds(timestamp, time.time())}
@@ -313,7 +322,7 @@ class Client:
                 rec["confidence"] = float(confidence)
         else:
             raise ValueError("log_classification needs probabilities or predicted_class")
-        self._common(rec, latency_ms, cohort, embedding, request_id, input_hash)
+        self._common(rec, latency_ms, cohort, embedding, request_id, input_hash, resources)
         self._put(PREDICTION, rec)
         return pid
 
@@ -330,17 +339,19 @@ class Client:
         timestamp: float | datetime | None = None,
         request_id: str | None = None,
         input_hash: str | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
     ) -> str:
         """Log one image's detections; returns its prediction id.
 
         ``boxes``: ``(n, 4)`` x1, y1, x2, y2 in pixels; ``box_classes``: ``n`` class indices or
         names; ``box_scores``: ``n`` scores in [0, 1]. Log every box the model returns (not only
-        those above its operating threshold): mAP needs the low-scoring ones.
+        those above its operating threshold): mAP needs the low-scoring ones. ``resources`` as
+        for :meth:`log_classification`.
         """
         pid = prediction_id or f"{self._prefix}{next(self._ids):x}"
         rec: dict[str, Any] = {"prediction_id": pid, "timestamp": unix_seconds(timestamp, time.time())}
         rec.update(check_boxes(boxes, box_classes, box_scores))
-        self._common(rec, latency_ms, cohort, embedding, request_id, input_hash)
+        self._common(rec, latency_ms, cohort, embedding, request_id, input_hash, resources)
         self._put(PREDICTION, rec)
         return pid
 
@@ -353,11 +364,23 @@ class Client:
         box_classes: Any = None,
         iscrowd: Any = None,
         timestamp: float | datetime | None = None,
+        annotator: str | None = None,
+        audit: bool = False,
     ) -> None:
         """Attach ground truth to a prediction: ``label`` (classification) or ``boxes`` +
         ``box_classes`` (+ ``iscrowd``) for detection. It may be sent before, after or long after
-        the prediction; the newest ``timestamp`` (when it was labelled) wins."""
+        the prediction; per annotator, the newest ``timestamp`` (when it was labelled) wins.
+
+        ``annotator``: who labelled it; the labels of several annotators are all kept, and the
+        model's label policy decides which one the quality metrics use (docs/quality.md).
+        ``audit=True``: a reviewed reference label, which scores the annotators."""
         rec: dict[str, Any] = {"prediction_id": prediction_id, "timestamp": unix_seconds(timestamp, time.time())}
+        if annotator is not None:
+            if not isinstance(annotator, str) or not annotator:
+                raise ValueError("annotator must be a non-empty string")
+            rec["annotator"] = annotator
+        if audit:
+            rec["audit"] = True
         if label is not None:
             if boxes is not None or box_classes is not None:
                 raise ValueError("give label (classification) or boxes + box_classes (detection), not both")
@@ -381,6 +404,7 @@ class Client:
         cohort: Mapping[str, str | int | float | bool] | None = None,
         prediction_id: str | None = None,
         request_id: str | None = None,
+        resources: Resources | Mapping[str, Any] | None = None,
     ) -> _Timed:
         """Time a block with :func:`time.perf_counter` and log it as one prediction::
 
@@ -391,15 +415,24 @@ class Client:
         An exception in the block logs ``status="error"`` with the latency and propagates.
         """
         pid = prediction_id or f"{self._prefix}{next(self._ids):x}"
-        return _Timed(self, TimedPrediction(pid, cohort, request_id))
+        return _Timed(self, TimedPrediction(pid, cohort, request_id, resources))
 
-    def _log_error(self, *, prediction_id: str, latency_ms: float | None, cohort: Any, request_id: Any, input_hash: Any) -> None:
+    def _log_error(
+        self, *, prediction_id: str, latency_ms: float | None, cohort: Any, request_id: Any, input_hash: Any, resources: Any
+    ) -> None:
         rec: dict[str, Any] = {"prediction_id": prediction_id, "timestamp": time.time(), "status": "error"}
-        self._common(rec, latency_ms, cohort, None, request_id, input_hash)
+        self._common(rec, latency_ms, cohort, None, request_id, input_hash, resources)
         self._put(PREDICTION, rec)
 
     def _common(
-        self, rec: dict[str, Any], latency_ms: float | None, cohort: Any, embedding: Any, request_id: Any, input_hash: Any
+        self,
+        rec: dict[str, Any],
+        latency_ms: float | None,
+        cohort: Any,
+        embedding: Any,
+        request_id: Any,
+        input_hash: Any,
+        resources: Any = None,
     ) -> None:
         if latency_ms is not None:
             check_latency(latency_ms)
@@ -412,6 +445,8 @@ class Client:
             rec["request_id"] = request_id
         if input_hash is not None:
             rec["input_hash"] = input_hash
+        if resources is not None:
+            rec["resources"] = check_resources(resources)
 
     def _put(self, kind: str, rec: dict[str, Any]) -> None:
         if self._sender is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from monitor.errors import WireError
 from monitor.sdk._trace import format_ids
-from monitor.wire import DEFAULT_LIMITS, encode_array
+from monitor.wire import DEFAULT_LIMITS, Resources, encode_array, parse_resources
 
 #: Queue item kinds: which endpoint a record goes to.
 PREDICTION: Final = "p"
@@ -94,6 +95,18 @@ def _classes(values: Any) -> np.ndarray | list[str]:
     return c.astype(np.int32).reshape(-1)
 
 
+def check_resources(value: Any) -> Resources:
+    """A :class:`Resources` as it is (checked when it was built: adapters build one per call and
+    share it between the call's predictions), or one checked from a mapping."""
+    if type(value) is Resources:
+        return value
+    if isinstance(value, Mapping):
+        resources = parse_resources(dict(value))
+        assert resources is not None
+        return resources
+    raise TypeError(f"resources must be monitor.sdk.Resources or a mapping, not {type(value).__name__}")
+
+
 def check_latency(latency_ms: float | None) -> None:
     if latency_ms is not None and not latency_ms >= 0:  # also refuses NaN
         raise ValueError(f"latency_ms must be a non-negative number, got {latency_ms!r}")
@@ -142,6 +155,9 @@ def encode(record: dict[str, Any], model: str, version: str | None, embedding_dt
         if dtype == "float16" and not math.isfinite(np.add.reduce(emb.astype(np.float16), dtype=np.float64)):
             dtype = "float32"
         record["embedding"] = encode_array(emb, dtype)
+    resources = record.get("resources")
+    if resources is not None:
+        record["resources"] = resources._wire  # made once per Resources, only read here
     ids = record.pop(TRACE_KEY, None)
     if ids is not None:
         record["trace_id"], record["span_id"] = format_ids(ids)

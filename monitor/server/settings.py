@@ -44,6 +44,7 @@ CVMON_RETENTION_EVAL_STATES      retention.eval_states        hourly evaluation 
 CVMON_RETENTION_METRIC_POINTS    retention.metric_points      metric history (400d)
 -                                canary                       canary gates: metrics, tolerances, alpha (docs/canary.md)
 -                                automation                   automation webhooks and event thresholds (docs/canary.md)
+-                                costs                        device-hour prices for cost per inference (docs/quality.md)
 ==============================  ==========================  ========================================
 
 Lists in the environment are comma-separated.
@@ -51,6 +52,7 @@ Lists in the environment are comma-separated.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -61,6 +63,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from monitor.errors import ConfigError
 
 if TYPE_CHECKING:
+    from monitor.metrics import CostPrices
     from monitor.server.report_settings import ReportSettings
     from monitor.server.rollout_config import AutomationConfig, CanaryConfig
     from monitor.server.slo.receivers import NotifierConfig
@@ -148,6 +151,8 @@ class Settings:
     canary: CanaryConfig = field(default_factory=lambda: _default_canary(), repr=False)
     #: Automation webhooks and the thresholds of the events they carry (docs/canary.md).
     automation: AutomationConfig = field(default_factory=lambda: _default_automation(), repr=False)
+    #: Device-hour prices (``costs:`` in cvmon.yaml; docs/quality.md); None: costs are not computed.
+    costs: CostPrices | None = field(default=None, repr=False)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -186,6 +191,7 @@ class Settings:
 
         values["canary"] = load_canary(values.get("extra", {}).get("canary"), source=values.get("config_path"))
         values["automation"] = load_automation(values.get("extra", {}).get("automation"), env, source=values.get("config_path"))
+        values["costs"] = load_costs(values.get("extra", {}).get("costs"), source=values.get("config_path"))
         values.update(overrides)
         settings = cls(**values)
         settings.validate()
@@ -273,6 +279,7 @@ def parse_window(text: str) -> int:
 
 #: Fields that are not plain values (parsed by their own readers, never from one variable).
 _STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier", "reports", "retention", "canary", "automation"}
+_STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier", "reports", "retention", "costs"}
 _SIMPLE_KEYS = {f.name for f in fields(Settings)} - _STRUCTURED - {"pii_drop", "pii_hash", "pii_hash_key"}
 _NOTIFIER_ENV = ("CVMON_NOTIFIER_PAGE_URL", "CVMON_NOTIFIER_TICKET_URL")
 
@@ -360,6 +367,54 @@ def _default_automation() -> AutomationConfig:
     from monitor.server.rollout_config import AutomationConfig
 
     return AutomationConfig()
+_COST_KEYS = ("device_hour", "per_1k_requests", "currency", "default_device")
+
+
+def load_costs(section: Any, *, source: str | None = None) -> CostPrices | None:
+    """The ``costs:`` mapping of cvmon.yaml (None: no costs)::
+
+        costs:
+          currency: USD                # a label for reports and dashboards
+          device_hour:                 # price of one device-hour, by device class (first match wins;
+            cpu: 0.10                  #   * and ? match any text, e.g. "NVIDIA A100*")
+            "Tesla T4": 0.53
+          per_1k_requests: 0.002       # optional: a fixed cost per 1 000 inference calls
+          default_device: cpu          # optional: the device of predictions that report none
+    """
+    if section is None:
+        return None
+    if not isinstance(section, Mapping):
+        raise ConfigError("costs must be a mapping with device_hour (and optionally per_1k_requests, currency, default_device)", source=source)
+    unknown = sorted(str(k) for k in set(section) - set(_COST_KEYS))
+    if unknown:
+        raise ConfigError(f"costs: unknown key {unknown[0]!r}; keys: {', '.join(_COST_KEYS)}", source=source)
+    hours = section.get("device_hour")
+    if not isinstance(hours, Mapping) or not hours:
+        raise ConfigError("costs.device_hour must map device classes to the price of a device-hour, e.g. {cpu: 0.10}", source=source)
+    prices: list[tuple[str, float]] = []
+    for device, price in hours.items():
+        if not isinstance(device, str) or not device.strip():
+            raise ConfigError(f"costs.device_hour: {device!r} is not a device class name (quote names like \"Tesla T4\")", source=source)
+        prices.append((device.strip(), _price(f"costs.device_hour[{device!r}]", price, source)))
+    per_1k = _price("costs.per_1k_requests", section.get("per_1k_requests", 0), source)
+    currency = section.get("currency", "USD")
+    if not isinstance(currency, str) or not 0 < len(currency.strip()) <= 16:
+        raise ConfigError(f"costs.currency must be a short label such as USD, got {currency!r}", source=source)
+    default = section.get("default_device")
+    if default is not None and (not isinstance(default, str) or not default.strip()):
+        raise ConfigError(f"costs.default_device must be a device class name, got {default!r}", source=source)
+    from monitor.metrics import CostPrices
+
+    prices_obj = CostPrices(tuple(prices), per_1k, currency.strip(), default.strip() if default else None)
+    if default and prices_obj.price_of(default.strip()) is None:
+        raise ConfigError(f"costs.default_device {default!r} has no price in costs.device_hour", source=source)
+    return prices_obj
+
+
+def _price(name: str, value: Any, source: str | None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a number >= 0 (a price), got {value!r}", source=source)
+    return float(value)
 
 
 def _default_reports() -> ReportSettings:

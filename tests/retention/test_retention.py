@@ -105,6 +105,8 @@ def test_expired_data_goes_and_the_rest_stays(own_db):
     assert _ages(db, t.ground_truth, "prediction_ts") == {10, 3, 1}
     assert _ages(db, t.embeddings, "ts") == {3, 1}  # raw embeddings are kept shorter
     assert _pending(db) == {"never-10", "never-3", "never-1"}
+    # the annotations behind the labels go by when they were received, as waiting labels do
+    assert _ages(db, t.label_annotations, "received_at") == {10, 3, 1}
     assert {round((NOW - h).total_seconds() / DAY) for h in _hours(db, t.eval_states)} == {10, 3, 1}
     with db.engine.connect() as conn:
         ends = (

@@ -188,8 +188,8 @@ def test_labels_joined_by_housekeeping_are_counted(db, model_name):
         conn.execute(sa.insert(t.ground_truth_pending).values(
             model=model_name, prediction_id="p", labelled_at=NOW, received_at=NOW, label=1,
         ))  # fmt: skip
-    with write_transaction(db.engine) as conn:
-        assert adopt_waiting_ground_truth(conn, now=NOW + MINUTE, slos=config) == 1
+    with write_transaction(db.engine) as conn:  # (other tests' models may have such labels too)
+        assert adopt_waiting_ground_truth(conn, now=NOW + MINUTE, slos=config) >= 1
     assert counts(db.engine, model_name) == {("acc", "v1"): (1, 1)}
 
 

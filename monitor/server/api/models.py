@@ -26,6 +26,7 @@ def _out(info: ModelInfo) -> ModelOut:
         task=info.spec.task,
         classes=list(info.spec.classes),
         operating_threshold=info.spec.operating_threshold,
+        label_policy=info.label_policy,  # type: ignore[arg-type]
         created_at=info.created_at,
         updated_at=info.updated_at,
         counts=Counts(predictions=info.predictions, ground_truth=info.ground_truth, labelled=info.labelled),
@@ -41,18 +42,23 @@ def _out(info: ModelInfo) -> ModelOut:
 )
 def put_model(model: ModelName, body: ModelRegistration, response: Response, state: StateDep, principal: AdminAuth) -> ModelOut:
     """Register a model (201) or update it (200). Classes may be appended later but never
-    reordered, renamed or removed (stored predictions refer to them by position): that is a 409."""
+    reordered, renamed or removed (stored predictions refer to them by position): that is a 409.
+    `label_policy` (newest, majority, exclude) says which annotation the quality metrics use when
+    annotators disagree; it applies to labels that arrive afterwards."""
     principal.check_model(model)
     if len(set(body.classes)) != len(body.classes):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "classes must be unique")
     try:
         with write_transaction(state.engine) as conn:
             created = register_model(
-                conn, model, body.task, body.classes, body.operating_threshold, now=state.clock()
-            )
+                conn, model, body.task, body.classes, body.operating_threshold, now=state.clock(),
+                label_policy=body.label_policy,
+            )  # fmt: skip
             info = model_info(conn, model)
     except RegistryConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     assert info is not None
     if created:
         response.status_code = status.HTTP_201_CREATED

@@ -27,6 +27,17 @@ ArrayField = FloatList | Base64Array
 ScalarCohort = str | int | float | bool
 
 
+class ResourcesRecord(BaseModel):
+    """What the inference call that made a prediction used (monitor.wire.Resources)."""
+
+    model_config = ConfigDict(extra="forbid")
+    device: Annotated[str | None, Field(min_length=1, max_length=128, description='"cpu" or the GPU\'s model name.')] = None
+    batch_size: Annotated[int | None, Field(ge=1, le=1_000_000, description="Inputs of the call.")] = None
+    cpu_time_ms: Annotated[float | None, Field(ge=0, description="CPU time of the serving process over the call.")] = None
+    gpu_utilization_ratio: Annotated[float | None, Field(ge=0, le=1, description="NVML utilisation, 0 to 1.")] = None
+    gpu_memory_bytes: Annotated[int | None, Field(ge=0, description="Memory used on the GPU.")] = None
+
+
 class PredictionRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prediction_id: Annotated[str, Field(min_length=1, max_length=128, description="Client-made id; retries reuse it.")]
@@ -51,6 +62,9 @@ class PredictionRecord(BaseModel):
     box_scores: ArrayField | None = None
     trace_id: Annotated[str | None, Field(pattern=r"^[0-9a-f]{32}$", description="W3C trace id.")] = None
     span_id: Annotated[str | None, Field(pattern=r"^[0-9a-f]{16}$", description="W3C span id.")] = None
+    resources: Annotated[
+        ResourcesRecord | None, Field(description="What the inference call used, for cost per inference.")
+    ] = None
 
 
 class GroundTruthRecord(BaseModel):
@@ -64,6 +78,11 @@ class GroundTruthRecord(BaseModel):
     boxes: list[FloatList] | ArrayField | None = None
     box_classes: list[str] | list[int] | Base64Array | None = None
     iscrowd: list[int] | list[bool] | Base64Array | None = None
+    annotator: Annotated[
+        str | None,
+        Field(max_length=128, description="Who labelled it; every annotator's newest label is kept (classification)."),
+    ] = None
+    audit: Annotated[bool, Field(description="A reviewed reference label: it scores the annotators.")] = False
 
 
 class PredictionBatch(BaseModel):
@@ -90,6 +109,11 @@ class ModelRegistration(BaseModel):
     task: Literal["classification", "detection"]
     classes: Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(min_length=1, max_length=100_000)]
     operating_threshold: Annotated[float, Field(ge=0, le=1, description="Score threshold the model acts on.")] = 0.5
+    label_policy: Annotated[
+        Literal["newest", "majority", "exclude"] | None,
+        Field(description="Which annotation the quality metrics use when annotators disagree (docs/quality.md); "
+                          "classification only. Left out: unchanged (newest for a new model)."),
+    ] = None  # fmt: skip
 
 
 class VersionOut(BaseModel):
@@ -112,6 +136,7 @@ class ModelOut(BaseModel):
     task: Literal["classification", "detection"]
     classes: list[str]
     operating_threshold: float
+    label_policy: Literal["newest", "majority", "exclude"]
     created_at: datetime
     updated_at: datetime
     counts: Counts

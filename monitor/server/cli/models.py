@@ -37,7 +37,7 @@ def list_cmd() -> None:
 @models_group.command("show")
 @click.argument("model")
 def show(model: str) -> None:
-    """Show MODEL: classes, operating threshold, counts and versions."""
+    """Show MODEL: classes, operating threshold, label policy, counts and versions."""
     from monitor.server.services.models import model_info
 
     engine = open_engine(load_settings())
@@ -47,7 +47,7 @@ def show(model: str) -> None:
         raise click.ClickException(f"no model {model!r}")
     spec = info.spec
     click.echo(f"model:               {spec.name}\ntask:                {spec.task}")
-    click.echo(f"operating threshold: {spec.operating_threshold}")
+    click.echo(f"operating threshold: {spec.operating_threshold}\nlabel policy:        {info.label_policy}")
     click.echo(f"classes ({len(spec.classes)}):         {', '.join(spec.classes[:30])}{' ...' if len(spec.classes) > 30 else ''}")
     click.echo(f"predictions:         {info.predictions}\nground truth:        {info.ground_truth}\nlabelled:            {info.labelled}")
     for v in info.versions:
@@ -61,7 +61,10 @@ def show(model: str) -> None:
 @click.option("--classes", required=True, help="Comma-separated class names in the model's output order, or @FILE with one per line.")
 @click.option("--threshold", "operating_threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="The score threshold the model acts on (detection precision/recall are measured there).")  # fmt: skip
-def register(model: str, task: str, classes: str, operating_threshold: float) -> None:
+@click.option("--label-policy", type=click.Choice(["newest", "majority", "exclude"]), default=None,
+              help="Which annotation the quality metrics use when annotators disagree (classification; "
+                   "docs/quality.md). Default: unchanged, newest for a new model.")  # fmt: skip
+def register(model: str, task: str, classes: str, operating_threshold: float, label_policy: str | None) -> None:
     """Register MODEL or update it. Classes may be appended later, never reordered or removed."""
     from monitor.errors import RegistryConflict
     from monitor.server.services.models import register_model
@@ -76,8 +79,8 @@ def register(model: str, task: str, classes: str, operating_threshold: float) ->
     engine = open_engine(load_settings())
     try:
         with write_transaction(engine) as conn:
-            created = register_model(conn, model, task, names, operating_threshold, now=now())
-    except RegistryConflict as exc:
+            created = register_model(conn, model, task, names, operating_threshold, now=now(), label_policy=label_policy)
+    except (RegistryConflict, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{'registered' if created else 'updated'} {model} ({task}, {len(names)} classes)")
 

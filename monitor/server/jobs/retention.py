@@ -7,6 +7,8 @@ embeddings             embeddings            daily partitions dropped / rows del
 predictions            predictions           daily partitions dropped / rows deleted by ``ts``
 ground truth           predictions           partitioned by the *prediction's* day: dropped with it
 pending ground truth   predictions           rows deleted by ``received_at`` (its prediction never came)
+annotations            predictions           label_annotations deleted by ``received_at``, withdrawn_labels
+                                             by ``withdrawn_at``
 late-label marks       predictions           label_increments, dirty_hours rows deleted by hour
 hour states            eval_states           rows deleted by ``hour_start``
 metric history         metric_points         rows deleted by ``window_end``

@@ -16,7 +16,10 @@ prediction.
 Lock order. Every write transaction takes its row locks in this order, rows of one table in key
 order, so batches of predictions and ground truth of the same model version never deadlock:
 
-1. ``prediction_ids`` (claims), then ``predictions`` and ``embeddings`` (new rows only)
+0. advisory locks of the predictions a ground-truth batch annotates (PostgreSQL), in (model, id)
+   order: one writer of a prediction's annotations at a time
+1. ``prediction_ids`` (claims), then ``predictions`` and ``embeddings`` (new rows only); for ground
+   truth, ``label_annotations`` and ``withdrawn_labels`` (rows of predictions locked at step 0)
 2. ``ground_truth_pending``
 3. ``ground_truth``
 4. ``label_increments``
@@ -43,6 +46,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 
 from monitor.errors import LimitExceeded, WireError
+from monitor.server.services import annotations as annotation_service
 from monitor.server.services.models import model_specs
 from monitor.server.services.windows import hour_floor
 from monitor.server.settings import Settings
@@ -251,15 +255,31 @@ def store_predictions(conn: Connection, preds: Sequence[Prediction], *, now: dat
 
 
 def store_ground_truth(conn: Connection, gts: Sequence[GroundTruth], *, now: datetime, slos: Sequence[SLO] = ()) -> int:
-    """Store ground-truth revisions; returns how many were accepted (new or newer)."""
+    """Store ground-truth revisions; returns how many were accepted (new or newer).
+
+    A classification label is an annotation (:mod:`monitor.server.services.annotations`): it is
+    kept per annotator, and the model's label policy derives the label stored here. A detection
+    label is stored as it is."""
     # a batch may hold several revisions of one prediction: oldest first so the newest wins here too
     by_model: dict[str, list[GroundTruth]] = defaultdict(list)
     for g in sorted(gts, key=lambda g: g.labelled_at):
         by_model[g.model].append(g)
+    annotated = [(g.model, g.prediction_id) for g in gts if g.label is not None]
+    annotation_service.lock_predictions(conn, annotated)  # lock-order step 0
+    policies = annotation_service.model_policies(conn, sorted({m for m, _ in annotated}))
     changes = Changes(slos)
     accepted = 0
     for model in sorted(by_model):
-        accepted += _model_ground_truth(conn, model, by_model[model], now, changes)
+        group = by_model[model]
+        labels = [g for g in group if g.label is None]
+        classified = [g for g in group if g.label is not None]
+        accepted += _model_ground_truth(conn, model, labels, now, changes) if labels else 0
+        if classified:
+            policy = policies.get(model, annotation_service.DEFAULT_POLICY)
+            derived, new = annotation_service.annotate(conn, model, classified, policy, now=now, changes=changes)
+            accepted += new
+            if derived:
+                _model_ground_truth(conn, model, derived, now, changes)
     changes.apply(conn, now)
     return accepted
 

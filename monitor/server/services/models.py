@@ -29,6 +29,7 @@ class VersionInfo:
 @dataclass(frozen=True)
 class ModelInfo:
     spec: ModelSpec
+    label_policy: str
     created_at: datetime
     updated_at: datetime
     predictions: int
@@ -55,21 +56,37 @@ def model_spec(conn: Connection, name: str) -> ModelSpec | None:
     return model_specs(conn, [name]).get(name)
 
 
+#: Which annotation the quality metrics use (monitor/server/services/annotations.py).
+LABEL_POLICIES = ("newest", "majority", "exclude")
+
+
 def register_model(
-    conn: Connection, name: str, task: str, classes: list[str], operating_threshold: float, *, now: datetime
+    conn: Connection,
+    name: str,
+    task: str,
+    classes: list[str],
+    operating_threshold: float,
+    *,
+    now: datetime,
+    label_policy: str | None = None,
 ) -> bool:
     """Create or update a model; returns True when it was created.
 
     Stored predictions and labels refer to classes by index, so an update may append classes but
-    never reorder, rename or remove them, and never change the task.
+    never reorder, rename or remove them, and never change the task. ``label_policy`` None keeps
+    the stored one (``newest`` for a new model); detection labels are always ``newest``.
     """
+    if label_policy is not None and label_policy not in LABEL_POLICIES:
+        raise ValueError(f"label_policy must be one of {', '.join(LABEL_POLICIES)}, not {label_policy!r}")
+    if label_policy not in (None, "newest") and task != "classification":
+        raise ValueError(f"label_policy {label_policy} is for classification models: a detection model's newest labels win")
     m = t.models
     row = conn.execute(sa.select(m).where(m.c.model == name).with_for_update()).first()
     if row is None:
         conn.execute(
             sa.insert(m).values(
                 model=name, task=task, classes=classes, operating_threshold=operating_threshold,
-                created_at=now, updated_at=now,
+                created_at=now, updated_at=now, label_policy=label_policy or "newest",
             )
         )  # fmt: skip
         return True
@@ -81,9 +98,10 @@ def register_model(
             f"classes may only be appended: stored data refers to classes by position. Stored: {old[:20]}"
             + ("..." if len(old) > 20 else "")
         )
-    conn.execute(
-        sa.update(m).where(m.c.model == name).values(classes=classes, operating_threshold=operating_threshold, updated_at=now)
-    )
+    changes: dict[str, object] = {"classes": classes, "operating_threshold": operating_threshold, "updated_at": now}
+    if label_policy is not None:
+        changes["label_policy"] = label_policy
+    conn.execute(sa.update(m).where(m.c.model == name).values(**changes))
     return False
 
 
@@ -98,6 +116,7 @@ def model_info(conn: Connection, name: str) -> ModelInfo | None:
     )
     return ModelInfo(
         spec=_spec(row),
+        label_policy=row.label_policy,
         created_at=row.created_at,
         updated_at=row.updated_at,
         predictions=sum(x.predictions for x in versions),

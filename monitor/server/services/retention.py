@@ -17,6 +17,8 @@ PARTITIONS = {"embeddings": "embeddings", "predictions": "predictions", "ground_
 #: Small tables deleted from by time: table -> (retention setting, time column).
 ROWS = {
     "ground_truth_pending": ("predictions", "received_at"),
+    "label_annotations": ("predictions", "received_at"),
+    "withdrawn_labels": ("predictions", "withdrawn_at"),
     "label_increments": ("predictions", "prediction_ts"),
     "dirty_hours": ("predictions", "hour_start"),
     "eval_states": ("eval_states", "hour_start"),

@@ -30,6 +30,7 @@ from sqlalchemy import (
     JSON,
     REAL,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -43,6 +44,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -119,6 +121,9 @@ models = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # first revisions of ground truth received, matched to a prediction or still pending
     Column("ground_truth", BigInteger, nullable=False, server_default="0"),
+    # which annotation the quality metrics use when annotators disagree: newest | majority | exclude
+    # (monitor/server/services/annotations.py)
+    Column("label_policy", String(16), nullable=False, server_default="newest"),
     PrimaryKeyConstraint("model"),
 )
 
@@ -157,6 +162,12 @@ predictions = Table(
     Column("boxes", LargeBinary, nullable=True),
     Column("box_classes", LargeBinary, nullable=True),
     Column("box_scores", LargeBinary, nullable=True),
+    # what the inference call used (the record's optional ``resources``; monitor.wire.Resources)
+    Column("device", String(128), nullable=True),
+    Column("batch_size", Integer, nullable=True),
+    Column("cpu_time_ms", REAL(), nullable=True),
+    Column("gpu_utilization_ratio", REAL(), nullable=True),
+    Column("gpu_memory_bytes", BigInteger, nullable=True),
     PrimaryKeyConstraint("model", "prediction_id", "ts"),
     Index("ix_predictions_model_ts", "model", "ts"),
     postgresql_partition_by="RANGE (ts)",
@@ -217,6 +228,39 @@ ground_truth_pending = Table(
     Column("model", ModelName, nullable=False),
     Column("prediction_id", PredictionId, nullable=False),
     *(Column(name, type_, nullable=nullable) for name, type_, nullable in _GROUND_TRUTH_VALUES),
+    PrimaryKeyConstraint("model", "prediction_id"),
+)
+
+#: Every annotator's newest label of a prediction (``annotator`` "" when the record named none),
+#: kept apart from ``ground_truth``, which holds the one label the quality metrics use: the
+#: model's ``label_policy`` derives it from these (monitor/server/services/annotations.py).
+#: Classification labels only. Not partitioned: an annotation may come before its prediction.
+label_annotations = Table(
+    "label_annotations",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("prediction_id", PredictionId, nullable=False),
+    Column("annotator", String(128), nullable=False),
+    Column("labelled_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("label", Integer, nullable=False),
+    # a reviewed reference label (the record's ``audit: true``)
+    Column("audit", Boolean, nullable=False, server_default=false()),
+    PrimaryKeyConstraint("model", "prediction_id", "annotator"),
+    Index("ix_label_annotations_model_received_at", "model", "received_at"),
+)
+
+#: Predictions whose label the ``exclude`` policy took back from ``ground_truth`` (or
+#: ``ground_truth_pending``) because their annotators disagree. ``counted``: the label was in
+#: ``ground_truth``, so the prediction's first label is already counted (per-version labelled
+#: counter, SLO events); when the annotators agree again the label returns without a second count.
+withdrawn_labels = Table(
+    "withdrawn_labels",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("prediction_id", PredictionId, nullable=False),
+    Column("counted", Boolean, nullable=False),
+    Column("withdrawn_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("model", "prediction_id"),
 )
 

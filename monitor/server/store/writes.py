@@ -46,22 +46,26 @@ def _embedding(arr: np.ndarray) -> tuple[int, bytes]:
 PREDICTION_COLUMNS = (
     "model", "prediction_id", "ts", "model_version", "received_at", "status", "latency_ms", "request_id",
     "input_hash", "cohort", "trace_id", "span_id", "predicted_class", "confidence", "probabilities", "boxes",
-    "box_classes", "box_scores",
+    "box_classes", "box_scores", "device", "batch_size", "cpu_time_ms", "gpu_utilization_ratio", "gpu_memory_bytes",
 )  # fmt: skip
 _PREDICTION_PG_TYPES = (
     "text", "text", "timestamptz", "text", "timestamptz", "int2", "float4", "text", "text", "jsonb", "text",
-    "text", "int4", "float4", "bytea", "bytea", "bytea", "bytea",
+    "text", "int4", "float4", "bytea", "bytea", "bytea", "bytea", "text", "int4", "float4", "float4", "int8",
 )  # fmt: skip
+_NO_RESOURCES = (None, None, None, None, None)
 EMBEDDING_COLUMNS = ("model", "ts", "prediction_id", "model_version", "dtype", "embedding")
 _EMBEDDING_PG_TYPES = ("text", "timestamptz", "text", "text", "int2", "bytea")
 
 
 def prediction_row(p: Prediction, received_at: datetime, cohort: Any) -> tuple[Any, ...]:
     """The row of ``predictions`` for one record, in :data:`PREDICTION_COLUMNS` order."""
+    r = p.resources
     return (
         p.model, p.prediction_id, p.ts, p.model_version, received_at, p.status, p.latency_ms, p.request_id,
         p.input_hash, cohort, p.trace_id, p.span_id, p.predicted_class, p.confidence,
         pack(p.probabilities, "<f4"), pack(p.boxes, "<f4"), pack(p.box_classes, "<i4"), pack(p.box_scores, "<f4"),
+        *(_NO_RESOURCES if r is None else
+          (r.device, r.batch_size, r.cpu_time_ms, r.gpu_utilization_ratio, r.gpu_memory_bytes)),
     )  # fmt: skip
 
 
