@@ -34,7 +34,6 @@ from monitor.server.reports.data import ReliabilityBin, ReliabilityCurve
 from monitor.server.services.console_data import (
     MetricRow,
     drift_references,
-    latest_rows,
     merged_states,
     metric_rows,
     window_starts,
@@ -55,22 +54,32 @@ def _chart_views(c: ModelContext, built: list[charts.Chart]) -> list[dict[str, A
 # quality
 
 
-def _latest(conn: Connection, c: ModelContext) -> dict[str, list[MetricRow]]:
-    """The rolling window of the page's length ending at the current hour, per cohort slice."""
-    rows = latest_rows(conn, [c.model], metrics=[c.primary, "predictions", "label_coverage", "drift_detected"],
-                       cohort=None, version=c.view.version_filter)[c.model]  # fmt: skip
-    by_slice: dict[str, list[MetricRow]] = defaultdict(list)
+def _newest(conn: Connection, c: ModelContext) -> dict[str, list[MetricRow]]:
+    """Per cohort slice, the rows of its newest window in the range (the last point of the
+    charts): the page's window for quality and traffic, the drift window for drift flags. Not the
+    rolling window of /metrics, which holds nothing while traffic is late (or, in the demo,
+    arrives with compressed timestamps)."""
+    rows = metric_rows(conn, c.model, window=c.view.window, metrics=[c.primary, "predictions", "label_coverage"],
+                       since=c.since, until=c.until, version=c.view.version_filter, cohort=None)  # fmt: skip
     shortest = drift_window(c)
+    if shortest is not None:
+        rows += metric_rows(conn, c.model, window=shortest, metrics=["drift_detected"], since=c.since, until=c.until,
+                            version=c.view.version_filter, cohort=None)  # fmt: skip
+    newest: dict[tuple[str, str], datetime] = {}
     for r in rows:
-        metric, _, window = r.metric.partition("@")
-        if window == c.view.window or (metric == "drift_detected" and window == shortest):
+        kind = "drift" if r.metric == "drift_detected" else "quality"
+        newest[(r.cohort, kind)] = max(newest.get((r.cohort, kind), r.window_start), r.window_start)
+    by_slice: dict[str, list[MetricRow]] = defaultdict(list)
+    for r in rows:
+        kind = "drift" if r.metric == "drift_detected" else "quality"
+        if r.window_start == newest[(r.cohort, kind)]:
             by_slice[r.cohort].append(r)
     return by_slice
 
 
 def _summary(rows: list[MetricRow], c: ModelContext) -> dict[str, Any]:
     def pick(metric: str) -> list[MetricRow]:
-        return [r for r in rows if r.metric.partition("@")[0] == metric and r.cls == ""]
+        return [r for r in rows if r.metric == metric and r.cls == ""]
 
     quality_rows = pick(c.primary)
     if c.task == "classification":
@@ -80,16 +89,17 @@ def _summary(rows: list[MetricRow], c: ModelContext) -> dict[str, Any]:
         best = max(quality_rows, key=lambda r: r.n, default=None)
         value, n = (best.value, best.n) if best else (None, 0)
     coverage = charts.combine(pick("label_coverage"))
-    flags = sorted({r.cls for r in rows if r.metric.startswith("drift_detected") and r.value == 1.0})
+    flags = sorted({r.cls for r in rows if r.metric == "drift_detected" and r.value == 1.0})
+    starts = [r.window_start for r in rows if r.metric == "predictions"]
     return {"quality": value, "quality_n": n, "predictions": sum(r.n for r in pick("predictions")),
-            "coverage": coverage[1] if coverage else None, "drift": flags}  # fmt: skip
+            "coverage": coverage[1] if coverage else None, "drift": flags, "window_start": max(starts, default=None)}  # fmt: skip
 
 
 @router.get("/models/{model}")
 def overview(model: str, request: Request, state: StateDep, viewer: ViewerDep) -> Response:
     with model_page(request, state, viewer, model, tab="") as (conn, c):
         built = quality(conn, c) + cohorts(conn, c) + estimate(conn, c)
-        latest = _latest(conn, c)
+        latest = _newest(conn, c)
     cohort_chart = next(ch for ch in built if ch.key == "cohorts")
     sparks = {line.label: line for line in cohort_chart.lines}
     rows = []
