@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request
@@ -36,6 +37,8 @@ class ModelContext:
     settings: Settings
     viewer: Viewer
     tab: str
+    #: rows the page's charts share (model_charts.prefetch), for this request only
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def task(self) -> str:

@@ -19,6 +19,28 @@ from monitor.server.settings import parse_window
 Builder = Callable[[Connection, ModelContext], list[Chart]]
 
 
+def prefetch(conn: Connection, c: ModelContext, metrics: list[str]) -> None:
+    """Read ``metrics`` of the page's window, range and version for every slice in one scan, for
+    the charts of the page to share (each reading its own would scan the range's rows again)."""
+    c.cache["rows"] = (frozenset(metrics), metric_rows(conn, c.model, window=c.view.window, metrics=metrics, since=c.since,
+                                                       until=c.until, version=c.view.version_filter, cohort=None))  # fmt: skip
+
+
+def page_rows(conn: Connection, c: ModelContext, metrics: list[str], cohort: str | None) -> list[MetricRow]:
+    """Rows of the page's window, range and version: from :func:`prefetch` when it has them."""
+    cached = c.cache.get("rows")
+    if cached is None or not set(metrics) <= cached[0]:
+        return metric_rows(conn, c.model, window=c.view.window, metrics=metrics, since=c.since, until=c.until,
+                           version=c.view.version_filter, cohort=cohort)  # fmt: skip
+    wanted = set(metrics)
+    rows = [r for r in cached[1] if r.metric in wanted]
+    if cohort is None:
+        return rows
+    if cohort == "":
+        return [r for r in rows if r.cohort_key == ""]
+    return [r for r in rows if r.cohort == cohort]
+
+
 def _starts(c: ModelContext, window: str | None = None) -> list[datetime]:
     w = window or c.view.window
     return window_starts(c.since, c.until, c.view.window_span if window is None else _span(w))
@@ -42,16 +64,14 @@ def _scope(c: ModelContext) -> str:
 
 
 def quality(conn: Connection, c: ModelContext) -> list[Chart]:
-    rows = [r for r in metric_rows(conn, c.model, window=c.view.window, metrics=[c.primary], since=c.since, until=c.until,
-                                   version=c.view.version_filter, cohort=c.view.cohort) if r.cls == ""]  # fmt: skip
+    rows = [r for r in page_rows(conn, c, [c.primary], c.view.cohort) if r.cls == ""]
     note = "No labelled predictions in this range yet: quality needs ground truth."
     return [_chart(c, "quality", f"{c.primary_name} per {c.view.window} window by version{_scope(c)}", "share",
                    _by_version(c, rows), note=note)]  # fmt: skip
 
 
 def cohorts(conn: Connection, c: ModelContext) -> list[Chart]:
-    rows = [r for r in metric_rows(conn, c.model, window=c.view.window, metrics=[c.primary], since=c.since, until=c.until,
-                                   version=c.view.version_filter, cohort=None) if r.cls == "" and r.cohort_key]  # fmt: skip
+    rows = [r for r in page_rows(conn, c, [c.primary], None) if r.cls == "" and r.cohort_key]
     starts = _starts(c)
     if c.task == "classification":  # accuracy merges exactly over versions: one line per slice
         by_slice: dict[str, list[MetricRow]] = defaultdict(list)
@@ -69,8 +89,7 @@ def estimate(conn: Connection, c: ModelContext) -> list[Chart]:
     """The label-free estimate beside the realised accuracy (one line each, versions merged)."""
     if c.task != "classification":
         return []
-    rows = metric_rows(conn, c.model, window=c.view.window, metrics=["accuracy", "estimated_accuracy"], since=c.since,
-                       until=c.until, version=c.view.version_filter, cohort=c.view.cohort)  # fmt: skip
+    rows = page_rows(conn, c, ["accuracy", "estimated_accuracy"], c.view.cohort)
     starts = _starts(c)
     realised = merged_line("realised accuracy", (r for r in rows if r.metric == "accuracy" and r.cls == ""), starts)
     estimated = merged_line("label-free estimate", (r for r in rows if r.metric == "estimated_accuracy" and r.cls == ""), starts)
@@ -82,8 +101,7 @@ def estimate(conn: Connection, c: ModelContext) -> list[Chart]:
 
 def ece(conn: Connection, c: ModelContext) -> list[Chart]:
     metric = "ece" if c.task == "classification" else "dece"
-    rows = [r for r in metric_rows(conn, c.model, window=c.view.window, metrics=[metric], since=c.since, until=c.until,
-                                   version=c.view.version_filter, cohort=c.view.cohort) if r.cls == ""]  # fmt: skip
+    rows = [r for r in page_rows(conn, c, [metric], c.view.cohort) if r.cls == ""]
     name = "ECE" if metric == "ece" else "D-ECE"
     thresholds = tuple(Threshold(s.threshold, f"SLO {s.name}") for s in c.settings.slos
                        if s.model == c.model and s.sli == "ece" and s.threshold is not None)  # fmt: skip
@@ -93,8 +111,7 @@ def ece(conn: Connection, c: ModelContext) -> list[Chart]:
 
 def service(conn: Connection, c: ModelContext) -> list[Chart]:
     metrics = ["latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "error_rate", "predictions"]
-    rows = [r for r in metric_rows(conn, c.model, window=c.view.window, metrics=metrics, since=c.since, until=c.until,
-                                   version=c.view.version_filter, cohort=c.view.cohort) if r.cls == ""]  # fmt: skip
+    rows = [r for r in page_rows(conn, c, metrics, c.view.cohort) if r.cls == ""]
     latency_slos = tuple(Threshold(s.threshold * 1000, f"SLO {s.name}") for s in c.settings.slos
                          if s.model == c.model and s.sli == "latency" and s.threshold is not None)  # fmt: skip
     out = []

@@ -4,7 +4,7 @@ latency and errors, and the JSON of any of their charts."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,6 +24,8 @@ from monitor.server.console.model_charts import (
     drift_window,
     ece,
     estimate,
+    page_rows,
+    prefetch,
     quality,
     service,
 )
@@ -36,8 +38,9 @@ from monitor.server.services.console_data import (
     drift_references,
     merged_states,
     metric_rows,
-    window_starts,
+    newest_window,
 )
+from monitor.server.settings import parse_window
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,23 +61,23 @@ def _newest(conn: Connection, c: ModelContext) -> dict[str, list[MetricRow]]:
     """Per cohort slice, the rows of its newest window in the range (the last point of the
     charts): the page's window for quality and traffic, the drift window for drift flags. Not the
     rolling window of /metrics, which holds nothing while traffic is late (or, in the demo,
-    arrives with compressed timestamps)."""
-    rows = metric_rows(conn, c.model, window=c.view.window, metrics=[c.primary, "predictions", "label_coverage"],
-                       since=c.since, until=c.until, version=c.view.version_filter, cohort=None)  # fmt: skip
-    shortest = drift_window(c)
-    if shortest is not None:
-        rows += metric_rows(conn, c.model, window=shortest, metrics=["drift_detected"], since=c.since, until=c.until,
-                            version=c.view.version_filter, cohort=None)  # fmt: skip
-    newest: dict[tuple[str, str], datetime] = {}
-    for r in rows:
-        kind = "drift" if r.metric == "drift_detected" else "quality"
-        newest[(r.cohort, kind)] = max(newest.get((r.cohort, kind), r.window_start), r.window_start)
-    by_slice: dict[str, list[MetricRow]] = defaultdict(list)
-    for r in rows:
-        kind = "drift" if r.metric == "drift_detected" else "quality"
-        if r.window_start == newest[(r.cohort, kind)]:
-            by_slice[r.cohort].append(r)
-    return by_slice
+    arrives with compressed timestamps). Read from the last few windows only."""
+    out: dict[str, list[MetricRow]] = defaultdict(list)
+    for window, metrics in ((c.view.window, [c.primary, "predictions", "label_coverage"]), (drift_window(c), ["drift_detected"])):
+        if window is None:
+            continue
+        newest = newest_window(conn, c.model, window=window, metric=metrics[-1], since=c.since, until=c.until)
+        if newest is None:
+            continue
+        rows = metric_rows(conn, c.model, window=window, metrics=metrics, since=newest - 2 * timedelta(seconds=parse_window(window)),
+                           until=newest + timedelta(seconds=1), version=c.view.version_filter, cohort=None)  # fmt: skip
+        latest: dict[str, datetime] = {}
+        for r in rows:
+            latest[r.cohort] = max(latest.get(r.cohort, r.window_start), r.window_start)
+        for r in rows:
+            if r.window_start == latest[r.cohort]:
+                out[r.cohort].append(r)
+    return out
 
 
 def _summary(rows: list[MetricRow], c: ModelContext) -> dict[str, Any]:
@@ -98,6 +101,7 @@ def _summary(rows: list[MetricRow], c: ModelContext) -> dict[str, Any]:
 @router.get("/models/{model}")
 def overview(model: str, request: Request, state: StateDep, viewer: ViewerDep) -> Response:
     with model_page(request, state, viewer, model, tab="") as (conn, c):
+        prefetch(conn, c, [c.primary, "estimated_accuracy"] if c.task == "classification" else [c.primary])
         built = quality(conn, c) + cohorts(conn, c) + estimate(conn, c)
         latest = _newest(conn, c)
     cohort_chart = next(ch for ch in built if ch.key == "cohorts")
@@ -121,10 +125,10 @@ def overview(model: str, request: Request, state: StateDep, viewer: ViewerDep) -
 _SORTS = ("class", "precision", "recall", "f1", "support", "change")
 
 
-def _at(conn: Connection, c: ModelContext, metric: str) -> tuple[datetime | None, list[datetime]]:
+def _at(c: ModelContext, rows: list[MetricRow], metric: str) -> tuple[datetime | None, list[datetime]]:
     """The window the table and the matrix show (``at``, default the newest with data) and the
-    windows of the range that have data, newest first."""
-    starts = window_starts(conn, c.model, window=c.view.window, metric=metric, since=c.since, until=c.until)
+    windows of the range with a whole-version value of ``metric`` (in ``rows``), newest first."""
+    starts = sorted({r.window_start for r in rows if r.metric == metric and r.cohort_key == "" and r.cls == ""}, reverse=True)
     text = c.view.extra.get("at")
     if text:
         chosen = parse_time(text, "at")
@@ -139,10 +143,12 @@ def _at(conn: Connection, c: ModelContext, metric: str) -> tuple[datetime | None
 def classes(model: str, request: Request, state: StateDep, viewer: ViewerDep) -> Response:
     with model_page(request, state, viewer, model, tab="classes", extra=("at", "sort", "dir")) as (conn, c):
         trend_metric = "recall" if c.task == "classification" else "ap"
-        at, starts = _at(conn, c, c.primary)
+        detection = ["ap", "ap50", "precision", "recall"] if c.task == "detection" else []
+        prefetch(conn, c, [c.primary, trend_metric, *detection])
+        rows = page_rows(conn, c, [c.primary, trend_metric, *detection], "")
+        at, starts = _at(c, rows, c.primary)
         names = list(c.info.spec.classes)
-        trend = [r for r in metric_rows(conn, c.model, window=c.view.window, metrics=[trend_metric], since=c.since,
-                                        until=c.until, version=c.view.version_filter, cohort="") if r.cls]  # fmt: skip
+        trend = [r for r in rows if r.metric == trend_metric and r.cls]
         matrix = None
         table: list[dict[str, Any]] = []
         if at is not None and c.task == "classification":
@@ -155,11 +161,13 @@ def classes(model: str, request: Request, state: StateDep, viewer: ViewerDep) ->
                 table = [{"name": names[i], "precision": pc.precision, "recall": pc.recall, "f1": pc.f1,
                           "support": pc.support, "predicted": pc.predicted} for i, pc in enumerate(m.per_class)]  # fmt: skip
         elif at is not None:
-            table = _detection_table(conn, c, at, names)
+            table, version = _detection_table([r for r in rows if r.window_start == at and r.cls], names)
+            trend = [r for r in trend if r.version == version]  # AP does not merge over versions
     by_class: dict[str, list[MetricRow]] = defaultdict(list)
     for r in trend:
         by_class[r.cls].append(r)
-    grid = charts.window_starts(c.since, c.until, c.view.window_span)
+    # the trend column of a 100-class table stays small: at most the last 48 windows of the range
+    grid = charts.window_starts(c.since, c.until, c.view.window_span)[-48:]
     for row in table:
         line = charts.merged_line(row["name"], by_class.get(row["name"], []), grid)
         values = [p[1] for p in line.points]
@@ -185,17 +193,15 @@ def classes(model: str, request: Request, state: StateDep, viewer: ViewerDep) ->
     return page(request, c, "model_classes.html.j2", **context)
 
 
-def _detection_table(conn: Connection, c: ModelContext, at: datetime, names: list[str]) -> list[dict[str, Any]]:
-    """Per-class AP of a detection model: stored per version (AP does not merge over versions),
-    so the page's version, or the busiest one."""
-    rows = metric_rows(conn, c.model, window=c.view.window, metrics=["ap", "ap50", "precision", "recall"], since=at,
-                       until=at + c.view.window_span, version=c.view.version_filter, cohort="")  # fmt: skip
+def _detection_table(rows: list[MetricRow], names: list[str]) -> tuple[list[dict[str, Any]], str | None]:
+    """Per-class AP of a detection model in one window: stored per version (AP does not merge
+    over versions), so the page's version, or the busiest one (returned with the table)."""
     support: defaultdict[str, int] = defaultdict(int)
     for r in rows:
         if r.metric == "ap":
             support[r.version] += r.n
     if not support:
-        return []
+        return [], None
     version = max(support, key=lambda v: support[v])
     values: dict[str, dict[str, Any]] = {n: {"name": n, "support": 0} for n in names}
     for r in rows:
@@ -203,7 +209,7 @@ def _detection_table(conn: Connection, c: ModelContext, at: datetime, names: lis
             values[r.cls][r.metric] = r.value
             if r.metric == "ap":
                 values[r.cls]["support"] = r.n
-    return list(values.values())
+    return list(values.values()), version
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,8 +219,10 @@ def _detection_table(conn: Connection, c: ModelContext, at: datetime, names: lis
 @router.get("/models/{model}/calibration")
 def calibration(model: str, request: Request, state: StateDep, viewer: ViewerDep) -> Response:
     with model_page(request, state, viewer, model, tab="calibration", extra=("at",)) as (conn, c):
+        metric = "ece" if c.task == "classification" else "dece"
+        prefetch(conn, c, [metric])
         built = ece(conn, c)
-        at, starts = _at(conn, c, "ece" if c.task == "classification" else "dece")
+        at, starts = _at(c, page_rows(conn, c, [metric], ""), metric)
         curves: list[ReliabilityCurve] = []
         table = []
         if at is not None and c.task == "classification":

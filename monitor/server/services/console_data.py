@@ -183,6 +183,19 @@ def latest_rows(
     return out
 
 
+def newest_window(conn: Connection, model: str, *, window: str, metric: str, since: datetime, until: datetime) -> datetime | None:
+    """The start of the newest aligned window in ``[since, until)`` with a value of ``metric``."""
+    mp = t.metric_points.c
+    # newest first with a limit, not max(): the index is walked backwards and stops at the first
+    # match instead of reading every row of the range
+    return conn.execute(  # type: ignore[no-any-return]
+        sa.select(mp.window_start)
+        .where(mp.model == model, mp.window == window, mp.window_start >= since, mp.window_start < until, mp.metric == metric)
+        .order_by(mp.window_start.desc())
+        .limit(1)
+    ).scalar()
+
+
 def window_starts(conn: Connection, model: str, *, window: str, metric: str, since: datetime, until: datetime) -> list[datetime]:
     """Starts of the aligned windows in ``[since, until)`` that have a value of ``metric``, newest first."""
     mp = t.metric_points.c

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from monitor.server.services.console_data import MetricRow, latest_rows, metric_rows
+from monitor.server.services.console_data import MetricRow, latest_rows
 from monitor.server.services.console_slo import SloState, slo_states
 from monitor.server.settings import Settings, parse_window
 from monitor.server.slo.spec import SLO
@@ -182,17 +182,9 @@ def fleet(conn: Connection, models: Sequence[str], *, settings: Settings, now: d
             counts[0] += int(hours[2] or 0)
 
     latest = latest_rows(conn, names, metrics=[*metrics, "drift_detected"], cohort=None)
-    spark_rows: dict[str, list[MetricRow]] = {}
-    week_rows: dict[str, list[MetricRow]] = {}
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    for m in names:
-        if "1h" in settings.windows:
-            spark_rows[m] = metric_rows(conn, m, window="1h", metrics=[primary[m]], since=hour - 23 * HOUR, until=hour + HOUR)
-        if "1d" in settings.windows:
-            week_rows[m] = [
-                r for r in metric_rows(conn, m, window="1d", metrics=[primary[m]], since=day - 8 * DAY, until=day)
-                if r.window_start in (day - DAY, day - 8 * DAY)
-            ]  # fmt: skip
+    spark_rows = _whole_rows(conn, names, metrics, "1h", [hour - k * HOUR for k in range(24)]) if "1h" in settings.windows else {}
+    week_rows = _whole_rows(conn, names, metrics, "1d", [day - DAY, day - 8 * DAY]) if "1d" in settings.windows else {}
 
     jr = t.job_runs.c
     jobs: dict[str, list[JobStatus]] = defaultdict(list)
@@ -229,6 +221,22 @@ def fleet(conn: Connection, models: Sequence[str], *, settings: Settings, now: d
         ))  # fmt: skip
     rows.sort(key=lambda r: (r.attention, r.model))
     return rows
+
+
+def _whole_rows(conn: Connection, models: list[str], metrics: list[str], window: str, starts: list[datetime]) -> dict[str, list[MetricRow]]:
+    """Whole-version values of ``metrics`` in the windows starting at ``starts``, for every model
+    in one query."""
+    mp = t.metric_points.c
+    query = sa.select(
+        mp.model, mp.window_start, mp.window_end, mp.version, mp.cohort_key, mp.cohort_value, mp.metric, mp["class"], mp.value,
+        mp.sample_count,
+    ).where(mp.model.in_(models), mp.window == window, mp.window_start.in_(starts), mp.metric.in_(metrics), mp.cohort_key == "",
+            mp["class"] == "")  # fmt: skip
+    out: dict[str, list[MetricRow]] = defaultdict(list)
+    for r in conn.execute(query):
+        out[r.model].append(MetricRow(r.window_start, r.window_end, r.version, r.cohort_key, r.cohort_value, r.metric,
+                                      r._mapping["class"], r.value, r.sample_count))  # fmt: skip
+    return out
 
 
 def _drift_flags(rows: Sequence[MetricRow]) -> tuple[DriftFlag, ...]:
