@@ -228,3 +228,17 @@ def test_bad_controls_get_a_page_that_says_what_is_accepted_never_a_server_error
         assert client.get(path).status_code == 404, path
     assert client.get(f"/models/{mine}/chart.json?id=nope").status_code == 404
     assert client.get(f"/models/{mine}/predictions?at=2026-11-25T10:00Z&true=x&pred=1").status_code == 400
+
+
+def test_a_form_sent_after_signing_out_changes_nothing_and_says_why(fleet):
+    api, mine, _ = fleet
+    client, _ = sign_in(api.url, api.create_key(["read", "admin"]))
+    page = client.get(f"/models/{mine}/slos")
+    token = csrf_of(page.text)
+    assert client.post("/logout", data={"csrf": token}).status_code == 303
+    answer = client.post(f"/models/{mine}/silences", data={"csrf": token, "duration": "1h"})
+    assert answer.status_code == 401 and "nothing was changed" in answer.text
+    from monitor.server.slo.silences import list_silences
+
+    with api.db.engine.connect() as conn:
+        assert list_silences(conn, now=datetime.now(UTC), model=mine) == []

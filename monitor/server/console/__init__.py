@@ -49,8 +49,12 @@ async def _error(request: Request, exc: ConsoleError) -> Response:
 async def _sign_in(request: Request, exc: SignInRequired) -> Response:
     from monitor.server.console.auth import sign_in_redirect
 
-    if wants_json(request) or request.method != "GET":
+    if wants_json(request):
         return json_response({"detail": "sign in to the console first (POST /login with an API key)"}, status=401)
+    if request.method != "GET":  # a form sent after the session ended: say so, change nothing
+        context = {"viewer": None, "status": 401, "title": "401 · cvmon",
+                   "message": "Your session has ended (or you signed out), so nothing was changed. Sign in and send the form again."}  # fmt: skip
+        return render(request, "error.html.j2", context, status=401)
     return sign_in_redirect(request)
 
 

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
-from monitor.metrics import calibration_metrics, classification_metrics
 from monitor.server.api.deps import StateDep
 from monitor.server.console import charts
 from monitor.server.console.auth import ViewerDep
@@ -36,9 +35,10 @@ from monitor.server.reports.data import ReliabilityBin, ReliabilityCurve
 from monitor.server.services.console_data import (
     MetricRow,
     drift_references,
-    merged_states,
     metric_rows,
     newest_window,
+    window_calibration,
+    window_classification,
 )
 from monitor.server.settings import parse_window
 
@@ -152,12 +152,11 @@ def classes(model: str, request: Request, state: StateDep, viewer: ViewerDep) ->
         matrix = None
         table: list[dict[str, Any]] = []
         if at is not None and c.task == "classification":
-            merged = merged_states(conn, c.model, kind="classification", n_classes=len(names), start=at,
-                                   end=at + c.view.window_span, version=c.view.version_filter, cohort=c.view.cohort).get("")  # fmt: skip
-            if merged is not None:
-                m = classification_metrics(merged)
+            m = window_classification(conn, c.model, n_classes=len(names), start=at, end=at + c.view.window_span,
+                                      version=c.view.version_filter, cohort=c.view.cohort)  # fmt: skip
+            if m is not None:
                 matrix = m.confusion_matrix.tolist()
-                names += [f"#{i}" for i in range(len(names), merged.num_classes)]
+                names += [f"#{i}" for i in range(len(names), len(m.per_class))]
                 table = [{"name": names[i], "precision": pc.precision, "recall": pc.recall, "f1": pc.f1,
                           "support": pc.support, "predicted": pc.predicted} for i, pc in enumerate(m.per_class)]  # fmt: skip
         elif at is not None:
@@ -226,11 +225,9 @@ def calibration(model: str, request: Request, state: StateDep, viewer: ViewerDep
         curves: list[ReliabilityCurve] = []
         table = []
         if at is not None and c.task == "classification":
-            states = merged_states(conn, c.model, kind="calibration", n_classes=len(c.info.spec.classes), start=at,
-                                   end=at + c.view.window_span, version=c.view.version_filter, cohort=c.view.cohort,
-                                   by_version=True)  # fmt: skip
-            for version, st in states.items():
-                m = calibration_metrics(st)
+            by_version = window_calibration(conn, c.model, n_classes=len(c.info.spec.classes), start=at,
+                                            end=at + c.view.window_span, version=c.view.version_filter, cohort=c.view.cohort)  # fmt: skip
+            for version, m in by_version.items():
                 bins = tuple(ReliabilityBin(b.lower, b.upper, b.count, b.confidence, b.accuracy) for b in m.reliability)
                 curves.append(ReliabilityCurve(version, bins, m.ece, m.n))
                 table.append({"version": version, "metrics": m})

@@ -33,12 +33,13 @@ from monitor.server.services.console_slo import (
     add_silence,
     burn_down,
     expire_silence,
+    silence_duration,
     silence_of,
     silences_of,
     slo_states,
 )
 from monitor.server.services.timeline import timeline
-from monitor.server.slo.burnrate import parse_duration
+from monitor.server.services.traffic import week_name
 from monitor.server.store.engine import write_transaction
 
 router = APIRouter(include_in_schema=False)
@@ -81,17 +82,17 @@ async def add(model: str, request: Request, state: StateDep, viewer: ViewerDep) 
     if slo is not None and slo not in known:
         raise ConsoleError(400, f"model {model!r} has no SLO {slo[:100]!r}; its SLOs: {', '.join(sorted(known)) or 'none'}")
     try:
-        seconds = parse_duration(form.get("duration", ""))
+        duration = silence_duration(form.get("duration", ""))
     except ValueError as exc:
         raise ConsoleError(400, f"duration: {exc}") from None
-    if seconds > 90 * 86400:
+    if duration > timedelta(days=90):
         raise ConsoleError(400, "a silence lasts at most 90d; add another when it ends")
     comment = form.get("comment", "").strip()[:500]
     who = viewer.principal.key.name if viewer.principal.key else "console (auth disabled)"
 
     def store() -> str:
         with write_transaction(state.engine) as conn:
-            silence = add_silence(conn, model=model, slo=slo, duration=timedelta(seconds=seconds), now=state.clock(),
+            silence = add_silence(conn, model=model, slo=slo, duration=duration, now=state.clock(),
                                   created_by=f"{who} (console)", comment=comment)  # fmt: skip
         return silence.silence_id
 
@@ -142,9 +143,7 @@ def incidents_page(model: str, request: Request, state: StateDep, viewer: Viewer
 def reports_page(model: str, request: Request, state: StateDep, viewer: ViewerDep) -> Response:
     with model_page(request, state, viewer, model, tab="reports") as (conn, c):
         stored = reports_of(conn, c.model)
-    from monitor.server.reports.weeks import Week
-
-    week = Week.containing(state.clock()).name
+    week = week_name(state.clock())
     return page(request, c, "model_reports.html.j2", reports=stored, week=week)
 
 

@@ -19,7 +19,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from monitor.metrics import CalibrationState, ClassificationState
+from monitor.metrics import (
+    CalibrationMetrics,
+    CalibrationState,
+    ClassificationMetrics,
+    ClassificationState,
+    calibration_metrics,
+    classification_metrics,
+)
 from monitor.server.reports.store import StoredReport, list_reports, report_html
 from monitor.server.store import tables as t
 from monitor.server.store.reads import fetch_binary
@@ -235,6 +242,25 @@ def merged_states(
         decoded = (ClassificationState if kind == "classification" else CalibrationState).from_bytes(bytes(r.state))
         groups.setdefault(r.version if by_version else "", []).append(decoded)
     return {key: _merge(kind, states, n_classes) for key, states in sorted(groups.items())}
+
+
+def window_classification(
+    conn: Connection, model: str, *, n_classes: int, start: datetime, end: datetime, version: str | None, cohort: str
+) -> ClassificationMetrics | None:
+    """Accuracy, per-class precision / recall / F1 and the confusion matrix of ``[start, end)``
+    (see :func:`merged_states`); None without labelled predictions."""
+    state = merged_states(conn, model, kind="classification", n_classes=n_classes, start=start, end=end, version=version,
+                          cohort=cohort).get("")  # fmt: skip
+    return None if state is None else classification_metrics(state)
+
+
+def window_calibration(
+    conn: Connection, model: str, *, n_classes: int, start: datetime, end: datetime, version: str | None, cohort: str
+) -> dict[str, CalibrationMetrics]:
+    """ECE, MCE, Brier and the reliability bins of ``[start, end)`` per version."""
+    states = merged_states(conn, model, kind="calibration", n_classes=n_classes, start=start, end=end, version=version,
+                           cohort=cohort, by_version=True)  # fmt: skip
+    return {version: calibration_metrics(state) for version, state in states.items()}
 
 
 def _merge(kind: str, states: list[Any], n_classes: int) -> Any:

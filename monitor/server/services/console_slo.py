@@ -22,7 +22,14 @@ from monitor.server.slo.silences import Silence, add_silence, expire_silence, li
 from monitor.server.slo.spec import SLO
 from monitor.server.store import tables as t
 
-__all__ = ["Silence", "add_silence", "expire_silence"]
+__all__ = ["Silence", "add_silence", "expire_silence", "silence_duration"]
+
+
+def silence_duration(text: str) -> timedelta:
+    """A silence's length as the CLI spells it (``30m``, ``2h``, ``3d``); ValueError otherwise."""
+    from monitor.server.slo.burnrate import parse_duration
+
+    return timedelta(seconds=parse_duration(text))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,13 @@ from sqlalchemy import Connection
 from monitor.server.store import tables as t
 
 
+def week_name(moment: datetime) -> str:
+    """The ISO week holding ``moment``, as reports are named (``2026-W47``)."""
+    from monitor.server.reports.weeks import Week
+
+    return Week.containing(moment).name
+
+
 def traffic_span(conn: Connection, model: str) -> tuple[datetime, datetime] | None:
     """The first and the last prediction time of ``model`` over its versions; None without any."""
     v = t.model_versions.c
