@@ -143,9 +143,8 @@ def _at(c: ModelContext, rows: list[MetricRow], metric: str) -> tuple[datetime |
 def classes(model: str, request: Request, state: StateDep, viewer: ViewerDep) -> Response:
     with model_page(request, state, viewer, model, tab="classes", extra=("at", "sort", "dir")) as (conn, c):
         trend_metric = "recall" if c.task == "classification" else "ap"
-        detection = ["ap", "ap50", "precision", "recall"] if c.task == "detection" else []
-        prefetch(conn, c, [c.primary, trend_metric, *detection])
-        rows = page_rows(conn, c, [c.primary, trend_metric, *detection], "")
+        prefetch(conn, c, [c.primary, trend_metric])
+        rows = page_rows(conn, c, [c.primary, trend_metric], "")
         at, starts = _at(c, rows, c.primary)
         names = list(c.info.spec.classes)
         trend = [r for r in rows if r.metric == trend_metric and r.cls]
@@ -160,7 +159,9 @@ def classes(model: str, request: Request, state: StateDep, viewer: ViewerDep) ->
                 table = [{"name": names[i], "precision": pc.precision, "recall": pc.recall, "f1": pc.f1,
                           "support": pc.support, "predicted": pc.predicted} for i, pc in enumerate(m.per_class)]  # fmt: skip
         elif at is not None:
-            table, version = _detection_table([r for r in rows if r.window_start == at and r.cls], names)
+            at_rows = metric_rows(conn, c.model, window=c.view.window, metrics=["ap", "ap50", "precision", "recall"], since=at,
+                                  until=at + c.view.window_span, version=c.view.version_filter, cohort="")  # fmt: skip
+            table, version = _detection_table([r for r in at_rows if r.cls], names)
             trend = [r for r in trend if r.version == version]  # AP does not merge over versions
     by_class: dict[str, list[MetricRow]] = defaultdict(list)
     for r in trend:

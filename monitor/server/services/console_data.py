@@ -156,7 +156,7 @@ def metric_rows(
         mp.window_start, mp.window_end, mp.version, mp.cohort_key, mp.cohort_value, mp.metric, mp["class"], mp.value,
         mp.sample_count,
     ).where(*where)  # fmt: skip
-    rows = [MetricRow(*r) for r in conn.execute(query)]
+    rows = [MetricRow(*r) for r in conn.execute(query).all()]  # fetchall: a row at a time costs twice as much
     rows.sort(key=lambda r: (r.window_start, r.version, r.cohort_key, r.cohort_value, r.metric, r.cls))
     return rows
 
@@ -309,9 +309,11 @@ def cell_predictions(
     """The labelled predictions in ``[start, end)`` whose label is ``true_class`` and whose
     prediction is ``predicted_class`` (class indices), newest first."""
     p, g = t.predictions.c, t.ground_truth.c
+    # the labels' own time range too: it prunes their partitions and bounds their index scan
+    # (the planner does not carry the range across the join)
     where = [
         p.model == model, p.ts >= start, p.ts < end, p.predicted_class == predicted_class, p.status == 0,
-        g.label == true_class,
+        g.model == model, g.prediction_ts >= start, g.prediction_ts < end, g.label == true_class,
     ]  # fmt: skip
     if version is not None:
         where.append(p.model_version == version)
