@@ -35,17 +35,17 @@ from _scratch import create_scratch_database, drop_scratch_database, sqlalchemy_
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import NOW, classification, detection, labels_for  # noqa: E402 (bench/pipeline.py's data)
+from pipeline import NOW, classification, detection, labels_for
 
-from monitor.server.jobs import run_once  # noqa: E402
-from monitor.server.settings import Settings  # noqa: E402
-from monitor.server.slo.spec import load_slos  # noqa: E402
-from monitor.server.store import migrate  # noqa: E402
-from monitor.server.store.engine import make_engine, write_transaction  # noqa: E402
-from monitor.server.store.keys import create_key  # noqa: E402
-from monitor.server.store.partitions import PartitionManager  # noqa: E402
-from monitor.server.store.registry import register_model  # noqa: E402
-from monitor.server.store.writes import write_ground_truth, write_predictions  # noqa: E402
+from monitor.server.jobs import run_once
+from monitor.server.settings import Settings
+from monitor.server.slo.spec import load_slos
+from monitor.server.store import migrate
+from monitor.server.store.engine import make_engine, write_transaction
+from monitor.server.store.keys import create_key
+from monitor.server.store.partitions import PartitionManager
+from monitor.server.store.registry import register_model
+from monitor.server.store.writes import write_ground_truth, write_predictions
 
 CLS, DET = "bench-cls", "bench-det"
 BATCH = 5000
@@ -180,10 +180,9 @@ def main() -> None:
     n_pred, n_img = (100_000, 10_000) if args.quick else (args.predictions, args.images)
 
     import httpx
+    from sqlalchemy.engine import make_url
 
     from monitor.server.app import create_app
-
-    from sqlalchemy.engine import make_url
 
     scratch = make_url(args.reuse) if args.reuse else create_scratch_database(args.database_url, "cvmon_bench_console")
     url = sqlalchemy_url(scratch)

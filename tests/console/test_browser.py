@@ -203,5 +203,26 @@ def test_the_keyboard_reaches_the_content_the_tabs_and_the_controls(chromium, co
             seen.append(t.page.evaluate("() => [document.activeElement.tagName, document.activeElement.textContent.trim().slice(0, 20), document.activeElement.getAttribute('name')]"))
         texts = [s[1] for s in seen]
         assert "Classes" in texts and "Drift" in texts and "SLOs" in texts
-        assert ["SELECT"] == sorted({s[0] for s in seen if s[2] == "cohort"})
+        assert sorted({s[0] for s in seen if s[2] == "cohort"}) == ["SELECT"]
         assert any(s[0] == "svg" for s in seen)  # charts take focus for their hover values
+
+
+@pytest.mark.slow
+@SQLITE
+def test_a_confusion_matrix_cell_opens_its_predictions(chromium, console):  # noqa: F811
+    shop = console.data.shop
+    with tab(chromium) as t:
+        sign_in(t, console.url, console.keys["read"], path=f"/models/{shop}/classes?window=1h&cohort=camera:cam-b")
+        heatmap = t.page.locator("svg.chart[data-href]")
+        margin, cell = float(heatmap.get_attribute("data-margin")), float(heatmap.get_attribute("data-cell"))
+        box = heatmap.bounding_box()
+        scale = box["width"] / float(heatmap.evaluate("e => e.viewBox.baseVal.width"))
+        row, col = 1, 3  # dog predicted as owl
+        with t.page.expect_navigation():
+            t.page.mouse.click(box["x"] + (margin + (col + 0.5) * cell) * scale, box["y"] + (margin + (row + 0.5) * cell) * scale)
+        assert "true=1" in t.page.url and "pred=3" in t.page.url and "cohort=camera%3Acam-b" in t.page.url
+        assert t.page.inner_text("main h2") == f"Labelled {CLASSES[row]}, predicted {CLASSES[col]}"
+        listed = t.page.locator("table tbody tr").count()
+        link = t.page.get_by_role("link", name="As JSON")
+        body = t.page.evaluate("async u => (await fetch(u)).json()", link.get_attribute("href"))
+        assert len(body["predictions"]) == listed and body["true_class"] == CLASSES[row] and body["predicted_class"] == CLASSES[col]

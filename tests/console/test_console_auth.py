@@ -242,3 +242,14 @@ def test_a_form_sent_after_signing_out_changes_nothing_and_says_why(fleet):
 
     with api.db.engine.connect() as conn:
         assert list_silences(conn, now=datetime.now(UTC), model=mine) == []
+
+
+def test_signing_in_goes_back_to_the_page_asked_for_and_never_to_another_site(fleet):
+    api, mine, _ = fleet
+    key = api.create_key(["read"])
+    for target, expected in ((f"/models/{mine}/drift?window=1d", f"/models/{mine}/drift?window=1d"), ("//evil.example/x", "/"),
+                             ("https://evil.example/", "/"), ("/\\evil.example", "/")):  # fmt: skip
+        with httpx.Client(base_url=api.url, timeout=30) as client:
+            form = client.get("/login")
+            answer = client.post("/login", data={"key": key, "csrf": csrf_of(form.text), "next": target})
+            assert answer.status_code == 303 and answer.headers["location"] == expected, target

@@ -176,7 +176,9 @@ def _cell(request: Request, state: StateDep, viewer: ViewerDep, model: str) -> t
         rows = cell_predictions(conn, c.model, start=start, end=start + c.view.window_span, true_class=true,
                                 predicted_class=pred, version=c.view.version_filter, cohort=c.view.cohort)  # fmt: skip
     classes = c.info.spec.classes
-    return c, {"start": start, "end": start + c.view.window_span, "true": classes[true], "pred": classes[pred], "rows": rows}
+    # not "true": a Jinja2 template reads that name as the literal True
+    return c, {"start": start, "end": start + c.view.window_span, "true_class": classes[true], "pred_class": classes[pred],
+               "rows": rows}
 
 
 @router.get("/models/{model}/predictions")
@@ -191,7 +193,7 @@ def predictions_json(model: str, request: Request, state: StateDep, viewer: View
     c, data = _cell(request, state, viewer, model)
     return json_response({
         "model": c.model, "window": c.view.window, "window_start": data["start"].isoformat(), "window_end": data["end"].isoformat(),
-        "version": c.view.version, "cohort": c.view.cohort, "true_class": data["true"], "predicted_class": data["pred"],
+        "version": c.view.version, "cohort": c.view.cohort, "true_class": data["true_class"], "predicted_class": data["pred_class"],
         "predictions": [{"prediction_id": r.prediction_id, "timestamp": r.ts.isoformat(), "version": r.version,
                          "cohort": r.cohort, "confidence": r.confidence, "latency_ms": r.latency_ms,
                          "labelled_at": r.labelled_at.isoformat()} for r in data["rows"]],
