@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from monitor import __version__
+from monitor.server import console
 from monitor.server.api import compare, health, ingest, models, prometheus, query, reference
 from monitor.server.api import reports as report_api
 from monitor.server.api.deps import AppState, utc_now
@@ -101,6 +102,7 @@ def create_app(
     app.include_router(compare.router)
     app.include_router(prometheus.router)
     app.include_router(health.router)
+    console.install(app)  # the pages at /, after the API so /v1, /metrics and /docs keep their routes
     app.add_middleware(TimingMiddleware, metrics=state.service_metrics)
     for schema in ingest.SCHEMAS:  # referenced by the hand-validated ingest request bodies
         _add_schema(app, schema)

@@ -38,6 +38,7 @@ CVMON_REPORTS_ENABLED            reports.enabled              write the weekly H
 CVMON_REPORTS_DAY                reports.day                  weekday they are written, UTC (monday)
 CVMON_REPORTS_TIME               reports.time                 time of day they are written, UTC (06:00)
 CVMON_REPORTS_RETENTION_WEEKS    reports.retention_weeks      weeks a stored report is kept (12)
+CVMON_CONSOLE_SESSION_HOURS      console_session_hours        how long a console sign-in lasts (12)
 CVMON_RETENTION_EMBEDDINGS       retention.embeddings         raw embeddings kept (7d; "forever" keeps all)
 CVMON_RETENTION_PREDICTIONS      retention.predictions        predictions with their ground truth (90d)
 CVMON_RETENTION_EVAL_STATES      retention.eval_states        hourly evaluation states (98d)
@@ -133,6 +134,8 @@ class Settings:
     drift_lookback: str = "7d"
     #: Windows read per run, newest first: a week of backlog is worked off over a few runs.
     drift_max_windows_per_run: int = 24
+    #: How long a sign-in to the console (monitor/server/console) lasts before it asks again.
+    console_session_hours: float = 12.0
     #: Where the settings came from, for messages.
     config_path: str | None = None
     #: Sections other packages parse themselves (``slos``, ``jobs``, ``reports``, ...), raw.
@@ -209,6 +212,8 @@ class Settings:
             parse_window(window)
         if self.evaluate_interval_seconds < 1:
             raise ConfigError("evaluate_interval_seconds must be at least 1")
+        if not 0 < self.console_session_hours <= 24 * 30:
+            raise ConfigError("console_session_hours must be more than 0 and at most 720 (30 days)")
         if self.eval_state_cache_mb < 0:
             raise ConfigError("eval_state_cache_mb must be 0 (off) or more")
         if not (self.sqlalchemy_url.startswith("sqlite") or self.sqlalchemy_url.startswith("postgresql")):

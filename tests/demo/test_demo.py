@@ -50,10 +50,20 @@ def accuracy(demo_run):
         return hourly_accuracy(server.url, key)
 
 
-def test_the_demo_explains_where_to_look(demo_run):
-    _, _, stdout = demo_run
+def test_the_demo_explains_where_to_look_before_it_streams_and_ends_with_the_console(demo_run):
+    from monitor.server.services.weeks import Week
+
+    _, started, stdout = demo_run
     for text in ("/docs", "/v1/models/digits/metrics?window=1h&cohort=camera:cam-3", "/metrics", "evaluate digits: ok"):
         assert text in stdout
+    lines = stdout.splitlines()
+    streaming = next(i for i, line in enumerate(lines) if line.startswith("streaming "))
+    assert any(line.strip().startswith("console ") for line in lines[:streaming])  # pointers first, then traffic
+    key = next(line.rsplit(" ", 1)[1] for line in lines if line.startswith("API key"))
+    assert lines[-1].startswith("console: http://127.0.0.1:") and lines[-1].endswith(f"(sign in with the API key {key})")
+    week = Week.containing(started).name
+    assert f"-m monitor.server.cli report --model digits --week {week} --out report.html" in stdout
+    assert "SLOs: 8 of digits from " in stdout and "examples/cvmon.yaml" in stdout
 
 
 def test_the_drifted_camera_loses_accuracy_in_the_metrics_and_the_others_do_not(demo_run, accuracy):

@@ -158,3 +158,18 @@ def test_no_chart_refers_to_anything_outside_itself():
         + charts.reliability_diagram([reliability()], title="t")
     )
     assert not re.search(r"(href|src|xmlns)=|url\(|https?:|<script|<image|<foreignObject", svg)
+
+
+@pytest.mark.parametrize("top", [1.0, 0.995, 0.97])
+def test_a_share_axis_never_goes_past_100_percent(top):
+    svg = str(charts.line_chart([Series("v1", days([0.9, top, 0.92]))], start=START, end=START + 3 * DAY, title="a", unit="share"))
+    labels = re.findall(r">(\d+(?:\.\d+)?)%<", svg)
+    assert labels and max(float(x) for x in labels) <= 100.0, labels
+    assert "100" in labels or top < 0.99  # the axis reaches 100 % only when the data nearly does
+
+
+def test_short_spans_get_hour_ticks_and_long_ones_day_ticks():
+    hours = str(charts.line_chart([Series("v1", ((START, 0.5),))], start=START, end=START + timedelta(hours=12), title="a", unit="share"))
+    assert re.findall(r">(\d\d:00)<", hours)[:3] == ["02:00", "04:00", "06:00"] and ">Mon 16<" in hours
+    days_svg = str(charts.line_chart([Series("v1", days([0.5]))], start=START, end=START + 7 * DAY, title="a", unit="share"))
+    assert not re.findall(r">\d\d:00<", days_svg) and ">Tue 17<" in days_svg

@@ -80,3 +80,29 @@ def test_help_explains_the_report():
         "GET /v1/models/MODEL/reports",
     ):
         assert words in text
+
+
+def test_a_week_without_traffic_says_which_weeks_have_data_and_the_command(runner, db, model_name, tmp_path):
+    from monitor.server.services.ingest import write_predictions
+    from monitor.server.store.partitions import PartitionManager
+    from monitor.wire import Prediction
+
+    result = runner.invoke(cli, ["report", "--model", model_name, "--week", "2026-W45", "--out", str(tmp_path / "a.html")])
+    assert f"note: {model_name} has no predictions yet" in result.stderr
+    at = datetime(2026, 11, 18, 10, tzinfo=UTC)  # Wednesday of 2026-W47
+    p = Prediction(prediction_id="p1", model=model_name, model_version="v1", ts=at, ts_defaulted=False, status=0,
+                   predicted_class=0, confidence=0.9)  # fmt: skip
+    write_predictions(db.engine, [p], now=at, partitions=PartitionManager(db.engine))
+    result = runner.invoke(cli, ["report", "--model", model_name, "--week", "2026-W45", "--out", str(tmp_path / "b.html")])
+    assert result.exit_code == 0, result.output
+    assert f"note: {model_name} had no traffic in 2026-W45; its predictions are in 2026-W47" in result.stderr
+    assert f"report --model {model_name} --week 2026-W47" in result.stderr
+    result = runner.invoke(cli, ["report", "--model", model_name, "--week", "2026-W47", "--out", str(tmp_path / "c.html")])
+    assert "note: the predictions of 2026-W47 are not evaluated yet; run `" in result.stderr
+    assert f"jobs run-once --model {model_name}`" in result.stderr
+    from monitor.server.jobs import run_once
+    from monitor.server.settings import Settings
+
+    run_once(db.engine, Settings(database_url=db.url), clock=lambda: at + timedelta(days=1), models=[model_name], jobs=["evaluate"])
+    result = runner.invoke(cli, ["report", "--model", model_name, "--week", "2026-W47", "--out", str(tmp_path / "d.html")])
+    assert "note:" not in result.stderr

@@ -53,3 +53,21 @@ def csv_list(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def cvmon_command() -> str:
+    """How to run ``cvmon`` from the user's shell: ``cvmon`` when that is this program on PATH,
+    else the path it was started by (``.venv/bin/cvmon`` after ``make run``)."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    started = Path(sys.argv[0])
+    if started.name != "cvmon":
+        return f"{sys.executable} -m monitor.server.cli"
+    found = shutil.which("cvmon")
+    if found and Path(found).resolve() == started.resolve():
+        return "cvmon"
+    relative = os.path.relpath(started)
+    return relative if not relative.startswith("..") else str(started.resolve())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from monitor.server.cli._common import load_settings
+from monitor.server.cli._common import cvmon_command, load_settings
 
 
 @click.command("demo")
@@ -39,10 +39,11 @@ def demo(host: str, port: int, duration: float, rate: float, simulated_hours: fl
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cvmon" / "demo"
     root = click.get_current_context().find_root().command
     has_report = isinstance(root, click.Group) and "report" in root.commands
+    cvmon = cvmon_command()
     options = DemoOptions(
         host=host, port=port, duration=duration, rate=rate, simulated_hours=simulated_hours,
         label_share=label_share, keep_serving=keep_serving, train_cache=cache if train_cache else None,
-        report_command="cvmon report --model digits" if has_report else None,
+        report_command=f"{cvmon} report --model digits" if has_report else None,
     )  # fmt: skip
     try:
         run(options, load_settings(), click.echo)

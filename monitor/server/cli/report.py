@@ -6,10 +6,16 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from monitor.server.cli._common import load_settings, now, open_engine
+from monitor.server.cli._common import cvmon_command, load_settings, now, open_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from monitor.server.services.weeks import Week
 
 
 @click.command("report")
@@ -79,6 +85,8 @@ def report(model: str, week: str | None, out: Path | None, store: bool) -> None:
 
             with write_transaction(engine) as conn:
                 save_report(conn, model, chosen, html, generated_at=data.generated_at)
+        if not data.versions:
+            _say_where_the_data_is(engine, model, chosen)
     finally:
         engine.dispose()
     size = len(html.encode("utf-8"))
@@ -93,6 +101,30 @@ def report(model: str, week: str | None, out: Path | None, store: bool) -> None:
     stored = " and stored in the database" if store else ""
     click.echo(
         f"read the data in {t1 - t0:.2f} s, rendered in {t2 - t1:.2f} s: {size / 1024:.0f} KiB written to {where}{stored}",
+        err=True,
+    )
+
+
+def _say_where_the_data_is(engine: Engine, model: str, week: Week) -> None:
+    """An empty report says why: no predictions at all, predictions of the week not evaluated
+    yet, or a week without traffic (then: which weeks have it, and the command for the latest)."""
+    from monitor.server.services.traffic import traffic_span
+    from monitor.server.services.weeks import Week
+
+    with engine.connect() as conn:
+        span = traffic_span(conn, model)
+    if span is None:
+        click.echo(f"note: {model} has no predictions yet, so the report of {week.name} is empty", err=True)
+        return
+    if span[0] < week.end and span[1] >= week.start:
+        click.echo(f"note: the predictions of {week.name} are not evaluated yet; run `{cvmon_command()} jobs run-once "
+                   f"--model {model}` (or wait for the scheduler) and make the report again", err=True)  # fmt: skip
+        return
+    first, last = Week.containing(span[0]).name, Week.containing(span[1]).name
+    weeks = first if first == last else f"{first} to {last}"
+    click.echo(
+        f"note: {model} had no traffic in {week.name}; its predictions are in {weeks}. For the latest: "
+        f"{cvmon_command()} report --model {model} --week {last}",
         err=True,
     )
 

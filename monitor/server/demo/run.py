@@ -23,6 +23,9 @@ from monitor.server.settings import Settings
 
 MODEL = "digits"
 VERSION = "mlp-v1"
+#: How often the demo's server evaluates: a simulated hour passes every 20 s of a default run, so
+#: the scheduler's usual minute would leave the metric history empty for the stream's first minute.
+EVALUATE_INTERVAL_SECONDS = 10.0
 
 Echo = Callable[[str], None]
 
@@ -135,6 +138,31 @@ def hourly_accuracy(url: str, key: str) -> dict[datetime, dict[str, float]]:
     return table
 
 
+def example_config() -> Path | None:
+    """``examples/cvmon.yaml``: next to the package in a wheel (pyproject.toml ships it as
+    ``monitor/server/demo/cvmon.yaml``), in the source tree otherwise."""
+    here = Path(__file__).resolve()
+    for path in (here.with_name("cvmon.yaml"), here.parents[3] / "examples" / "cvmon.yaml"):
+        if path.is_file():
+            return path
+    return None
+
+
+def demo_settings(settings: Settings, echo: Echo) -> Settings:
+    """The demo's server: evaluated every :data:`EVALUATE_INTERVAL_SECONDS` at most, and with the
+    SLOs of ``digits`` from examples/cvmon.yaml unless the configuration has SLOs of its own, so
+    error budgets and burn rates show in the console and on /metrics."""
+    from monitor.server.slo.spec import load_slos
+
+    changes: dict[str, Any] = {"evaluate_interval_seconds": min(settings.evaluate_interval_seconds, EVALUATE_INTERVAL_SECONDS)}
+    path = example_config()
+    if not settings.slos and path is not None:
+        slos = tuple(s for s in load_slos(path.read_text(encoding="utf-8"), source=str(path)) if s.model == MODEL)
+        changes["slos"] = slos
+        echo(f"SLOs: {len(slos)} of {MODEL} from {path}")
+    return settings.with_(**changes)
+
+
 def run(options: DemoOptions, settings: Settings, echo: Echo) -> DemoResult:
     import onnxruntime as ort
 
@@ -145,6 +173,7 @@ def run(options: DemoOptions, settings: Settings, echo: Echo) -> DemoResult:
         raise RuntimeError(f"{options.host}:{options.port} is in use; pick another with --port")
     url = f"http://{options.host}:{options.port}"
     echo(f"database: {settings.database_url}")
+    settings = demo_settings(settings, echo)
     key = prepare(settings, datetime.now(UTC))
     server = _Server(settings, options.host, options.port)
     server.start()
@@ -152,6 +181,7 @@ def run(options: DemoOptions, settings: Settings, echo: Echo) -> DemoResult:
     try:
         echo(f"API serving on {url}")
         echo(f"API key (ingest, read, admin; shown once): {key}")
+        _where_to_look(url, key, options.report_command, echo, streaming=True)
         echo("training the digits classifier and exporting it to ONNX ...")
         digits = train(cache_dir=options.train_cache, seed=options.seed)
         session = ort.InferenceSession(digits.onnx, providers=["CPUExecutionProvider"])
@@ -166,6 +196,8 @@ def run(options: DemoOptions, settings: Settings, echo: Echo) -> DemoResult:
         evaluate(settings, echo)
         _show_metrics(hourly_accuracy(url, key), echo)
         _where_to_look(url, key, options.report_command, echo)
+        echo("")
+        echo(f"console: {url}/  (sign in with the API key {key})")
         if options.keep_serving:
             echo("serving until Ctrl-C ...")
             try:
@@ -233,13 +265,17 @@ def _show_metrics(table: dict[datetime, dict[str, float]], echo: Echo) -> None:
     echo("  cam-3 drifts (rotation, blur, over-exposure) from the middle of the run.")
 
 
-def _where_to_look(url: str, key: str, report_command: str | None, echo: Echo) -> None:
+def _where_to_look(url: str, key: str, report_command: str | None, echo: Echo, *, streaming: bool = False) -> None:
     auth = f'-H "Authorization: Bearer {key}"'
     echo("")
-    echo("where to look:")
+    echo("where to look (these work while the cameras stream, and after):" if streaming else "where to look:")
+    echo(f"  console             {url}/  (sign in with the API key above)")
     echo(f"  API docs            {url}/docs")
     echo(f"  the model           curl {auth} {url}/v1/models/{MODEL}")
     echo(f"  cam-3 metrics       curl {auth} '{url}/v1/models/{MODEL}/metrics?window=1h&cohort=camera:cam-3'")
     echo(f"  Prometheus metrics  {url}/metrics")
     if report_command is not None:
-        echo(f"  drift report        {report_command}")
+        from monitor.server.services.weeks import Week
+
+        week = Week.containing(datetime.now(UTC)).name  # the demo's traffic is this week's
+        echo(f"  weekly report       {report_command} --week {week} --out report.html")

@@ -12,7 +12,7 @@ colour bucket, so a 100-class matrix is a few dozen kilobytes rather than 10 000
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal, TypeGuard
@@ -29,6 +29,10 @@ AXIS: Final = "#5f6b7a"
 #: Row shares (of the true class) that start each colour bucket of the heat map.
 HEAT_BUCKETS: Final = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8)
 HEAT_COLOURS: Final = ("#eef4fb", "#d3e3f3", "#b0cde8", "#82b1da", "#5592c8", "#2f72b1", "#15528f", "#08306b")
+#: The plot area of a line chart starts this far from the left edge and ends this far from the
+#: right one (CSS pixels of its viewBox): what maps a pointer position to a time.
+LINE_LEFT: Final = 52.0
+LINE_RIGHT: Final = 12.0
 _FONT: Final = 'font-family="system-ui, sans-serif"'
 _CHAR_PX: Final = 6.2  # average glyph width at 11px, to lay out legends without measuring
 
@@ -129,18 +133,22 @@ def line_chart(
     y_range: tuple[float | None, float | None] = (None, None),
     width: int = 640,
     height: int = 190,
+    attrs: Mapping[str, str] | None = None,
 ) -> Markup:
     """Lines over time with optional thresholds, flagged spans (``[start, end)``, shaded red:
     e.g. the windows a drift detector flagged) and the span before ``shade_until`` shaded grey
     (last week, next to this week). None values are gaps. Points are drawn ``x_offset`` after
     their time (half a window: a day's value at noon). Without ``y_range``, the axis fits the
-    data, never going below 0 for data that is not negative."""
-    left, right, top = 52.0, 12.0, 10.0
+    data, never going below 0 for data that is not negative, and a share never above 100 %.
+    ``attrs`` become attributes of the ``<svg>`` (the console's hover script reads them)."""
+    left, right, top = LINE_LEFT, LINE_RIGHT, 10.0
     values = [v for s in series for _, v in s.points if _finite(v)] + [th.value for th in thresholds]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or {"share": 0.01, "ms": 1.0, "score": 0.05}[unit]
     lo = y_range[0] if y_range[0] is not None else (lo - pad if lo - pad >= 0 or lo < 0 else 0.0)
     hi = y_range[1] if y_range[1] is not None else hi + pad
+    if unit == "share" and y_range[1] is None and hi > 1.0 >= max(values, default=0.0):
+        hi = 1.0  # a share cannot pass 100 %: padding must not draw an axis up to 120 %
     ticks = nice_ticks(lo, hi)
     lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
     legend_items = [(s.label, PALETTE[i % len(PALETTE)], False) for i, s in enumerate(series)]
@@ -158,7 +166,7 @@ def line_chart(
     def y_of(v: float) -> float:
         return top + plot_h * (1 - (v - lo) / ((hi - lo) or 1.0))
 
-    out = [_open(width, total_h, title)]
+    out = [_open(width, total_h, title, attrs)]
     if shade_until is not None and start < shade_until < end:
         out.append(
             f'<rect x="{_n(left)}" y="{_n(top)}" width="{_n(x_of(shade_until) - left)}" height="{_n(plot_h)}" fill="#f4f5f7"/>'
@@ -176,7 +184,7 @@ def line_chart(
         y = y_of(tick)
         out.append(f'<line x1="{_n(left)}" y1="{_n(y)}" x2="{_n(width - right)}" y2="{_n(y)}" stroke="{GRID}"/>')
         out.append(_text(left - 6, y + 4, label, anchor="end"))
-    out.extend(_day_ticks(start, end, x_of, top + plot_h))
+    out.extend(_time_ticks(start, end, x_of, top + plot_h))
     for th in thresholds:
         y = y_of(th.value)
         out.append(
@@ -202,11 +210,37 @@ def _merge_spans(spans: Sequence[tuple[datetime, datetime]]) -> list[tuple[datet
     return merged
 
 
-def _open(width: float, height: float, title: str) -> str:
+def _open(width: float, height: float, title: str, attrs: Mapping[str, str] | None = None) -> str:
+    extra = "".join(f' {escape(k)}="{escape(v)}"' for k, v in (attrs or {}).items())
     return (
         f'<svg class="chart" viewBox="0 0 {_n(width)} {_n(height)}" width="{_n(width)}" height="{_n(height)}" '
-        f'role="img" aria-label="{escape(title)}" {_FONT}><title>{escape(title)}</title>'
+        f'role="img" aria-label="{escape(title)}" {_FONT}{extra}><title>{escape(title)}</title>'
     )
+
+
+#: Hour steps of the time axis of spans up to two days, the first that keeps labels apart.
+_HOUR_STEPS: Final = (1, 2, 3, 6, 12, 24)
+
+
+def _time_ticks(start: datetime, end: datetime, x_of: Callable[[datetime], float], y: float) -> list[str]:
+    """Day ticks (:func:`_day_ticks`) for spans over two days; hour ticks (``14:00``, a day's
+    first hour as ``Tue 17``) for shorter ones, at most about eight labels."""
+    hours = (end - start).total_seconds() / 3600
+    if hours > 48:
+        return _day_ticks(start, end, x_of, y)
+    step = next(s for s in _HOUR_STEPS if hours / s <= 8)
+    out = [f'<line x1="{_n(x_of(start))}" y1="{_n(y)}" x2="{_n(x_of(end))}" y2="{_n(y)}" stroke="{AXIS}"/>']
+    tick = start.replace(minute=0, second=0, microsecond=0)
+    if tick < start:
+        tick += timedelta(hours=1)
+    while tick <= end:
+        if tick.hour % step == 0:
+            x = x_of(tick)
+            out.append(f'<line x1="{_n(x)}" y1="{_n(y)}" x2="{_n(x)}" y2="{_n(y + 4)}" stroke="{AXIS}"/>')
+            if tick < end:
+                out.append(_text(x + 3, y + 15, tick.strftime("%a %d") if tick.hour == 0 else tick.strftime("%H:%M"), size=10))
+        tick += timedelta(hours=1)
+    return out
 
 
 def _day_ticks(start: datetime, end: datetime, x_of: Callable[[datetime], float], y: float) -> list[str]:
@@ -250,7 +284,9 @@ def _polyline(points: Sequence[tuple[float, float] | None], colour: str) -> str:
     return "".join(out)
 
 
-def heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], *, title: str, size: int = 560) -> Markup:
+def heatmap(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], *, title: str, size: int = 560, attrs: Mapping[str, str] | None = None
+) -> Markup:
     """A confusion matrix coloured by row share (share of the true class predicted as each
     column), rows true class, columns predicted. Zero cells are left blank; class names label
     the axes up to 40 classes, counts are written in the cells up to 12 classes."""
@@ -278,7 +314,8 @@ def heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], *, title: st
             if n <= 12:
                 colour = "#ffffff" if b >= 5 else "#1b2733"
                 texts.append(_text(x + cell / 2, y + cell / 2 + 4, str(count), size=10, anchor="middle", fill=colour))
-    out = [_open(width, height, title)]
+    geometry = {"data-margin": _n(margin), "data-cell": _n(cell), "data-n": str(n)}
+    out = [_open(width, height, title, {**geometry, **(attrs or {})})]
     out.append(
         f'<rect x="{_n(margin)}" y="{_n(margin)}" width="{_n(grid)}" height="{_n(grid)}" fill="#ffffff" stroke="{GRID}"/>'
     )

@@ -76,8 +76,8 @@ class SliceState:
             predictions=sum(s.predictions for s in states),
             errors=sum(s.errors for s in states),
             labelled=sum(s.labelled for s in states),
-            classification=_merge(ClassificationState, _same_classes([s.classification for s in states])),
-            calibration=_merge(CalibrationState, _same_classwise([s.calibration for s in states])),
+            classification=merge_classification([s.classification for s in states]),
+            calibration=merge_calibration([s.calibration for s in states]),
             detection=_merge(DetectionState, [s.detection for s in states]),
             latency=QuantileSketch.merge(*(s.latency for s in states)),
             label_latency=QuantileSketch.merge(*(s.label_latency for s in states)),
@@ -110,10 +110,22 @@ class SliceState:
         )
 
 
-def _same_classes(states: list[ClassificationState | None]) -> list[ClassificationState | None]:
+def merge_classification(states: Sequence[ClassificationState | None], num_classes: int = 0) -> ClassificationState | None:
+    """The exact merge of classification states (None: nothing labelled), over the longest class
+    list among them and ``num_classes``."""
+    return _merge(ClassificationState, _same_classes(list(states), num_classes))
+
+
+def merge_calibration(states: Sequence[CalibrationState | None]) -> CalibrationState | None:
+    """The exact merge of calibration states (None: nothing labelled)."""
+    return _merge(CalibrationState, _same_classwise(list(states)))
+
+
+def _same_classes(states: list[ClassificationState | None], num_classes: int = 0) -> list[ClassificationState | None]:
     """Hours from before and after the model's class list grew (classes are only ever appended,
     see services.models) merge over the longer list."""
-    widest = max((s.num_classes for s in states if s is not None), default=0)
+    widest = max((s.num_classes for s in states if s is not None), default=num_classes)
+    widest = max(widest, num_classes)
     return [None if s is None else s.widen(widest) for s in states]
 
 

@@ -289,6 +289,21 @@ api_keys = Table(
     PrimaryKeyConstraint("key_id"),
 )
 
+#: Console sign-ins (monitor/server/console): the SHA-256 of the random session token the cookie
+#: holds, the key it was opened with, its CSRF token and when it ends. Kept in the database rather
+#: than in a signed cookie so that signing out or revoking the key ends it on every replica at once.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("session_sha256", LargeBinary(32), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("session_sha256"),
+    Index("ix_console_sessions_expires_at", "expires_at"),
+)
+
 #: Tables range-partitioned by day on PostgreSQL, with their partition column.
 PARTITIONED: dict[str, str] = {"predictions": "ts", "embeddings": "ts", "ground_truth": "prediction_ts"}
 
