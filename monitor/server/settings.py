@@ -156,6 +156,11 @@ class Settings:
         return url
 
     @property
+    def query_windows(self) -> tuple[str, ...]:
+        """The windows metric points are stored for: the evaluation and the drift windows."""
+        return tuple(dict.fromkeys((*self.windows, *self.drift_windows)))
+
+    @property
     def is_sqlite(self) -> bool:
         return self.sqlalchemy_url.startswith("sqlite")
 
@@ -254,14 +259,20 @@ class Settings:
 
 
 _WINDOW_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+#: The longest window or retention period anything accepts: a century is far beyond any use and
+#: far inside what datetime arithmetic and PostgreSQL intervals can hold.
+MAX_WINDOW_SECONDS: Final = 36_500 * 86400
 
 
 def parse_window(text: str) -> int:
     """``1h`` / ``1d`` / ``7d`` / ``4w`` to seconds; windows are whole hours so hour states tile them."""
     unit = _WINDOW_UNITS.get(text[-1:]) if text else None
-    if unit is None or not text[:-1].isdigit() or int(text[:-1]) < 1:
-        raise ConfigError(f"window {text!r} must look like 1h, 6h, 1d, 7d or 4w")
-    return int(text[:-1]) * unit
+    digits = text[:-1]
+    if unit is None or not (0 < len(digits) <= 9 and digits.isascii() and digits.isdigit()) or int(digits) < 1:
+        raise ConfigError(f"window {text[:40]!r} must look like 1h, 6h, 1d, 7d or 4w")
+    if int(digits) * unit > MAX_WINDOW_SECONDS:
+        raise ConfigError(f"window {text!r} is longer than {MAX_WINDOW_SECONDS // 86400}d")
+    return int(digits) * unit
 
 
 #: Fields that are not plain values (parsed by their own readers, never from one variable).

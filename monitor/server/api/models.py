@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from monitor.errors import RegistryConflict
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
+from monitor.server.api.params import ModelName
 from monitor.server.api.schemas import Counts, ModelList, ModelOut, ModelRegistration, VersionOut, problems
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.registry import ModelInfo, model_info, model_names, register_model
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
-ModelName = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 
 _AUTH = problems(401, 403, 503)
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Self
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
-from monitor.server.api.models import ModelName
+from monitor.server.api.params import ModelName, storable_text
 from monitor.server.api.schemas import problems
 from monitor.server.jobs.drift_features import ESTIMATOR
 from monitor.server.jobs.drift_refs import Kind, ReferenceSpec, fitted_summary, load_specs, put_spec
@@ -20,7 +20,7 @@ from monitor.server.store.registry import model_specs
 router = APIRouter(prefix="/v1", tags=["drift"])
 
 _ERRORS = problems(400, 401, 403, 404, 422, 503)
-VersionName = Annotated[str, Field(max_length=64)]
+VersionName = Annotated[str, Field(max_length=64), AfterValidator(storable_text)]
 
 
 class ReferenceIn(BaseModel):

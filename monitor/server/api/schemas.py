@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from monitor.server.api.params import storable_text
 
 FloatList = list[float]
 
@@ -88,7 +90,10 @@ class IngestResponse(BaseModel):
 class ModelRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     task: Literal["classification", "detection"]
-    classes: Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(min_length=1, max_length=100_000)]
+    classes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=128), AfterValidator(storable_text)]],
+        Field(min_length=1, max_length=100_000),
+    ]
     operating_threshold: Annotated[float, Field(ge=0, le=1, description="Score threshold the model acts on.")] = 0.5
 
 
