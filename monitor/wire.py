@@ -72,8 +72,9 @@ _STATUS: Final = {"ok": STATUS_OK, "error": STATUS_ERROR}
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
-#: Model names are registered through a path parameter of at most this many characters.
+#: Model names are registered through a path parameter: at most this many characters of this pattern.
 MAX_MODEL_CHARS: Final = 128
+MODEL_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 #: The earliest timestamp accepted; older values are almost always a unit mistake (ms vs s).
 _EPOCH_MIN: Final = datetime(2000, 1, 1, tzinfo=UTC)
 

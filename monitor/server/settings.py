@@ -168,6 +168,7 @@ class Settings:
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read cvmon.yaml (when present) and the environment; keyword overrides win over both."""
         env = os.environ if environ is None else environ
+        _check_env_text(env)
         values: dict[str, Any] = {}
         path_text = env.get("CVMON_CONFIG")
         path = Path(path_text) if path_text else Path("cvmon.yaml")
@@ -363,7 +364,10 @@ def _default_reports() -> ReportSettings:
 def _from_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the file is not UTF-8 text (byte {exc.start})", source=str(path)) from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -371,6 +375,7 @@ def _from_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(exc).splitlines()[0], source=str(path), line=mark.line + 1 if mark else None) from None
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of settings", source=str(path), line=1)
+    _check_yaml_text(data, "", str(path))
     values: dict[str, Any] = {"config_path": str(path), "config_text": text}
     extra: dict[str, Any] = {}
     for key, value in data.items():
@@ -394,6 +399,37 @@ def _from_yaml(path: Path) -> dict[str, Any]:
         values["slos"] = load_slos(text, source=str(path))
         values["notifier"] = load_notifier(text, source=str(path))
     return values
+
+
+def _check_env_text(env: Mapping[str, str]) -> None:
+    """Settings end up in the database (cohort keys, SLO and model names) and in messages: a value
+    with NUL or a lone surrogate (bytes that are not UTF-8 in the environment) is refused here."""
+    from monitor.wire import text_problem
+
+    for name, value in env.items():
+        if name.startswith("CVMON_"):
+            problem = text_problem(value)
+            if problem is not None:
+                raise ConfigError(f"{name} {problem}", source=name)
+
+
+def _check_yaml_text(node: Any, where: str, source: str) -> None:
+    """Every key and string value of cvmon.yaml is text the database can store (YAML's ``"\\0"``
+    and ``"\\ud800"`` escapes make ones it cannot)."""
+    from monitor.wire import text_problem
+
+    if isinstance(node, str):
+        problem = text_problem(node)
+        if problem is not None:
+            raise ConfigError(f"{where or 'a value'} {problem}", source=source)
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else str(key)
+            _check_yaml_text(key, f"a key of {where or 'the top level'}", source)
+            _check_yaml_text(value, here, source)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_yaml_text(value, f"{where}[{i}]", source)
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def test_every_prediction_string_field(api, models, data):
     cls, det = models
     kind = data.draw(st.sampled_from(["cls", "det"]))
     fields = PREDICTION_FIELDS + (DETECTION_FIELDS if kind == "det" else [])
-    name, place = data.draw(st.sampled_from(fields), label="field")
+    _field, place = data.draw(st.sampled_from(fields), label="field")
     text = data.draw(TEXT, label="text")
     base = cls_record(cls, "p") if kind == "cls" else det_record(det, "p")
     good = dict(base, prediction_id=f"good-{data.draw(st.uuids())}")
@@ -127,7 +127,7 @@ def test_every_ground_truth_string_field(api, models, data):
     cls, det = models
     kind = data.draw(st.sampled_from(["cls", "det"]))
     fields = GROUND_TRUTH_FIELDS + (DETECTION_GT_FIELDS if kind == "det" else [])
-    name, place = data.draw(st.sampled_from(fields), label="field")
+    _field, place = data.draw(st.sampled_from(fields), label="field")
     text = data.draw(TEXT, label="text")
     if kind == "cls":
         base = {"prediction_id": "p", "model": cls, "label": "dent"}

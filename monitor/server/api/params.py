@@ -18,7 +18,7 @@ from pydantic import AfterValidator
 
 from monitor.errors import ConfigError
 from monitor.server.settings import parse_window
-from monitor.wire import MAX_MODEL_CHARS, text_problem
+from monitor.wire import MAX_MODEL_CHARS, MODEL_NAME_PATTERN, text_problem
 
 #: The longest window a query may merge (the confusion matrix): a year of hour states.
 MAX_QUERY_WINDOW_SECONDS: Final = 366 * 86400
@@ -58,7 +58,7 @@ Stored = AfterValidator(storable_text)
 
 ModelName = Annotated[
     str,
-    Path(min_length=1, max_length=MAX_MODEL_CHARS, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+    Path(min_length=1, max_length=MAX_MODEL_CHARS, pattern=MODEL_NAME_PATTERN,
          description="The model: a letter or digit, then letters, digits, '.', '_', ':' or '-'."),
 ]  # fmt: skip
 ReportId = Annotated[str, Path(pattern=r"^([0-9]{4}-W[0-9]{2}|latest)$", description="ISO week (2026-W47) or `latest`.")]

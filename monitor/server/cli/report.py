@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from monitor.server.cli._common import load_settings, now, open_engine
+from monitor.server.cli._common import MODEL, load_settings, now, open_engine
 
 
 @click.command("report")
-@click.option("--model", required=True, help="The model to report on.")
+@click.option("--model", required=True, type=MODEL, help="The model to report on.")
 @click.option(
     "--week",
     metavar="YYYY-Www",
