@@ -9,6 +9,15 @@ CVMON_CONFIG                     -                            path of cvmon.yaml
 CVMON_DATABASE_URL               database_url                 sqlite:///./cvmon.db; or postgresql://...
 CVMON_AUTH_DISABLED              auth_disabled                1 turns API-key auth off (local use only)
 CVMON_MAX_BODY_BYTES             max_body_bytes               request body limit after gunzip (32 MiB)
+CVMON_MAX_BODY_BYTES_IN_FLIGHT   max_body_bytes_in_flight     body bytes all requests of a process hold (64 MiB)
+CVMON_HTTP_HEADER_TIMEOUT_SECONDS http_header_timeout_seconds time to send a request's headers (10)
+CVMON_HTTP_BODY_TIMEOUT_SECONDS  http_body_timeout_seconds    longest pause inside a request body (30)
+CVMON_HTTP_KEEPALIVE_SECONDS     http_keepalive_seconds       idle keep-alive connections are closed after (5)
+CVMON_HTTP_MAX_CONNECTIONS       http_max_connections         connections per worker; past it, 503 (1000)
+CVMON_DB_CONNECT_TIMEOUT_SECONDS db_connect_timeout_seconds   opening a PostgreSQL connection (3)
+CVMON_DB_STATEMENT_TIMEOUT_SECONDS db_statement_timeout_seconds one statement of an API request (5)
+CVMON_DB_LOCK_TIMEOUT_SECONDS    db_lock_timeout_seconds      waiting for a lock in an API request (3)
+CVMON_DB_POOL_TIMEOUT_SECONDS    db_pool_timeout_seconds      waiting for a free pooled connection (3)
 CVMON_COHORT_KEYS                cohort_keys                  cohort fields metrics are sliced by (camera)
 CVMON_PII_DROP                   pii.drop                     cohort fields removed at ingest
 CVMON_PII_HASH                   pii.hash                     cohort fields replaced by a keyed hash
@@ -94,6 +103,22 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     auth_disabled: bool = False
     max_body_bytes: int = 32 * 1024 * 1024
+    #: Body bytes all requests of one process hold at once; a parsed JSON body costs several
+    #: times its bytes, so this bounds the memory of ingest (docs/operations.md).
+    max_body_bytes_in_flight: int = 64 * 1024 * 1024
+    #: A connection must deliver a request's headers within this time (slow-loris clients).
+    http_header_timeout_seconds: float = 10.0
+    #: The longest pause between two pieces of a request body.
+    http_body_timeout_seconds: float = 30.0
+    http_keepalive_seconds: int = 5
+    #: Connections (and requests in progress) per worker process; past it uvicorn answers 503.
+    http_max_connections: int = 1000
+    #: Database timeouts of API requests: a database that stops answering gives 503s within a few
+    #: seconds instead of hung requests. Scheduled jobs have no statement timeout.
+    db_connect_timeout_seconds: float = 3.0
+    db_statement_timeout_seconds: float = 5.0
+    db_lock_timeout_seconds: float = 3.0
+    db_pool_timeout_seconds: float = 3.0
     cohort_keys: tuple[str, ...] = ("camera",)
     pii_drop: tuple[str, ...] = ()
     pii_hash: tuple[str, ...] = ()
@@ -196,6 +221,9 @@ class Settings:
     def validate(self) -> None:
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        if self.max_body_bytes_in_flight < self.max_body_bytes:
+            raise ConfigError("max_body_bytes_in_flight must be at least max_body_bytes (one whole body)")
+        self._validate_timeouts()
         if self.pii_hash and not self.pii_hash_key:
             raise ConfigError("pii.hash needs pii.hash_key (CVMON_PII_HASH_KEY): an unkeyed hash of a camera id is reversible")
         for window in self.windows:
@@ -209,6 +237,18 @@ class Settings:
         self._validate_drift()
         self._validate_slos()
         self.retention.validate(max(parse_window(w) for w in self.windows) if self.windows else 0)
+
+    def _validate_timeouts(self) -> None:
+        bounds = {
+            "http_header_timeout_seconds": (0.1, 3600), "http_body_timeout_seconds": (0.1, 3600),
+            "http_keepalive_seconds": (1, 3600), "http_max_connections": (1, 1_000_000),
+            "db_connect_timeout_seconds": (1, 600), "db_statement_timeout_seconds": (0.1, 3600),
+            "db_lock_timeout_seconds": (0.1, 3600), "db_pool_timeout_seconds": (0.1, 600),
+        }  # fmt: skip
+        for name, (low, high) in bounds.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {value}")
 
     def _validate_drift(self) -> None:
         for window in (*self.drift_windows, self.drift_lookback):

@@ -155,15 +155,16 @@ class ValidationProblem(BaseModel):
 
 
 _PROBLEMS: dict[int, str] = {
-    400: "The body is not valid JSON or gzip.",
+    400: "The body is not valid JSON, or not whole gzip (truncated, or bytes after its last member).",
     401: "Missing, invalid or revoked API key.",
     403: "The key lacks the scope or a model of the request.",
     404: "No such model.",
+    408: "The request body stopped arriving (a pause longer than the body timeout).",
     409: "The change would reinterpret stored data.",
     413: "The body (after gunzip) or the batch is over its limit.",
-    415: "Unsupported Content-Encoding (use gzip).",
+    415: "The body is not declared as JSON (send `Content-Type: application/json`), or an unsupported Content-Encoding (use gzip).",
     422: "The request is well-formed but refused: a sentence, or the list of invalid parameters.",
-    503: "The database is unavailable; retry after Retry-After seconds.",
+    503: "The database is unavailable, or the server holds as many request bodies as it may; retry after Retry-After seconds.",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 
