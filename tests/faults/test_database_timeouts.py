@@ -43,7 +43,7 @@ class _Locker:
 
 
 def test_a_locked_database_is_a_prompt_503_and_the_retry_is_stored(make_api, db, model_name):
-    api = make_api(db_lock_timeout_seconds=1)
+    api = make_api()  # the default lock timeout (3 s)
     with api.admin() as c:
         register(c, model_name)
     locker = _Locker(db)
