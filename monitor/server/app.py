@@ -93,6 +93,8 @@ def create_app(
             from monitor.server.jobs.scheduler import start_scheduler
 
             scheduler = start_scheduler(background, settings, clock)
+        elif owns_engine:
+            background.dispose()  # no jobs here: its connections would only sit in the pool
         if settings.auth_disabled:
             log.warning("API-key authentication is DISABLED (CVMON_AUTH_DISABLED=1): anyone who can reach this port can read and write")
         try:
