@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from monitor.errors import RegistryConflict
-from monitor.server.api.body import require_json
+from monitor.server.api.body import JsonContent
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
 from monitor.server.api.params import ModelName
 from monitor.server.api.schemas import Counts, ModelList, ModelOut, ModelRegistration, VersionOut, problems
@@ -34,12 +34,13 @@ def _out(info: ModelInfo) -> ModelOut:
 
 @router.put(
     "/models/{model}",
-    dependencies=[Depends(require_json)],
     response_model=ModelOut,
     responses={**_AUTH, 201: {"model": ModelOut, "description": "Registered."}, **problems(400, 408, 409, 413, 415, 422)},
     summary="Register or update a model",
 )
-def put_model(model: ModelName, body: ModelRegistration, response: Response, state: StateDep, principal: AdminAuth) -> ModelOut:
+def put_model(
+    model: ModelName, body: ModelRegistration, response: Response, state: StateDep, principal: AdminAuth, _json: JsonContent
+) -> ModelOut:
     """Register a model (201) or update it (200). Classes may be appended later but never
     reordered, renamed or removed (stored predictions refer to them by position): that is a 409."""
     principal.check_model(model)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Self
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from monitor.server.api.body import require_json
+from monitor.server.api.body import JsonContent
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
 from monitor.server.api.params import ModelName, storable_text
 from monitor.server.api.schemas import problems
@@ -105,12 +105,13 @@ def _spec_out(spec: ReferenceSpec) -> ReferenceSpecOut:
 
 @router.put(
     "/models/{model}/reference",
-    dependencies=[Depends(require_json)],
     response_model=ReferenceSpecOut,
     responses={**_ERRORS, **problems(408, 413, 415)},
     summary="Pin the drift reference",
 )
-def put_reference(model: ModelName, body: ReferenceIn, state: StateDep, principal: AdminAuth) -> ReferenceSpecOut:
+def put_reference(
+    model: ModelName, body: ReferenceIn, state: StateDep, principal: AdminAuth, _json: JsonContent
+) -> ReferenceSpecOut:
     """Pin which predictions a version's drift is measured against (admin scope).
 
     - `{"version": "v3", "first": 5000}`: the first 5 000 predictions of v3 (the default is the
