@@ -35,6 +35,7 @@ __all__ = [
     "ModelSpec",
     "Prediction",
     "Resources",
+    "claimed_model",
     "decode_array",
     "encode_array",
     "format_timestamp",
@@ -42,6 +43,8 @@ __all__ = [
     "parse_prediction",
     "parse_resources",
     "parse_timestamp",
+    "storable",
+    "text_problem",
 ]
 
 Task = Literal["classification", "detection"]
@@ -71,6 +74,9 @@ _STATUS: Final = {"ok": STATUS_OK, "error": STATUS_ERROR}
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
+#: Model names are registered through a path parameter: at most this many characters of this pattern.
+MAX_MODEL_CHARS: Final = 128
+MODEL_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 #: The earliest timestamp accepted; older values are almost always a unit mistake (ms vs s).
 _EPOCH_MIN: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -376,23 +382,46 @@ def _string(record: Mapping[str, Any], key: str, max_chars: int, *, required: bo
         raise WireError(f"{key} must not be empty", field=key)
     if len(value) > max_chars:
         raise LimitExceeded(f"{key} is {len(value)} characters; the limit is {max_chars}", field=key)
-    if "\x00" in value:
-        raise WireError(f"{key} contains a NUL character", field=key)
-    if not storable(value):
-        raise WireError(f"{key} is not valid Unicode (a lone surrogate)", field=key)
+    problem = text_problem(value)
+    if problem is not None:
+        raise WireError(f"{key} {problem}", field=key)
     return value
 
 
-def storable(text: str) -> bool:
-    """Whether ``text`` can be stored: encodable as UTF-8. Python's json accepts ``"\\ud800"``, a
-    lone surrogate that PostgreSQL and SQLite both refuse (as an error, not a rejected record)."""
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored, or None when it can.
+
+    PostgreSQL refuses NUL in ``text`` and in JSONB, and neither PostgreSQL nor SQLite takes a lone
+    surrogate (Python's json accepts ``"\\ud800"``, which is not encodable as UTF-8): either would
+    fail the whole statement, so every string bound for the database is checked here first. Every
+    other code point (controls, noncharacters, private use) is valid UTF-8 and is stored as sent.
+    """
+    if "\x00" in text:
+        return "contains a NUL character (U+0000), which the database cannot store"
     if text.isascii():
-        return True
+        return None
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    except UnicodeEncodeError as exc:
+        return f"contains a lone surrogate (U+{ord(text[exc.start]):04X} at {exc.start}), which is not valid Unicode"
+    return None
+
+
+def storable(text: str) -> bool:
+    """Whether ``text`` can be stored (see :func:`text_problem`)."""
+    return text_problem(text) is None
+
+
+def claimed_model(record: Any) -> str | None:
+    """The model a record names, when it is a name that could be registered at all: what the
+    server looks up (and authorises) before parsing the batch record by record. A record naming
+    anything else is rejected by :func:`parse_prediction` with its index, never looked up."""
+    if not isinstance(record, dict):
+        return None
+    name = record.get("model")
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_MODEL_CHARS or text_problem(name) is not None:
+        return None
+    return name
 
 
 def _number(record: Mapping[str, Any], key: str) -> float | None:
@@ -418,11 +447,19 @@ def _cohort(value: Any, limits: Limits) -> dict[str, str | int | float | bool] |
     if len(value) > limits.max_cohort_keys:
         raise LimitExceeded(f"cohort has {len(value)} keys; the limit is {limits.max_cohort_keys}", field="cohort")
     for key, item in value.items():
-        if not isinstance(key, str) or not key or len(key) > 64 or "\x00" in key or not storable(key):
-            raise WireError(f"cohort key {str(key)[:70]!r} must be 1 to 64 characters of valid Unicode", field="cohort")
+        if not isinstance(key, str) or not key or len(key) > 64:
+            raise WireError(f"cohort key {str(key)[:70]!r} must be 1 to 64 characters", field="cohort")
+        problem = text_problem(key)
+        if problem is not None:
+            raise WireError(f"cohort key {key[:70]!r} {problem}", field="cohort")
         if isinstance(item, str):
-            if len(item) > limits.max_string_chars or "\x00" in item or not storable(item):
-                raise WireError(f"cohort[{key!r}] is too long, contains NUL or is not valid Unicode", field="cohort")
+            if len(item) > limits.max_string_chars:
+                raise LimitExceeded(
+                    f"cohort[{key!r}] is {len(item)} characters; the limit is {limits.max_string_chars}", field="cohort"
+                )
+            problem = text_problem(item)
+            if problem is not None:
+                raise WireError(f"cohort[{key!r}] {problem}", field="cohort")
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise WireError(f"cohort[{key!r}] must be finite", field="cohort")
@@ -510,7 +547,7 @@ def _check_fields(record: Any, allowed: frozenset[str], kind: str) -> None:
 
 
 def _model(record: Mapping[str, Any], lookup: ModelLookup, limits: Limits) -> ModelSpec:
-    name = _string(record, "model", limits.max_version_chars * 2, required=True)
+    name = _string(record, "model", MAX_MODEL_CHARS, required=True)
     assert name is not None
     spec = lookup(name)
     if spec is None:

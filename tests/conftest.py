@@ -197,7 +197,7 @@ class Api:
 @pytest.fixture
 def make_api(db: Database) -> Iterator[Any]:
     """Start servers for the ``db`` under test: ``make_api(**settings_overrides) -> Api``."""
-    from monitor.server.app import create_app
+    from monitor.server.app import api_timeouts, create_app
     from monitor.server.settings import Settings
     from monitor.server.store.engine import make_engine
 
@@ -205,8 +205,9 @@ def make_api(db: Database) -> Iterator[Any]:
 
     def start(clock: Any = None, **overrides: Any) -> Api:
         settings = Settings(database_url=db.url, **{"scheduler": False, **overrides})
-        # the server's own engine, disposed here even if a slow shutdown skips the app's lifespan end
-        engine = make_engine(settings.sqlalchemy_url)
+        # the server's own engine (with the timeouts `cvmon serve` gives its requests), disposed
+        # here even if a slow shutdown skips the app's lifespan end
+        engine = make_engine(settings.sqlalchemy_url, timeouts=api_timeouts(settings))
         app = create_app(settings, engine=engine, **({} if clock is None else {"clock": clock}))
         server = ThreadServer(app).__enter__()
         stack.append((server, engine))

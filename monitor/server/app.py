@@ -17,12 +17,13 @@ from sqlalchemy import Engine
 
 from monitor import __version__
 from monitor.server import console
-from monitor.server.api import compare, health, ingest, models, prometheus, query, reference
+from monitor.server.api import compare, docs, health, ingest, models, prometheus, query, reference
 from monitor.server.api import reports as report_api
+from monitor.server.api.body import BodyLimits
 from monitor.server.api.deps import AppState, utc_now
 from monitor.server.exporters.service import TimingMiddleware
 from monitor.server.settings import Settings
-from monitor.server.store.engine import make_engine
+from monitor.server.store.engine import DatabaseTimeouts, make_engine
 from monitor.server.store.migrate import verify_schema
 from monitor.server.store.partitions import PartitionManager
 
@@ -57,26 +58,44 @@ def _unavailable_errors() -> tuple[type[Exception], ...]:
     return (*errors, psycopg.OperationalError, psycopg.InterfaceError)
 
 
+def api_timeouts(settings: Settings) -> DatabaseTimeouts:
+    """The database timeouts of the API's requests (docs/operations.md)."""
+    return DatabaseTimeouts(
+        connect_seconds=settings.db_connect_timeout_seconds,
+        statement_seconds=settings.db_statement_timeout_seconds,
+        lock_seconds=settings.db_lock_timeout_seconds,
+        pool_seconds=settings.db_pool_timeout_seconds,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
     engine: Engine | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
-    """Build the app. Startup refuses a database that is not at the latest migration."""
+    """Build the app. Startup refuses a database that is not at the latest migration.
+
+    Requests use ``engine`` (by default one with :func:`api_timeouts`). Startup and the scheduled
+    jobs, whose statements may rightly run long, use an engine without statement or lock timeouts
+    when the app builds its own.
+    """
     owns_engine = engine is None
-    engine = engine or make_engine(settings.sqlalchemy_url)
+    engine = engine or make_engine(settings.sqlalchemy_url, timeouts=api_timeouts(settings))
     state = AppState(settings=settings, engine=engine, partitions=PartitionManager(engine), clock=clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        verify_schema(engine)
-        state.partitions.ensure_ahead(clock(), settings.partition_days_ahead)
+        background = make_engine(settings.sqlalchemy_url) if owns_engine else engine
+        verify_schema(background)
+        PartitionManager(background).ensure_ahead(clock(), settings.partition_days_ahead)
         scheduler = None
         if settings.scheduler:
             from monitor.server.jobs.scheduler import start_scheduler
 
-            scheduler = start_scheduler(engine, settings, clock)
+            scheduler = start_scheduler(background, settings, clock)
+        elif owns_engine:
+            background.dispose()  # no jobs here: its connections would only sit in the pool
         if settings.auth_disabled:
             log.warning("API-key authentication is DISABLED (CVMON_AUTH_DISABLED=1): anyone who can reach this port can read and write")
         try:
@@ -85,6 +104,7 @@ def create_app(
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
             if owns_engine:
+                background.dispose()
                 engine.dispose()
 
     app = FastAPI(
@@ -92,8 +112,14 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Starlette's trailing-slash redirect is absolute, built from the Host header a client
+        # chooses: /v1/models/b/ is a 404 instead.
+        redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.cvmon = state
+    docs.install(app)
     app.include_router(ingest.router)
     app.include_router(models.router)
     app.include_router(query.router)
@@ -103,6 +129,12 @@ def create_app(
     app.include_router(prometheus.router)
     app.include_router(health.router)
     console.install(app)  # the pages at /, after the API so /v1, /metrics and /docs keep their routes
+    app.add_middleware(
+        BodyLimits,
+        budget=state.body_budget,
+        max_bytes=settings.max_body_bytes,
+        read_timeout=settings.http_body_timeout_seconds,
+    )
     app.add_middleware(TimingMiddleware, metrics=state.service_metrics)
     for schema in ingest.SCHEMAS:  # referenced by the hand-validated ingest request bodies
         _add_schema(app, schema)

@@ -9,6 +9,15 @@ CVMON_CONFIG                     -                            path of cvmon.yaml
 CVMON_DATABASE_URL               database_url                 sqlite:///./cvmon.db; or postgresql://...
 CVMON_AUTH_DISABLED              auth_disabled                1 turns API-key auth off (local use only)
 CVMON_MAX_BODY_BYTES             max_body_bytes               request body limit after gunzip (32 MiB)
+CVMON_MAX_BODY_BYTES_IN_FLIGHT   max_body_bytes_in_flight     body bytes all requests of a process hold (64 MiB)
+CVMON_HTTP_HEADER_TIMEOUT_SECONDS http_header_timeout_seconds time to send a request's headers (10)
+CVMON_HTTP_BODY_TIMEOUT_SECONDS  http_body_timeout_seconds    longest pause inside a request body (30)
+CVMON_HTTP_KEEPALIVE_SECONDS     http_keepalive_seconds       idle keep-alive connections are closed after (5)
+CVMON_HTTP_MAX_CONNECTIONS       http_max_connections         connections per worker; past it, 503 (1000)
+CVMON_DB_CONNECT_TIMEOUT_SECONDS db_connect_timeout_seconds   opening a PostgreSQL connection (3)
+CVMON_DB_STATEMENT_TIMEOUT_SECONDS db_statement_timeout_seconds one statement of an API request (5)
+CVMON_DB_LOCK_TIMEOUT_SECONDS    db_lock_timeout_seconds      waiting for a lock in an API request (3)
+CVMON_DB_POOL_TIMEOUT_SECONDS    db_pool_timeout_seconds      waiting for a free pooled connection (3)
 CVMON_COHORT_KEYS                cohort_keys                  cohort fields metrics are sliced by (camera)
 CVMON_PII_DROP                   pii.drop                     cohort fields removed at ingest
 CVMON_PII_HASH                   pii.hash                     cohort fields replaced by a keyed hash
@@ -100,6 +109,22 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     auth_disabled: bool = False
     max_body_bytes: int = 32 * 1024 * 1024
+    #: Body bytes all requests of one process hold at once; a parsed JSON body costs several
+    #: times its bytes, so this bounds the memory of ingest (docs/operations.md).
+    max_body_bytes_in_flight: int = 64 * 1024 * 1024
+    #: A connection must deliver a request's headers within this time (slow-loris clients).
+    http_header_timeout_seconds: float = 10.0
+    #: The longest pause between two pieces of a request body.
+    http_body_timeout_seconds: float = 30.0
+    http_keepalive_seconds: int = 5
+    #: Connections (and requests in progress) per worker process; past it uvicorn answers 503.
+    http_max_connections: int = 1000
+    #: Database timeouts of API requests: a database that stops answering gives 503s within a few
+    #: seconds instead of hung requests. Scheduled jobs have no statement timeout.
+    db_connect_timeout_seconds: float = 3.0
+    db_statement_timeout_seconds: float = 5.0
+    db_lock_timeout_seconds: float = 3.0
+    db_pool_timeout_seconds: float = 3.0
     cohort_keys: tuple[str, ...] = ("camera",)
     pii_drop: tuple[str, ...] = ()
     pii_hash: tuple[str, ...] = ()
@@ -167,6 +192,11 @@ class Settings:
         return url
 
     @property
+    def query_windows(self) -> tuple[str, ...]:
+        """The windows metric points are stored for: the evaluation and the drift windows."""
+        return tuple(dict.fromkeys((*self.windows, *self.drift_windows)))
+
+    @property
     def is_sqlite(self) -> bool:
         return self.sqlalchemy_url.startswith("sqlite")
 
@@ -174,6 +204,7 @@ class Settings:
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read cvmon.yaml (when present) and the environment; keyword overrides win over both."""
         env = os.environ if environ is None else environ
+        _check_env_text(env)
         values: dict[str, Any] = {}
         path_text = env.get("CVMON_CONFIG")
         path = Path(path_text) if path_text else Path("cvmon.yaml")
@@ -206,6 +237,9 @@ class Settings:
     def validate(self) -> None:
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        if self.max_body_bytes_in_flight < self.max_body_bytes:
+            raise ConfigError("max_body_bytes_in_flight must be at least max_body_bytes (one whole body)")
+        self._validate_timeouts()
         if self.pii_hash and not self.pii_hash_key:
             raise ConfigError("pii.hash needs pii.hash_key (CVMON_PII_HASH_KEY): an unkeyed hash of a camera id is reversible")
         for window in self.windows:
@@ -221,6 +255,18 @@ class Settings:
         self._validate_drift()
         self._validate_slos()
         self.retention.validate(max(parse_window(w) for w in self.windows) if self.windows else 0)
+
+    def _validate_timeouts(self) -> None:
+        bounds = {
+            "http_header_timeout_seconds": (0.1, 3600), "http_body_timeout_seconds": (0.1, 3600),
+            "http_keepalive_seconds": (1, 3600), "http_max_connections": (1, 1_000_000),
+            "db_connect_timeout_seconds": (1, 600), "db_statement_timeout_seconds": (0.1, 3600),
+            "db_lock_timeout_seconds": (0.1, 3600), "db_pool_timeout_seconds": (0.1, 600),
+        }  # fmt: skip
+        for name, (low, high) in bounds.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {value}")
 
     def _validate_drift(self) -> None:
         for window in (*self.drift_windows, self.drift_lookback):
@@ -272,14 +318,20 @@ class Settings:
 
 
 _WINDOW_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+#: The longest window or retention period anything accepts: a century is far beyond any use and
+#: far inside what datetime arithmetic and PostgreSQL intervals can hold.
+MAX_WINDOW_SECONDS: Final = 36_500 * 86400
 
 
 def parse_window(text: str) -> int:
     """``1h`` / ``1d`` / ``7d`` / ``4w`` to seconds; windows are whole hours so hour states tile them."""
     unit = _WINDOW_UNITS.get(text[-1:]) if text else None
-    if unit is None or not text[:-1].isdigit() or int(text[:-1]) < 1:
-        raise ConfigError(f"window {text!r} must look like 1h, 6h, 1d, 7d or 4w")
-    return int(text[:-1]) * unit
+    digits = text[:-1]
+    if unit is None or not (0 < len(digits) <= 9 and digits.isascii() and digits.isdigit()) or int(digits) < 1:
+        raise ConfigError(f"window {text[:40]!r} must look like 1h, 6h, 1d, 7d or 4w")
+    if int(digits) * unit > MAX_WINDOW_SECONDS:
+        raise ConfigError(f"window {text!r} is longer than {MAX_WINDOW_SECONDS // 86400}d")
+    return int(digits) * unit
 
 
 #: Fields that are not plain values (parsed by their own readers, never from one variable).
@@ -431,7 +483,10 @@ def _default_reports() -> ReportSettings:
 def _from_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the file is not UTF-8 text (byte {exc.start})", source=str(path)) from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -439,6 +494,7 @@ def _from_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(exc).splitlines()[0], source=str(path), line=mark.line + 1 if mark else None) from None
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of settings", source=str(path), line=1)
+    _check_yaml_text(data, "", str(path))
     values: dict[str, Any] = {"config_path": str(path), "config_text": text}
     extra: dict[str, Any] = {}
     for key, value in data.items():
@@ -462,6 +518,37 @@ def _from_yaml(path: Path) -> dict[str, Any]:
         values["slos"] = load_slos(text, source=str(path))
         values["notifier"] = load_notifier(text, source=str(path))
     return values
+
+
+def _check_env_text(env: Mapping[str, str]) -> None:
+    """Settings end up in the database (cohort keys, SLO and model names) and in messages: a value
+    with NUL or a lone surrogate (bytes that are not UTF-8 in the environment) is refused here."""
+    from monitor.wire import text_problem
+
+    for name, value in env.items():
+        if name.startswith("CVMON_"):
+            problem = text_problem(value)
+            if problem is not None:
+                raise ConfigError(f"{name} {problem}", source=name)
+
+
+def _check_yaml_text(node: Any, where: str, source: str) -> None:
+    """Every key and string value of cvmon.yaml is text the database can store (YAML's ``"\\0"``
+    and ``"\\ud800"`` escapes make ones it cannot)."""
+    from monitor.wire import text_problem
+
+    if isinstance(node, str):
+        problem = text_problem(node)
+        if problem is not None:
+            raise ConfigError(f"{where or 'a value'} {problem}", source=source)
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else str(key)
+            _check_yaml_text(key, f"a key of {where or 'the top level'}", source)
+            _check_yaml_text(value, here, source)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_yaml_text(value, f"{where}[{i}]", source)
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:

@@ -131,6 +131,7 @@ class PrivatePostgres:
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
             self._as = ["runuser", "-u", "postgres", "--"]
         self.running = False
+        self.frozen = False
 
     @property
     def url(self) -> str:
@@ -161,8 +162,34 @@ class PrivatePostgres:
         self._run(self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
         self.running = False
 
+    def processes(self) -> list[int]:
+        """The postmaster's pid, then its children's (backends and background workers)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # the command may hold spaces: the parent pid is the 2nd field after its ')'
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server: it accepts TCP connections (the kernel does) but answers nothing."""
+        for pid in self.processes():  # the postmaster first: no new backend forks in between
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        for pid in reversed(self.processes()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.frozen = False
+
     def destroy(self) -> None:
         """Stop (immediately) and delete the cluster; safe to call in ``finally``."""
+        if self.frozen:
+            self.thaw()
         if self.running and self.pg_ctl:
             self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
             self.running = False

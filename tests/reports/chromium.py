@@ -62,6 +62,8 @@ class PageLoad:
     requests: list[str] = field(default_factory=list)
     png: bytes = b""
     console: list[str] = field(default_factory=list)
+    #: what ``expression`` (given to ``load``) evaluated to once the page settled
+    value: Any = None
 
     @property
     def subresources(self) -> list[str]:
@@ -71,7 +73,8 @@ class PageLoad:
 class Chromium:
     """One headless browser process; ``load(path)`` as often as needed; ``close()`` in finally."""
 
-    def __init__(self, *, width: int = 1280, height: int = 2000, timeout: float = 60.0) -> None:
+    def __init__(self, *, width: int = 1280, height: int = 2000, timeout: float = 60.0, reachable: str | None = None) -> None:
+        """``reachable``: the one host (e.g. ``127.0.0.1``, a test server) the browser may reach."""
         binary = find_chromium()
         if binary is None:
             raise FileNotFoundError("chromium is not installed (Debian: apt-get install chromium)")
@@ -88,7 +91,7 @@ class Chromium:
         self.proc = subprocess.Popen(
             [
                 binary,
-                *FLAGS,
+                *(f"{f}, EXCLUDE {reachable}" if f.startswith("--host-resolver-rules") and reachable else f for f in FLAGS),
                 "--remote-debugging-pipe",
                 f"--user-data-dir={self._profile}",
                 f"--window-size={width},{height}",
@@ -145,8 +148,9 @@ class Chromium:
                 raise RuntimeError("chromium exited")
             self._events.append(message)
 
-    def load(self, path: Path, *, settle: float = 0.3) -> PageLoad:
-        """Open ``path`` in a fresh tab; the requests it made and a full-window screenshot."""
+    def load(self, path: Path | str, *, settle: float = 0.3, expression: str | None = None) -> PageLoad:
+        """Open ``path`` (a file, or a URL as text) in a fresh tab; the requests it made, a
+        full-window screenshot and the value of ``expression`` evaluated in the page."""
         target = self._send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self._send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         try:
@@ -159,13 +163,13 @@ class Chromium:
                 {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
                 session,
             )
-            url = path.resolve().as_uri()
+            url = path if isinstance(path, str) else path.resolve().as_uri()
             self._send("Page.navigate", {"url": url}, session)
             self._wait_for("Page.loadEventFired", session)
             time.sleep(settle)  # a late request (a lazy image, a timer) would show up in this time
             shot = self._send("Page.captureScreenshot", {"format": "png"}, session)
-            self._send("Runtime.evaluate", {"expression": "1"}, session)  # flush pending events
-            load = PageLoad(url)
+            evaluated = self._send("Runtime.evaluate", {"expression": expression or "1", "returnByValue": True}, session)
+            load = PageLoad(url, value=evaluated.get("result", {}).get("value") if expression else None)
             for event in self._events:
                 if event.get("sessionId") != session:
                     continue

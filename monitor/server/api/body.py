@@ -1,68 +1,260 @@
-"""Reading request bodies: size limit (before and after gunzip), gzip, fast JSON."""
+"""Request bodies: read whole or refused, within bounds of size, memory and time.
+
+Two layers:
+
+- :class:`BodyLimits`, an ASGI middleware in front of every route (FastAPI reads the bodies of
+  pydantic endpoints before any dependency runs, so authentication cannot come first): a declared
+  body over ``max_body_bytes`` is a 413 before a byte is read; the body bytes held by all requests
+  of the process together are bounded by a :class:`BodyBudget` (past it, 503 with Retry-After); a
+  body that stops arriving for ``read_timeout`` seconds is a 408.
+- :func:`read_json` for the ingest endpoints: the Content-Type must be JSON (415 otherwise),
+  gzip is decoded member by member to the end (a truncated stream or trailing bytes are a 400,
+  never half a batch), and the decoded size counts against the same limit and budget.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import zlib
-from typing import Any
+from typing import Annotated, Any, Final
 
 import orjson
-from fastapi import HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: nginx's status for a request whose client hung up before the answer.
 CLIENT_CLOSED_REQUEST = 499
+#: What a client refused for memory should wait: bodies in flight take well under a second.
+BUSY_RETRY_AFTER_SECONDS: Final = 1
+#: Where a request's :class:`Lease` is kept in the ASGI scope's state (``request.state``).
+_LEASE_KEY: Final = "cvmon_body_lease"
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_SEND_JSON: Final = "send the body as JSON with 'Content-Type: application/json'"
+
+
+class BodyBudget:
+    """Request-body bytes this process holds in memory, all requests together, up to ``limit``.
+
+    A request is always admitted while nothing else is held, so a body of ``max_body_bytes`` can
+    pass however the two limits compare. A parsed JSON body takes several times its bytes in
+    Python objects (docs/operations.md), which this bounds in proportion.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.held and self.held + n > self.limit:
+                return False
+            self.held += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.held -= n
+
+
+class Lease:
+    """One request's share of the budget, given back whole when the request ends."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def take(self, n: int) -> None:
+        """Hold ``n`` more bytes, or raise the 503 that tells the client to come back."""
+        if not self.budget.take(n):
+            raise busy()
+        self.held += n
+
+    def give(self, n: int) -> None:
+        n = min(n, self.held)
+        self.budget.give(n)
+        self.held -= n
+
+    def close(self) -> None:
+        self.give(self.held)
+
+
+def busy() -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "the server holds as many request bodies as its memory bound allows (CVMON_MAX_BODY_BYTES_IN_FLIGHT); retry shortly",
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
+
+
+def too_large(limit: int) -> HTTPException:
+    return HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        f"request body is over the limit of {limit} bytes (CVMON_MAX_BODY_BYTES); send smaller batches",
+    )
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() and len(value) < 19 else None
+    return None
+
+
+class BodyLimits:
+    """The size, memory and time bounds of every request body (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, *, budget: BodyBudget, max_bytes: int, read_timeout: float) -> None:
+        self.app = app
+        self.budget = budget
+        self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _declared_length(scope)
+        lease = Lease(self.budget)
+        try:
+            if declared is not None and declared > self.max_bytes:
+                await _answer(scope, receive, send, too_large(self.max_bytes))
+                return
+            if declared:
+                try:
+                    lease.take(declared)
+                except HTTPException as exc:
+                    await _answer(scope, receive, send, exc)
+                    return
+            scope.setdefault("state", {})[_LEASE_KEY] = lease
+            await self.app(scope, self._receiver(receive, lease, declared), send)
+        finally:
+            lease.close()
+
+    def _receiver(self, receive: Receive, lease: Lease, declared: int | None) -> Receive:
+        received = 0
+        done = False
+
+        async def guarded() -> Message:
+            nonlocal received, done
+            if done:  # the body is complete: what follows (a disconnect) may take any time
+                return await receive()
+            try:
+                async with asyncio.timeout(self.read_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(
+                    status.HTTP_408_REQUEST_TIMEOUT,
+                    f"no byte of the request body arrived for {self.read_timeout:g} s (CVMON_HTTP_BODY_TIMEOUT_SECONDS)",
+                    headers={"Connection": "close"},
+                ) from None
+            if message["type"] != "http.request":
+                done = True
+                return message
+            size = len(message.get("body", b""))
+            received += size
+            if received > self.max_bytes:
+                raise too_large(self.max_bytes)
+            if declared is None:  # chunked: held as it arrives
+                lease.take(size)
+            done = not message.get("more_body", False)
+            return message
+
+        return guarded
+
+
+async def _answer(scope: Scope, receive: Receive, send: Send, exc: HTTPException) -> None:
+    """Answer before the app (and its exception handlers) sees the request."""
+    from starlette.responses import JSONResponse
+
+    headers = {**(exc.headers or {}), "Connection": "close"}
+    await JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)(scope, receive, send)
+
+
+def require_json(request: Request) -> None:
+    """415 unless the request says its body is JSON (``application/json`` or ``application/*+json``)."""
+    value = request.headers.get("content-type")
+    media = (value or "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    got = f"Content-Type {value[:80]!r}" if value else "no Content-Type"
+    raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"this endpoint takes JSON and got {got}: {_SEND_JSON}")
+
+
+#: A route parameter that refuses a body not declared as JSON with 415; declared after the key's
+#: parameter, so a request without a key is a 401 whatever it sends.
+JsonContent = Annotated[None, Depends(require_json)]
 
 
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed JSON body; 413 over ``limit`` bytes (compressed or not), 400/415 when unreadable."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
+    require_json(request)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", "gzip"):
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"unsupported Content-Encoding {encoding[:40]!r}; use gzip")
+    raw = bytearray()
     try:
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
+            raw += chunk
     except ClientDisconnect:
         # the client is gone (a killed pod, a timeout): nobody reads the answer, but it is not
         # a server error; 499 as nginx logs it
         raise HTTPException(CLIENT_CLOSED_REQUEST, "the client closed the connection before sending the whole body") from None
-    raw = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if len(raw) > limit:  # without BodyLimits in front (an app mounted elsewhere)
+        raise too_large(limit)
+    body: bytes | bytearray = raw
     if encoding == "gzip":
-        raw = _gunzip(raw, limit)
-    elif encoding not in ("identity", ""):
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"unsupported Content-Encoding {encoding!r}; use gzip")
+        lease: Lease | None = getattr(request.state, _LEASE_KEY, None)
+        body = gunzip(raw, limit, lease)
+        if lease is not None:  # the compressed bytes are dropped now
+            lease.give(len(raw))
+        del raw
     try:
-        return orjson.loads(raw)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         error = exc
     # Python's json.dumps writes NaN and Infinity, which strict JSON (orjson) refuses. Parse them
     # on this slow path so the record holding one is rejected by itself, not the whole batch.
     try:
-        return json.loads(raw)
+        return json.loads(body)
     except (ValueError, RecursionError):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from None
 
 
-def _gunzip(raw: bytes, limit: int) -> bytes:
-    # Bounded decompression: a small gzip bomb must not expand past the body limit in memory.
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(raw, limit + 1)
-    except zlib.error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid gzip") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise _too_large(limit)
-    return out
+def gunzip(raw: bytes | bytearray, limit: int, lease: Lease | None = None) -> bytes:
+    """Every member of a gzip stream (RFC 1952 allows several, one after another), at most
+    ``limit`` bytes in all; the output is held against ``lease`` as it grows.
 
-
-def _too_large(limit: int) -> HTTPException:
-    return HTTPException(
-        status.HTTP_413_CONTENT_TOO_LARGE,
-        f"request body is over the limit of {limit} bytes (CVMON_MAX_BODY_BYTES); send smaller batches",
-    )
+    A stream that ends inside a member, or bytes after the last member that do not start another,
+    is a 400: a body is stored whole or not at all, never cut to its first member.
+    """
+    parts: list[bytes] = []
+    size = 0
+    rest = memoryview(raw)
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid gzip ({exc})") from None
+        size += len(out)
+        if size > limit or inflater.unconsumed_tail:
+            raise too_large(limit)
+        if lease is not None:
+            lease.take(len(out))
+        parts.append(out)
+        if not inflater.eof:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is truncated gzip: the stream ends inside a member")
+        tail = inflater.unused_data
+        if not tail:
+            break
+        if tail[:2] != _GZIP_MAGIC:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                f"body has {len(tail)} bytes after the end of its gzip stream that are not another gzip member",
+            )
+        rest = memoryview(tail)
+    return parts[0] if len(parts) == 1 else b"".join(parts)

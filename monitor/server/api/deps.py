@@ -15,6 +15,7 @@ from fastapi import Depends, HTTPException, Request, status
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
+from monitor.server.api.body import BodyBudget
 from monitor.server.exporters.collectors import QualityExposition
 from monitor.server.exporters.service import ServiceMetrics
 from monitor.server.services.ingest import CohortPolicy
@@ -41,8 +42,10 @@ class AppState:
     cohort_policy: CohortPolicy = field(init=False)
     service_metrics: ServiceMetrics = field(init=False)
     quality_exposition: QualityExposition = field(init=False)
+    body_budget: BodyBudget = field(init=False)
 
     def __post_init__(self) -> None:
+        self.body_budget = BodyBudget(self.settings.max_body_bytes_in_flight)
         self.keys = KeyCache(self.engine, ttl_seconds=self.settings.key_cache_seconds)
         self.cohort_policy = CohortPolicy(self.settings)
         self.service_metrics = ServiceMetrics(CollectorRegistry())

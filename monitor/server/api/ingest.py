@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Some or all records were stored (or were duplicates); `rejected` lists the others."},
-    **problems(400, 401, 403, 413, 415, 503),
+    **problems(400, 401, 403, 408, 413, 415, 503),
     422: {
         "model": IngestResponse | Problem,
         "description": "No record was accepted: every one was rejected (`rejected`), or the body is not "

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Path, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from monitor.errors import RegistryConflict
+from monitor.server.api.body import JsonContent
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
+from monitor.server.api.params import ModelName
 from monitor.server.api.schemas import Counts, ModelList, ModelOut, ModelRegistration, VersionOut, problems
 from monitor.server.services.models import ModelInfo, model_info, model_names, register_model
 from monitor.server.store.engine import write_transaction
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
-ModelName = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 
 _AUTH = problems(401, 403, 503)
 
@@ -37,10 +36,12 @@ def _out(info: ModelInfo) -> ModelOut:
 @router.put(
     "/models/{model}",
     response_model=ModelOut,
-    responses={**_AUTH, 201: {"model": ModelOut, "description": "Registered."}, **problems(400, 409, 422)},
+    responses={**_AUTH, 201: {"model": ModelOut, "description": "Registered."}, **problems(400, 408, 409, 413, 415, 422)},
     summary="Register or update a model",
 )
-def put_model(model: ModelName, body: ModelRegistration, response: Response, state: StateDep, principal: AdminAuth) -> ModelOut:
+def put_model(
+    model: ModelName, body: ModelRegistration, response: Response, state: StateDep, principal: AdminAuth, _json: JsonContent
+) -> ModelOut:
     """Register a model (201) or update it (200). Classes may be appended later but never
     reordered, renamed or removed (stored predictions refer to them by position): that is a 409.
     `label_policy` (newest, majority, exclude) says which annotation the quality metrics use when

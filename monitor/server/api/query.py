@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -12,12 +10,25 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from monitor.server.api.deps import ReadAuth, StateDep
-from monitor.server.api.models import ModelName
+from monitor.server.api.params import (
+    ClassText,
+    CohortText,
+    Cursor,
+    Limit,
+    MetricList,
+    ModelName,
+    Moment,
+    VersionText,
+    WindowText,
+    cohort_slice,
+    decode_cursor,
+    encode_cursor,
+    window_seconds,
+)
 from monitor.server.api.schemas import problems
 from monitor.server.services.history import MetricFilter, confusion_matrix, history_points, latest_points
 from monitor.server.services.models import model_spec
 from monitor.server.services.windows import hour_floor
-from monitor.server.settings import parse_window
 
 router = APIRouter(prefix="/v1", tags=["metrics"])
 
@@ -63,45 +74,12 @@ class ConfusionOut(BaseModel):
     samples: int
 
 
-def _cohort(text: str | None) -> tuple[str, str] | None:
-    if text is None or text == "":
-        return None
-    key, sep, value = text.partition(":")
-    if not sep or not key:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cohort must look like key:value, e.g. camera:cam-3")
-    return key, value
-
-
-def _window(text: str) -> int:
-    try:
-        return parse_window(text)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-
-
-def _cursor(text: str | None) -> int:
-    if not text:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(text.encode()).decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor is not one this API gave out") from None
-
-
 def _shift(moment: datetime, delta: timedelta) -> datetime:
     """``moment + delta``, or a 422 when that leaves the years 1-9999 (e.g. end=0001-01-01)."""
     try:
         return moment + delta
     except OverflowError:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{moment.isoformat()} is out of range for this window") from None
-
-
-def _utc(moment: datetime) -> datetime:
-    """In UTC, or a 422 when that leaves the years 1-9999 (0001-01-01T00:00+01:00)."""
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{moment.isoformat()} is out of range") from None
 
 
 def _point(r: Any) -> MetricPoint:
@@ -118,26 +96,25 @@ def get_metrics(
     model: ModelName,
     state: StateDep,
     principal: ReadAuth,
-    window: Annotated[str, Query(description="Window length: 1h, 1d, 7d (as configured).")] = "1h",
-    version: Annotated[str | None, Query(description="Only this model version.")] = None,
-    cohort: Annotated[str | None, Query(description='Only this cohort slice, "key:value"; "" for whole versions.')] = None,
-    metric: Annotated[list[str] | None, Query(description="Only these metrics (repeatable), e.g. accuracy, precision.")] = None,
-    cls: Annotated[str | None, Query(alias="class", description="Only this class.")] = None,
-    since: Annotated[datetime | None, Query(description="Series from this time (default: 7 days before until).")] = None,
-    until: Annotated[datetime | None, Query(description="Series until this time (default: now).")] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    cursor: Annotated[str | None, Query(description="From `next_cursor` of the previous page.")] = None,
+    window: WindowText = "1h",
+    version: VersionText = None,
+    cohort: CohortText = None,
+    metric: MetricList = None,
+    cls: ClassText = None,
+    since: Annotated[Moment, Query(description="Series from this time (default: 7 days before until).")] = None,
+    until: Annotated[Moment, Query(description="Series until this time (default: now).")] = None,
+    limit: Limit = 1000,
+    cursor: Cursor = None,
 ) -> MetricsOut:
     """The latest values (rolling window ending at the current hour) and the time series of
     aligned windows, with sample counts and label coverage on every point."""
     principal.check_model(model)
-    _window(window)
-    if any("\x00" in text for text in (version or "", cohort or "", cls or "", *(metric or ()))):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "query parameters must not contain NUL characters")
-    until = _utc(until or state.clock())
-    since = _utc(since or _shift(until, -timedelta(days=7)))
-    offset = _cursor(cursor)
-    slice_ = _cohort(cohort)
+    window_seconds(window, allowed=state.settings.query_windows)
+    until = until or state.clock()
+    since = since or _shift(until, -timedelta(days=7))
+    offset = decode_cursor(cursor)
+    slice_ = cohort_slice(cohort)
+
     which = MetricFilter(
         model, window, version, None if cohort is None else (slice_ or ("", "")), tuple(metric or ()), cls
     )
@@ -147,7 +124,7 @@ def get_metrics(
         latest = latest_points(conn, which)
         series = history_points(conn, which, since, until, offset=offset, limit=limit + 1)
     more = len(series) > limit
-    next_cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
+    next_cursor = encode_cursor(offset + limit) if more else None
     return MetricsOut(
         model=model, window=window, latest=[_point(r) for r in latest],
         series=[_point(r) for r in series[:limit]], next_cursor=next_cursor,
@@ -161,17 +138,17 @@ async def get_confusion_matrix(
     model: ModelName,
     state: StateDep,
     principal: ReadAuth,
-    window: Annotated[str, Query(description="Window length: 1h, 1d, 7d.")] = "1d",
-    version: Annotated[str | None, Query(description="Only this version (default: all versions together).")] = None,
-    cohort: Annotated[str | None, Query(description='A cohort slice "key:value" (default: everything).')] = None,
-    end: Annotated[datetime | None, Query(description="Window end (default: the end of the current hour).")] = None,
+    window: Annotated[WindowText, Query(description="Window length: 1h to 366d, whole hours.")] = "1d",
+    version: Annotated[VersionText, Query(description="Only this version (default: all versions together).")] = None,
+    cohort: Annotated[CohortText, Query(description='A cohort slice "key:value" (default: everything).')] = None,
+    end: Annotated[Moment, Query(description="Window end (default: the end of the current hour).")] = None,
 ) -> ConfusionOut:
     """Rows are the true class, columns the predicted class, over the window ending at `end`,
     merged from the stored hourly states (classification models)."""
     principal.check_model(model)
-    seconds = _window(window)
-    slice_ = _cohort(cohort)
-    window_end = _shift(hour_floor(_utc(end or state.clock())), timedelta(hours=1) if end is None else timedelta(0))
+    seconds = window_seconds(window)
+    slice_ = cohort_slice(cohort)
+    window_end = _shift(hour_floor(end or state.clock()), timedelta(hours=1) if end is None else timedelta(0))
     window_start = _shift(window_end, -timedelta(seconds=seconds))
 
     def compute() -> ConfusionOut:

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Self
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from monitor.server.api.body import JsonContent
 from monitor.server.api.deps import AdminAuth, ReadAuth, StateDep
-from monitor.server.api.models import ModelName
+from monitor.server.api.params import ModelName, storable_text
 from monitor.server.api.schemas import problems
 from monitor.server.services.drift_features import ESTIMATOR
 from monitor.server.services.drift_refs import Kind, ReferenceSpec, fitted_summary, load_specs, put_spec
@@ -20,7 +21,7 @@ from monitor.server.store.engine import write_transaction
 router = APIRouter(prefix="/v1", tags=["drift"])
 
 _ERRORS = problems(400, 401, 403, 404, 422, 503)
-VersionName = Annotated[str, Field(max_length=64)]
+VersionName = Annotated[str, Field(max_length=64), AfterValidator(storable_text)]
 
 
 class ReferenceIn(BaseModel):
@@ -103,9 +104,14 @@ def _spec_out(spec: ReferenceSpec) -> ReferenceSpecOut:
 
 
 @router.put(
-    "/models/{model}/reference", response_model=ReferenceSpecOut, responses=_ERRORS, summary="Pin the drift reference"
+    "/models/{model}/reference",
+    response_model=ReferenceSpecOut,
+    responses={**_ERRORS, **problems(408, 413, 415)},
+    summary="Pin the drift reference",
 )
-def put_reference(model: ModelName, body: ReferenceIn, state: StateDep, principal: AdminAuth) -> ReferenceSpecOut:
+def put_reference(
+    model: ModelName, body: ReferenceIn, state: StateDep, principal: AdminAuth, _json: JsonContent
+) -> ReferenceSpecOut:
     """Pin which predictions a version's drift is measured against (admin scope).
 
     - `{"version": "v3", "first": 5000}`: the first 5 000 predictions of v3 (the default is the

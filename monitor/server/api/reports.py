@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from monitor.server.api.deps import ReadAuth, StateDep
-from monitor.server.api.models import ModelName
+from monitor.server.api.params import ModelName, ReportId
 from monitor.server.api.schemas import Problem
 from monitor.server.services.models import model_specs
 from monitor.server.services.reports import find_report, latest_report_id, list_reports, report_html
@@ -29,7 +29,6 @@ _HEADERS = {
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}}
 
-ReportId = Annotated[str, Path(pattern=r"^(\d{4}-W\d{2}|latest)$", description="ISO week (2026-W47) or `latest`.")]
 
 
 class ReportOut(BaseModel):

@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from monitor.server.api.params import storable_text
 
 FloatList = list[float]
 
@@ -107,7 +109,10 @@ class IngestResponse(BaseModel):
 class ModelRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     task: Literal["classification", "detection"]
-    classes: Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(min_length=1, max_length=100_000)]
+    classes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=128), AfterValidator(storable_text)]],
+        Field(min_length=1, max_length=100_000),
+    ]
     operating_threshold: Annotated[float, Field(ge=0, le=1, description="Score threshold the model acts on.")] = 0.5
     label_policy: Annotated[
         Literal["newest", "majority", "exclude"] | None,
@@ -175,15 +180,16 @@ class ValidationProblem(BaseModel):
 
 
 _PROBLEMS: dict[int, str] = {
-    400: "The body is not valid JSON or gzip.",
+    400: "The body is not valid JSON, or not whole gzip (truncated, or bytes after its last member).",
     401: "Missing, invalid or revoked API key.",
     403: "The key lacks the scope or a model of the request.",
     404: "No such model.",
+    408: "The request body stopped arriving (a pause longer than the body timeout).",
     409: "The change would reinterpret stored data.",
     413: "The body (after gunzip) or the batch is over its limit.",
-    415: "Unsupported Content-Encoding (use gzip).",
+    415: "The body is not declared as JSON (send `Content-Type: application/json`), or an unsupported Content-Encoding (use gzip).",
     422: "The request is well-formed but refused: a sentence, or the list of invalid parameters.",
-    503: "The database is unavailable; retry after Retry-After seconds.",
+    503: "The database is unavailable, or the server holds as many request bodies as it may; retry after Retry-After seconds.",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 

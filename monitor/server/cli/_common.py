@@ -45,6 +45,39 @@ def open_engine(settings: Settings, *, verify: bool = True) -> Engine:
     return engine
 
 
+class StoredText(click.ParamType):
+    """Text the database can store (no NUL, no lone surrogate: a command line with bytes that are
+    not UTF-8 arrives as surrogates), of at most ``max_chars``; a model name also matches the API's
+    path pattern, so what the command line registers can be addressed over HTTP."""
+
+    name = "text"
+
+    def __init__(self, max_chars: int = 256, *, model_name: bool = False) -> None:
+        self.max_chars = max_chars
+        self.model_name = model_name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        import re
+
+        from monitor.wire import MAX_MODEL_CHARS, MODEL_NAME_PATTERN, text_problem
+
+        text = str(value)
+        shown = ascii(text[:60])
+        problem = text_problem(text)
+        if problem is not None:
+            self.fail(f"{shown} {problem}", param, ctx)
+        limit = MAX_MODEL_CHARS if self.model_name else self.max_chars
+        if len(text) > limit:
+            self.fail(f"{shown}... is {len(text)} characters; the limit is {limit}", param, ctx)
+        if self.model_name and not re.fullmatch(MODEL_NAME_PATTERN, text):
+            self.fail(f"{shown} is not a model name: a letter or digit, then letters, digits, '.', '_', ':' or '-'", param, ctx)
+        return text
+
+
+TEXT = StoredText()
+MODEL = StoredText(model_name=True)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

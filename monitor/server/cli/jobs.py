@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from monitor.server.cli._common import load_settings, now, open_engine
+from monitor.server.cli._common import MODEL, load_settings, now, open_engine
 
 
 @click.group("jobs")
@@ -15,7 +15,7 @@ def jobs_group() -> None:
 
 
 @jobs_group.command("run-once")
-@click.option("--model", "models", multiple=True, help="Only this model (repeatable). Default: every registered model.")
+@click.option("--model", "models", multiple=True, type=MODEL, help="Only this model (repeatable). Default: every registered model.")
 @click.option("--job", "jobs", multiple=True,
               help="Only this job (repeatable): evaluate, drift, slo, notify, webhooks, or report (the weekly report, "
                    "which runs only when named). Default: every per-tick job.")  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from monitor.server.cli._common import csv_list, load_settings, now, open_engine
+from monitor.server.cli._common import TEXT, StoredText, csv_list, load_settings, now, open_engine
 
 
 @click.group("keys")
@@ -13,9 +13,9 @@ def keys_group() -> None:
 
 
 @keys_group.command("create")
-@click.option("--scopes", required=True, help="Comma-separated: ingest (send data), read (query), admin (register models).")
-@click.option("--models", default=None, help="Comma-separated models the key is limited to (default: every model).")
-@click.option("--name", default="", help="A label to recognise the key by in `cvmon keys list`.")
+@click.option("--scopes", required=True, type=TEXT, help="Comma-separated: ingest (send data), read (query), admin (register models).")
+@click.option("--models", default=None, type=StoredText(8192), help="Comma-separated models the key is limited to (default: every model).")
+@click.option("--name", default="", type=StoredText(128), help="A label to recognise the key by in `cvmon keys list`.")
 def create(scopes: str, models: str | None, name: str) -> None:
     """Create a key and print it. The key is the LAST line of the output, so scripts can take it
     with `cvmon keys create --scopes ingest | tail -n 1`."""
@@ -55,7 +55,7 @@ def list_keys_cmd() -> None:
 
 
 @keys_group.command("revoke")
-@click.argument("key_id")
+@click.argument("key_id", type=StoredText(16))
 def revoke(key_id: str) -> None:
     """Revoke the key KEY_ID (the 12-character id from `cvmon keys list`). Servers stop accepting it
     within CVMON_KEY_CACHE_SECONDS (10 s by default)."""

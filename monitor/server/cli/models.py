@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from monitor.server.cli._common import csv_list, load_settings, now, open_engine
+from monitor.server.cli._common import MODEL, StoredText, csv_list, load_settings, now, open_engine
 
 
 @click.group("models")
@@ -35,7 +35,7 @@ def list_cmd() -> None:
 
 
 @models_group.command("show")
-@click.argument("model")
+@click.argument("model", type=MODEL)
 def show(model: str) -> None:
     """Show MODEL: classes, operating threshold, label policy, counts and versions."""
     from monitor.server.services.models import model_info
@@ -56,9 +56,9 @@ def show(model: str) -> None:
 
 
 @models_group.command("register")
-@click.argument("model")
+@click.argument("model", type=MODEL)
 @click.option("--task", type=click.Choice(["classification", "detection"]), required=True)
-@click.option("--classes", required=True, help="Comma-separated class names in the model's output order, or @FILE with one per line.")
+@click.option("--classes", required=True, type=StoredText(10_000_000), help="Comma-separated class names in the model's output order, or @FILE with one per line.")
 @click.option("--threshold", "operating_threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="The score threshold the model acts on (detection precision/recall are measured there).")  # fmt: skip
 @click.option("--label-policy", type=click.Choice(["newest", "majority", "exclude"]), default=None,
@@ -69,13 +69,22 @@ def register(model: str, task: str, classes: str, operating_threshold: float, la
     from monitor.errors import RegistryConflict
     from monitor.server.services.models import register_model
     from monitor.server.store.engine import write_transaction
+    from monitor.wire import text_problem
 
     if classes.startswith("@"):
-        names = [line.strip() for line in Path(classes[1:]).read_text().splitlines() if line.strip()]
+        try:
+            text = Path(classes[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.ClickException(f"cannot read classes from {classes[1:]}: {exc}") from None
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         names = csv_list(classes) or []
     if not names or len(set(names)) != len(names):
         raise click.ClickException("classes must be a non-empty list of unique names")
+    for name in names:
+        problem = text_problem(name) or (f"is {len(name)} characters; the limit is 128" if len(name) > 128 else None)
+        if problem is not None:
+            raise click.ClickException(f"class {name[:60]!a} {problem}")
     engine = open_engine(load_settings())
     try:
         with write_transaction(engine) as conn:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from monitor.server.cli._common import cvmon_command, load_settings, now, open_engine
+from monitor.server.cli._common import MODEL, cvmon_command, load_settings, now, open_engine
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @click.command("report")
-@click.option("--model", required=True, help="The model to report on.")
+@click.option("--model", required=True, type=MODEL, help="The model to report on.")
 @click.option(
     "--week",
     metavar="YYYY-Www",

@@ -18,6 +18,11 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
     Refuses to start on a database that is not at the latest migration (run `cvmon db upgrade`).
     Authentication is on unless CVMON_AUTH_DISABLED=1.
+
+    Slow clients and large bodies are bounded by settings (docs/operations.md):
+    CVMON_HTTP_HEADER_TIMEOUT_SECONDS (10), CVMON_HTTP_BODY_TIMEOUT_SECONDS (30),
+    CVMON_HTTP_KEEPALIVE_SECONDS (5), CVMON_HTTP_MAX_CONNECTIONS per worker (1000),
+    CVMON_MAX_BODY_BYTES (32 MiB) and CVMON_MAX_BODY_BYTES_IN_FLIGHT per worker (64 MiB).
     """
     import uvicorn
 
@@ -33,6 +38,10 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         from monitor.server.exporters.service import MULTIPROC_ENV
 
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="cvmon-prometheus-")
+    import functools
+
+    from monitor.server.connections import HeaderTimeoutProtocol
+
     uvicorn.run(
         "monitor.server.app:app_from_env",
         factory=True,
@@ -42,6 +51,12 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         log_level=log_level,
         access_log=log_level == "debug",
         timeout_graceful_shutdown=10,
+        # slow clients (docs/operations.md): headers in time, idle keep-alives closed, a cap on
+        # connections per worker (503 past it); body pauses are bounded by the app
+        # uvicorn only calls what it is given here, as it would a class; a partial pickles to workers
+        http=functools.partial(HeaderTimeoutProtocol, header_timeout=settings.http_header_timeout_seconds),  # type: ignore[arg-type]
+        timeout_keep_alive=settings.http_keepalive_seconds,
+        limit_concurrency=settings.http_max_connections,
     )
 
 

@@ -6,7 +6,7 @@ import getpass
 
 import click
 
-from monitor.server.cli._common import load_settings, now, open_engine
+from monitor.server.cli._common import MODEL, TEXT, StoredText, load_settings, now, open_engine
 
 
 @click.group("silence")
@@ -30,12 +30,12 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
 
 
 @silence_group.command("add")
-@click.option("--model", required=True, help="The model to silence.")
-@click.option("--slo", default=None, help="Only this SLO of the model (default: every SLO of it).")
+@click.option("--model", required=True, type=MODEL, help="The model to silence.")
+@click.option("--slo", default=None, type=TEXT, help="Only this SLO of the model (default: every SLO of it).")
 @click.option("--for", "seconds", required=True, callback=_duration, metavar="DURATION",
               help="How long, from now: 30m, 2h, 1d, ...")  # fmt: skip
-@click.option("--comment", default="", help="Why (shown in `cvmon silence list` and the notifier's log).")
-@click.option("--by", "created_by", default=None, help="Who (default: the current user).")
+@click.option("--comment", default="", type=StoredText(4096), help="Why (shown in `cvmon silence list` and the notifier's log).")
+@click.option("--by", "created_by", default=None, type=StoredText(128), help="Who (default: the current user).")
 def add(model: str, slo: str | None, seconds: int, comment: str, created_by: str | None) -> None:
     """Silence MODEL's notifications (or one SLO's) from now for DURATION; prints the silence id."""
     from datetime import timedelta
@@ -64,7 +64,7 @@ def add(model: str, slo: str | None, seconds: int, comment: str, created_by: str
 
 @silence_group.command("list")
 @click.option("--all", "include_expired", is_flag=True, help="Include silences that have ended.")
-@click.option("--model", default=None, help="Only this model's silences.")
+@click.option("--model", default=None, type=MODEL, help="Only this model's silences.")
 def list_cmd(include_expired: bool, model: str | None) -> None:
     """List active and future silences (newest first)."""
     from monitor.server.slo.silences import list_silences
@@ -86,7 +86,7 @@ def list_cmd(include_expired: bool, model: str | None) -> None:
 
 
 @silence_group.command("expire")
-@click.argument("silence_id")
+@click.argument("silence_id", type=StoredText(16))
 def expire(silence_id: str) -> None:
     """End the silence SILENCE_ID now (the id from `cvmon silence add` or `list`)."""
     from monitor.server.slo.silences import expire_silence

@@ -70,6 +70,7 @@ from monitor.wire import (
     Limits,
     ModelSpec,
     Prediction,
+    claimed_model,
     parse_ground_truth,
     parse_prediction,
 )
@@ -102,8 +103,9 @@ def batch_records(payload: Any) -> list[Any]:
 
 
 def record_models(records: Sequence[Any]) -> set[str]:
-    """The model names the records claim (for authorisation before any parsing)."""
-    return {r["model"] for r in records if isinstance(r, dict) and isinstance(r.get("model"), str)}
+    """The model names the records claim (for authorisation before any parsing); a name the
+    database could not hold is left out, and its record rejected when parsed."""
+    return {name for name in map(claimed_model, records) if name is not None}
 
 
 class CohortPolicy:
