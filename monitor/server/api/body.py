@@ -1,14 +1,15 @@
-"""Reading request bodies: size limit (before and after gunzip), gzip, fast JSON."""
+"""Reading request bodies: the size limit while streaming, Content-Encoding, then the shared decoding
+(:mod:`monitor.server.services.payload`, which the broker consumers use too)."""
 
 from __future__ import annotations
 
-import json
-import zlib
 from typing import Any
 
-import orjson
 from fastapi import HTTPException, Request, status
 from starlette.requests import ClientDisconnect
+
+from monitor.errors import LimitExceeded, WireError
+from monitor.server.services.payload import decode_body
 
 #: nginx's status for a request whose client hung up before the answer.
 CLIENT_CLOSED_REQUEST = 499
@@ -33,32 +34,14 @@ async def read_json(request: Request, limit: int) -> Any:
         raise HTTPException(CLIENT_CLOSED_REQUEST, "the client closed the connection before sending the whole body") from None
     raw = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding == "gzip":
-        raw = _gunzip(raw, limit)
-    elif encoding not in ("identity", ""):
+    if encoding not in ("gzip", "identity", ""):
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"unsupported Content-Encoding {encoding!r}; use gzip")
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        error = exc
-    # Python's json.dumps writes NaN and Infinity, which strict JSON (orjson) refuses. Parse them
-    # on this slow path so the record holding one is rejected by itself, not the whole batch.
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from None
-
-
-def _gunzip(raw: bytes, limit: int) -> bytes:
-    # Bounded decompression: a small gzip bomb must not expand past the body limit in memory.
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(raw, limit + 1)
-    except zlib.error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid gzip") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise _too_large(limit)
-    return out
+        return decode_body(raw, gzipped=encoding == "gzip", limit=limit)
+    except LimitExceeded:
+        raise _too_large(limit) from None
+    except WireError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is {exc}") from None
 
 
 def _too_large(limit: int) -> HTTPException:

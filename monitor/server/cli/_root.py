@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "monitor.server.cli.grafana",
     "monitor.server.cli.demo",
     "monitor.server.cli.report",
+    "monitor.server.cli.consume",
 )
 
 
