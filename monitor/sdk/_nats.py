@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import ssl
 import threading
 import urllib.parse
@@ -32,6 +33,8 @@ from monitor.sdk._transport import Response
 DEFAULT_PREFIX: Final = "cvmon.ingest"
 #: Subject suffix per request path.
 SUFFIX: Final = {PATHS[PREDICTION]: "predictions", PATHS[GROUND_TRUTH]: "ground-truth"}
+
+log = logging.getLogger("monitor.sdk")
 
 
 class NATSTransport:
@@ -48,7 +51,13 @@ class NATSTransport:
             raise ValueError(f"unknown option {sorted(unknown)[0]!r} in {url!r}; known: creds, ca")
         self.prefix = parts.path.strip("/").replace("/", ".") or DEFAULT_PREFIX
         self._server = f"{parts.scheme}://{parts.hostname}:{parts.port or 4222}"
-        self._options: dict[str, Any] = {"connect_timeout": max(1, int(timeout)), "max_reconnect_attempts": -1}
+        # No reconnecting inside nats-py: a lost connection fails the publish, the sender retries
+        # or spools it, and the next publish connects again (nats-py's own retries would hold
+        # the sender for as long as the server is away).
+        self._options: dict[str, Any] = {
+            "connect_timeout": max(1, int(timeout)), "allow_reconnect": False, "max_reconnect_attempts": 1,
+            "reconnect_time_wait": 0.2, "error_cb": _quiet,
+        }  # fmt: skip
         user = urllib.parse.unquote(parts.username) if parts.username else None
         if user is not None and parts.password is not None:
             self._options.update(user=user, password=urllib.parse.unquote(parts.password))
@@ -118,6 +127,11 @@ class NATSTransport:
         if not thread.is_alive():
             loop.close()
         self._loop = self._thread = self._nc = self._js = None
+
+
+async def _quiet(exc: Exception) -> None:
+    # nats-py logs every failed attempt with a traceback by default; the sender says it once a minute
+    log.debug("nats: %r", exc)
 
 
 def _problem(status: int, detail: str) -> Response:

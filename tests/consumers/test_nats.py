@@ -216,3 +216,16 @@ def test_two_nats_consumers_share_a_stream(db, nats_names: NatsNames, nats_clien
         assert sum(m.get("cvmon_consumer_records_total{kind=predictions,outcome=accepted}", 0) for m in metrics) == messages * per
         assert sum(m.get("cvmon_consumer_records_total{kind=predictions,outcome=duplicate}", 0) for m in metrics) == 0
         assert sum(m["cvmon_consumer_redelivered_messages_total"] for m in metrics) == 0
+
+
+@pytest.mark.slow
+def test_a_consumer_waits_for_its_broker_and_stops_on_sigterm(db, tmp_path: Path) -> None:
+    """Started before its broker, the consumer retries (saying so) and still ends cleanly on SIGTERM."""
+    server = PrivateNats()  # a port with nothing listening
+    try:
+        proc = consumer(NatsNames().consumer_args(server.url), db_url=db.url, log=tmp_path / "c.log", wait=False)
+        wait_for(lambda: "Connect call failed" in proc.output(), "the connection to fail")
+        assert proc.alive()
+        assert proc.stop(timeout=10) == 0
+    finally:
+        server.destroy()

@@ -158,10 +158,16 @@ class JetStreamBroker:
             self._loop.close()
 
     async def _connect(self, stop: threading.Event) -> bool:
+        """Connect, retrying until the server answers (a consumer may start before its broker) or
+        ``stop``; nats-py reconnects by itself after that."""
         cfg = self.cfg
+        said: dict[str, float] = {}
 
         async def error_cb(exc: Exception) -> None:
-            log.warning("nats: %s", exc)
+            text = str(exc) or repr(exc)
+            if time.monotonic() - said.get(text, -60.0) >= 60.0:  # each kind once a minute
+                said[text] = time.monotonic()
+                log.warning("nats: %s", text)
 
         async def disconnected_cb() -> None:
             if not self._closing:
@@ -176,17 +182,17 @@ class JetStreamBroker:
             "max_reconnect_attempts": -1, "reconnect_time_wait": 1, "connect_timeout": 5,
             "error_cb": error_cb, "disconnected_cb": disconnected_cb, "reconnected_cb": reconnected_cb,
         }  # fmt: skip
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                self._nc = await self.nats.connect(**{k: v for k, v in options.items() if v is not None})
-                self._js = self._nc.jetstream()
-                return True
-            except Exception as exc:  # no server yet: a consumer may start before its broker
-                log.warning("nats: cannot connect to %s (%s); retrying in %.0fs", ", ".join(cfg.servers), exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        return False
+        task = asyncio.ensure_future(self.nats.connect(**{k: v for k, v in options.items() if v is not None}))
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.5)
+            if stop.is_set() and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                return False
+        self._nc = task.result()
+        self._js = self._nc.jetstream()
+        return True
 
     async def _ensure_streams(self) -> None:
         from nats.js.api import RetentionPolicy, StorageType

@@ -33,6 +33,8 @@ def gunzip(raw: bytes, limit: int) -> bytes:
         raise WireError("not valid gzip") from None
     if len(out) > limit or inflater.unconsumed_tail:
         raise LimitExceeded(f"over the limit of {limit} bytes once decompressed (CVMON_MAX_BODY_BYTES)")
+    if not inflater.eof:
+        raise WireError("not valid gzip (truncated)")
     return out
 
 
