@@ -4,7 +4,6 @@ subscriptions, dead letters, models, kill -9, broker restarts. The consumer runs
 from __future__ import annotations
 
 import base64
-import gzip
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ from tests.consumers.brokers import (
     body,
     consumer,
     consumers,
-    forget_session,
     records,
     redelivered,
     register,
@@ -194,24 +192,3 @@ def test_two_mqtt_consumers_share_a_topic(db, mqtt_names: MqttNames, tmp_path: P
             assert sum(m.get("cvmon_consumer_records_total{kind=predictions,outcome=duplicate}", 0) for m in metrics) == 0
     finally:
         client.close()
-
-
-def test_consumer_ignores_its_own_dead_letters(db, mqtt_names: MqttNames, tmp_path: Path, model_name: str) -> None:
-    """A subscription wide enough to match the dead-letter topics must not consume them (a dead
-    letter is not an ingest batch: it would be dead-lettered again, for ever)."""
-    register(db.engine, model_name)
-    client = Mqtt(MQTT_PORT, dead_prefix=mqtt_names.dead_prefix)
-    try:
-        with consumers() as procs:
-            args = [*mqtt_names.consumer_args(MQTT_PORT), "--topic", f"t{mqtt_names.tag}/#"]
-            procs.append(proc := consumer(args, db_url=db.url, log=tmp_path / "consumer.log"))
-            client.publish(f"{mqtt_names.topic_prefix}/predictions", [gzip.compress(b"{oops")])
-            assert len(client.dead_letters(1)) == 1
-            wait_for(lambda: scrape(proc.metrics_port).get("cvmon_consumer_messages_total") == 1, "the message acknowledged")
-            time.sleep(1.5)
-            assert len(client.received) == 1
-            assert scrape(proc.metrics_port)["cvmon_consumer_dead_letters_total"] == 1
-            assert "is under the dead-letter prefix" in proc.output()
-    finally:
-        client.close()
-    forget_session(MQTT_PORT, mqtt_names.client_id(1))

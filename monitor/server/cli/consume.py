@@ -160,41 +160,44 @@ def _run(make_broker: Callable[[], Any], consumer: str, what: str, *, models: st
     from monitor.server.consumers.pipeline import Options, Pipeline
     from monitor.server.consumers.sink import Sink
 
-    settings = load_settings()
-    engine = open_engine(settings)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    try:  # settings of the broker first: a bad filter or a missing extra needs no database
         broker = make_broker()
     except CvmonError as exc:  # a missing extra names the pip command
         raise click.ClickException(str(exc)) from None
-    sink = Sink(engine, settings, clock=now)
-    sink.prepare()
-    registry = CollectorRegistry()
-    metrics = ConsumerMetrics(registry)
-    scope = ModelScope(csv_list(models))
-    options = Options(consumer=consumer, max_body_bytes=settings.max_body_bytes, max_in_flight=max_in_flight,
-                      batch_records=batch_records, workers=workers)  # fmt: skip
-    pipeline = Pipeline(broker, sink, scope=scope, options=options, metrics=metrics)
+    settings = load_settings()
+    engine = open_engine(settings)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = None
-    if metrics_port:
-        try:
-            server = serve(registry, metrics_host, metrics_port)
-        except OSError as exc:
-            raise click.ClickException(f"cannot serve metrics on {metrics_host}:{metrics_port} ({exc}); pass another --metrics-port, or 0") from None
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    click.echo(f"consuming {what}; models: {', '.join(sorted(scope.models)) if scope.models else 'any'}"
-               + (f"; metrics at http://{metrics_host}:{metrics_port}/metrics" if metrics_port else ""), err=True)  # fmt: skip
-    if progress_seconds:
-        threading.Thread(target=_progress, args=(pipeline, broker, stop, progress_seconds), daemon=True).start()
     try:
+        sink = Sink(engine, settings, clock=now)
+        sink.prepare()
+        registry = CollectorRegistry()
+        metrics = ConsumerMetrics(registry)
+        scope = ModelScope(csv_list(models))
+        options = Options(consumer=consumer, max_body_bytes=settings.max_body_bytes, max_in_flight=max_in_flight,
+                          batch_records=batch_records, workers=workers)  # fmt: skip
+        pipeline = Pipeline(broker, sink, scope=scope, options=options, metrics=metrics)
+        if metrics_port:
+            try:
+                server = serve(registry, metrics_host, metrics_port)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot serve metrics on {metrics_host}:{metrics_port} ({exc}); pass another --metrics-port, or 0"
+                ) from None
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        click.echo(f"consuming {what}; models: {', '.join(sorted(scope.models)) if scope.models else 'any'}"
+                   + (f"; metrics at http://{metrics_host}:{metrics_port}/metrics" if metrics_port else ""), err=True)  # fmt: skip
+        if progress_seconds:
+            threading.Thread(target=_progress, args=(pipeline, broker, stop, progress_seconds), daemon=True).start()
         broker.run(pipeline, stop)
     except CvmonError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         if server is not None:
             server.shutdown()
+            server.server_close()
         engine.dispose()
     click.echo(_progress_line(pipeline, broker, None), err=True)
 

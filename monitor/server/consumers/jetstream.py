@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.errors import ConfigError, require
+from monitor.server.consumers.message import filter_reaches
 from monitor.server.consumers.pipeline import BrokerError, DeadLetter, Delivery, Pipeline
 
 log = logging.getLogger("cvmon.consume")
@@ -78,6 +79,11 @@ class JetStreamBroker:
     separator = "."
 
     def __init__(self, cfg: NatsConfig, *, pending_every: float = 5.0) -> None:
+        if filter_reaches(cfg.subjects, cfg.dead_letter_prefix, separator=".", one="*", rest=">"):
+            raise ConfigError(
+                f"the subject filter {cfg.subjects!r} also matches the dead letters ({cfg.dead_letter_prefix}.>): "
+                "choose a --dead-letter-prefix outside it"
+            )
         self.cfg = cfg
         self.nats = require("nats", feature="cvmon consume nats", extra="nats")
         import nats.errors
@@ -289,9 +295,7 @@ class JetStreamBroker:
                 continue
             for m in msgs:
                 meta = m.metadata
-                pipeline.offer(
-                    Delivery(m.subject, m.data, meta.num_delivered > 1, meta.timestamp.timestamp(), m)
-                )
+                pipeline.offer(Delivery(m.subject, m.data, meta.num_delivered > 1, meta.timestamp.timestamp(), m))
 
     async def _keep_alive(self, pipeline: Pipeline, stop: threading.Event) -> None:
         """Tell the server that held messages are still being worked on (the database may be

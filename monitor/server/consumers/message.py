@@ -97,3 +97,19 @@ class ModelScope:
                 keep.append(record)
                 indices.append(i)
         return keep, indices, refused
+
+
+def filter_reaches(subject_filter: str, prefix: str, *, separator: str, one: str, rest: str) -> bool:
+    """Whether a subscription filter matches some subject under ``prefix`` (NATS: ``.``, ``*``,
+    ``>``; MQTT: ``/``, ``+``, ``#``). A consumer whose filter reaches its own dead-letter subjects
+    would take its dead letters for ingest batches, and dead-letter them again, for ever."""
+    tokens = subject_filter.split(separator)
+    wanted = prefix.split(separator)
+    for i, token in enumerate(wanted):
+        if i >= len(tokens):
+            return False
+        if tokens[i] == rest:
+            return True
+        if tokens[i] not in (one, token):
+            return False
+    return len(tokens) > len(wanted)

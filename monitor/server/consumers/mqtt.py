@@ -17,6 +17,7 @@ Dead letters go to ``<dead_letter_prefix>/<the original topic>`` with QoS 1 as a
 (MQTT 3.1.1 has no properties to carry the reason): reason, errors, the original topic and the
 original payload in base64. MQTT keeps a message only for sessions subscribed to its topic:
 subscribe a persistent session to ``<dead_letter_prefix>/#`` to keep them (docs/streaming.md).
+A topic filter that would match the dead letters themselves is refused at start.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from monitor.errors import require
+from monitor.errors import ConfigError, require
+from monitor.server.consumers.message import filter_reaches
 from monitor.server.consumers.pipeline import BrokerError, DeadLetter, Delivery, Pipeline
 
 log = logging.getLogger("cvmon.consume")
@@ -71,6 +73,11 @@ class MqttBroker:
     separator = "/"
 
     def __init__(self, cfg: MqttConfig) -> None:
+        if filter_reaches(cfg.topic, cfg.dead_letter_prefix, separator="/", one="+", rest="#"):
+            raise ConfigError(
+                f"the topic filter {cfg.topic!r} also matches the dead letters ({cfg.dead_letter_prefix}/#): "
+                "choose a --dead-letter-prefix outside it"
+            )
         self.cfg = cfg
         self.mqtt = require("paho.mqtt.client", feature="cvmon consume mqtt", extra="mqtt")
         self.ready = threading.Event()
@@ -139,11 +146,6 @@ class MqttBroker:
             handle = (self._generation, msg.mid, msg.qos)
             if msg.qos > 0:
                 self._order.append((self._generation, msg.mid))
-        if msg.topic.startswith(self.cfg.dead_letter_prefix + "/"):
-            # our own dead letters (a subscription wide enough to match them): never consume them
-            log.warning("mqtt: ignoring %s: it is under the dead-letter prefix", msg.topic)
-            self.ack(Delivery(msg.topic, b"", handle=handle))
-            return
         pipeline.offer(Delivery(msg.topic, msg.payload, bool(msg.dup), None, handle))
 
     # -----------------------------------------------------------------------------------------
