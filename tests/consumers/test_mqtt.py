@@ -46,13 +46,12 @@ def test_mqtt_end_to_end(db, mqtt_names: MqttNames, tmp_path: Path, model_name: 
             ))  # fmt: skip
             good = records(model_name, 300)
             client.publish(f"{prefix}/cam-2/predictions", [body(good[:200]), body(good[200:], gzipped=False)])
-            labels = [{"prediction_id": r["prediction_id"], "model": model_name, "label": "dent"} for r in good[:50]]
-            client.publish(f"{prefix}/ground-truth", [body(labels)])
             poison = _poison(model_name, other)
             client.publish(f"{prefix}/predictions", poison.values())
             client.publish(f"{prefix}/thumbnails", [body(good[:1])])
-
             wait_for(lambda: stored(db.engine, model_name) == 302, "302 predictions stored")
+            labels = [{"prediction_id": r["prediction_id"], "model": model_name, "label": "dent"} for r in good[:50]]
+            client.publish(f"{prefix}/ground-truth", [body(labels)])  # after their predictions (see test_nats.py)
             wait_for(lambda: stored(db.engine, model_name, "ground_truth") == 50, "50 labels stored")
             dead = client.dead_letters(len(poison) + 1)
             by_payload = {base64.b64decode(env["payload_base64"]): (topic, env) for topic, env in dead}

@@ -47,8 +47,9 @@ class RecordingBroker:
         if len(self.acked) >= self.expect:
             self.done.set()
 
-    def release(self, deliveries: Sequence[Delivery]) -> None:
+    def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
         self.released += deliveries
+        self.release_delay = delay
 
     def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
         assert delivery not in self.acked, "dead-lettered after its acknowledgement"
@@ -176,6 +177,29 @@ def test_stopping_while_the_database_is_away_releases_the_held_messages(db, mode
     pipeline.stop(timeout=0.2)
     assert not broker.acked and not broker.letters
     assert sorted(d.subject for d in broker.released) == [f"in.{n}.predictions" for n in range(4)]
+
+
+def test_a_bug_in_the_pipeline_hands_the_message_back_and_the_stream_goes_on(db, model_name: str) -> None:
+    """A failure outside storage (here: the broker adapter raising on a dead letter) neither stops
+    the worker nor loops: the message is handed back for later, the next one is stored."""
+    register(db.engine, model_name)
+
+    class BrokenDeadLetters(RecordingBroker):
+        def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
+            raise RuntimeError("adapter bug")
+
+    broker = BrokenDeadLetters(lambda d: True)
+    broker.expect = 1
+    pipeline = _pipeline(db, broker, workers=1)
+    pipeline.start()
+    pipeline.offer(Delivery("in.0.predictions", b"{not json"))
+    wait_for(lambda: broker.released, "the poison message handed back")
+    pipeline.offer(Delivery("in.1.predictions", body(records(model_name, 3))))
+    assert broker.done.wait(30)
+    pipeline.stop()
+    assert [d.subject for d in broker.released] == ["in.0.predictions"] and broker.release_delay == 60.0
+    assert [d.subject for d in broker.acked] == ["in.1.predictions"]
+    assert pipeline.room() == pipeline.options.max_in_flight
 
 
 @pytest.mark.parametrize(

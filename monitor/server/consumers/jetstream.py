@@ -115,10 +115,10 @@ class JetStreamBroker:
     def ack(self, delivery: Delivery) -> None:
         self._call(delivery.handle.ack(), 10.0)
 
-    def release(self, deliveries: Sequence[Delivery]) -> None:
+    def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
         async def nak_all() -> None:
             for d in deliveries:
-                await d.handle.nak()
+                await d.handle.nak(delay=delay or None)
 
         self._call(nak_all(), 10.0)
 

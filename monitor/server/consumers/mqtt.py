@@ -159,13 +159,27 @@ class MqttBroker:
             if generation != self._generation:
                 return  # delivered on a connection since lost: the broker sends it again
             self._done.add((generation, mid))
-            while self._order and self._order[0] in self._done:
-                key = self._order.popleft()
-                self._done.discard(key)
+            self._send_acks()
+
+    def _send_acks(self) -> None:
+        while self._order and self._order[0] in self._done:
+            key = self._order.popleft()
+            self._done.discard(key)
+            if key[1] > 0:
                 self._client.ack(key[1], 1)
 
-    def release(self, deliveries: Sequence[Delivery]) -> None:
-        """Nothing to send: the session keeps them, and the broker sends them again on reconnect."""
+    def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
+        """MQTT has no negative acknowledgement: the session keeps these messages unacknowledged
+        and the broker sends them again on the next connection. Later messages must not wait for
+        them, so they leave the acknowledgement order without a PUBACK."""
+        with self._lock:
+            for d in deliveries:
+                generation, mid, qos = d.handle
+                if qos and generation == self._generation and (generation, mid) in self._order:
+                    index = self._order.index((generation, mid))
+                    self._order[index] = (generation, -mid)  # skipped, never acknowledged
+                    self._done.add((generation, -mid))
+            self._send_acks()
 
     def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
         envelope = {

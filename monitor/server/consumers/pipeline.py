@@ -22,6 +22,7 @@ Delivery guarantees:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import random
 import threading
@@ -80,8 +81,9 @@ class Broker(Protocol):
     def ack(self, delivery: Delivery) -> None:
         """Acknowledge (best effort: a lost acknowledgement means a harmless redelivery)."""
 
-    def release(self, deliveries: Sequence[Delivery]) -> None:
-        """Give back messages this process will not finish (shutting down while the database is away)."""
+    def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
+        """Give back messages this process will not finish (shutting down while the database is
+        away), to be delivered again after ``delay`` seconds, or when the broker can."""
 
     def dead_letter(self, delivery: Delivery, letter: DeadLetter) -> None:
         """Publish the dead letter and wait for the broker to confirm it, or raise :class:`BrokerError`."""
@@ -250,9 +252,27 @@ class Pipeline:
                 self._process(group)
             except Stopped:
                 return  # stop() releases what is still held
-            except Exception:  # a worker must outlive any bug; the messages come back later
-                log.exception("cvmon consume: unexpected error; %d messages left unacknowledged", len(group))
-                self._forget(group)
+            except Exception:  # a worker must outlive any bug
+                log.exception("cvmon consume: unexpected error processing %d messages", len(group))
+                self._give_up(group)
+
+    def _give_up(self, group: list[Delivery]) -> None:
+        """After a bug: dead-letter the messages of the group not yet finished, so that one message
+        cannot stop the stream; hand back (for later) any that cannot even be dead-lettered."""
+        with self._cond:
+            left = [d for d in group if id(d) in self._held]
+        reason = "cvmon failed while processing this message (see the consumer's log); some of its records may be stored, replaying it is safe"
+        for d in left:
+            try:
+                self._dead_letter(d, DeadLetter(d.subject, reason, ((None, reason),), self.options.consumer, datetime.now(UTC)))
+                self.broker.ack(d)
+                self.metrics.dead_letters.inc()
+                self.totals.add(dead_letters=1)
+            except Exception as exc:
+                log.warning("cvmon consume: could not dead-letter a message from %s (%s); handing it back", d.subject, exc)
+                with contextlib.suppress(Exception):
+                    self.broker.release([d], delay=60.0)
+        self._forget(left)
 
     def _forget(self, deliveries: Sequence[Delivery]) -> None:
         with self._cond:
