@@ -172,11 +172,11 @@ def test_nats_server_restart_under_load(db, tmp_path: Path, model_name: str) -> 
                 for i in range(total):
                     client.log_classification(probabilities=p, prediction_id=f"r-{i}", cohort={"camera": f"cam-{i % 4}"})
                     if i % 500 == 499:
-                        time.sleep(0.05)
+                        time.sleep(0.1)  # about 10 s of publishing: the restart falls in the middle
 
             producer = threading.Thread(target=log_all, daemon=True)
             producer.start()
-            wait_for(lambda: stored(db.engine, model_name) >= total // 5, "a fifth stored")
+            wait_for(lambda: client.stats().sent >= total // 4 and stored(db.engine, model_name) > 0, "a quarter published")
             server.stop()
             time.sleep(2)
             server.start()
@@ -186,9 +186,8 @@ def test_nats_server_restart_under_load(db, tmp_path: Path, model_name: str) -> 
             stats = client.stats()
             client.close()
             assert stats.dropped == 0 and stats.rejected == 0, stats
+            assert stats.retried > 0, "the restart should have failed some publishes"
             assert _distinct_ids(db, model_name) == total
-            # nats-py holds publishes through a short outage itself: the consumer's reconnect
-            # is what shows that the server went away under load
             assert "nats: reconnected" in log.read_text()
     finally:
         server.destroy()

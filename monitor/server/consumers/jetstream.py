@@ -93,13 +93,11 @@ class JetStreamBroker:
         self.js_errors = nats.js.errors
         #: The durable consumer's unacknowledged messages on the server, as last polled.
         self.pending: int | None = None
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # made by run()
         self._nc: Any = None
         self._js: Any = None
         self._pending_every = pending_every
         self._closing = False
-        #: Set once connected and subscribed (tests and the CLI wait on it).
-        self.ready = threading.Event()
 
     # -----------------------------------------------------------------------------------------
     # called from the pipeline's worker threads
@@ -157,6 +155,7 @@ class JetStreamBroker:
 
     def run(self, pipeline: Pipeline, stop: threading.Event) -> None:
         """Connect, fetch while the pipeline has room, until ``stop``; then finish and close."""
+        self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._main(pipeline, stop))
@@ -256,7 +255,6 @@ class JetStreamBroker:
 
             pipeline.on_room = on_room
             pipeline.start()
-            self.ready.set()
             log.info("nats: consuming %s from stream %s as %s", self.cfg.subjects, self.cfg.stream, self.cfg.durable)
             keep_alive = asyncio.ensure_future(self._keep_alive(pipeline, stop))
             pending = asyncio.ensure_future(self._poll_pending(sub, pipeline, stop))

@@ -80,7 +80,6 @@ class MqttBroker:
             )
         self.cfg = cfg
         self.mqtt = require("paho.mqtt.client", feature="cvmon consume mqtt", extra="mqtt")
-        self.ready = threading.Event()
         self.pending: int | None = None  # MQTT cannot tell how many messages wait on the broker
         self._lock = threading.Lock()
         self._generation = 0
@@ -128,7 +127,6 @@ class MqttBroker:
             client.subscribe(self.cfg.subscription, qos=1)
         log.info("mqtt: connected to %s:%d as %s (session present: %s); subscribed to %s",
                  self.cfg.host, self.cfg.port, self.cfg.client_id, flags.session_present, self.cfg.subscription)  # fmt: skip
-        self.ready.set()
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _properties: Any) -> None:
         with self._lock:
