@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gzip
 import os
 import shutil
@@ -147,6 +148,12 @@ class Consumers:
             buckets[le] = buckets.get(le, 0.0) + v
         return buckets
 
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(60)
+
 
 def p99_bound(after: dict[float, float], before: dict[float, float]) -> float:
     """The histogram bucket bound under which 99 % of the batches between two snapshots fell."""
@@ -154,12 +161,6 @@ def p99_bound(after: dict[float, float], before: dict[float, float]) -> float:
     edges = sorted(diff)
     total = diff[edges[-1]] if edges else 0
     return next((le for le in edges if diff[le] >= 0.99 * total), float("nan")) if total else float("nan")
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            proc.wait(60)
 
 
 def wait_accepted(consumers: Consumers, n: int, timeout: float = 600) -> float:
@@ -406,11 +407,12 @@ def main() -> None:
             print(f"{broker:<26} {offered:>10,.0f} {p50:>7.3f} {p99:>7.3f} {worst:>7.3f} {'<= ' + format(batch, 'g'):>12} {rows:>8}")
         print(orjson.dumps({"rates": rates, "lag": lags}).decode())
     finally:
-        for path in paths.values():
-            path.close()
-        if brokers is not None:
-            brokers.close()
-        drop_scratch_database(args.database_url, scratch)
+        with contextlib.ExitStack() as stack:  # everything is closed, whatever fails first
+            stack.callback(drop_scratch_database, args.database_url, scratch)
+            if brokers is not None:
+                stack.callback(brokers.close)
+            for path in paths.values():
+                stack.callback(path.close)
 
 
 if __name__ == "__main__":

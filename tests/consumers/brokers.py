@@ -218,7 +218,7 @@ class Nats:
 class PrivateNats:
     """``nats-server -js`` on a free port with its own store directory; restartable."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_payload: int | None = None) -> None:
         if not Path(NATS_SERVER).exists():
             message = "nats-server is not installed"
             if IN_CI:
@@ -226,6 +226,8 @@ class PrivateNats:
             pytest.skip(message)
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="cvmon-nats-"))
+        self.conf = self.root / "nats.conf"
+        self.conf.write_text(f"max_payload: {max_payload}\n" if max_payload else "")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -235,7 +237,7 @@ class PrivateNats:
     def start(self) -> PrivateNats:
         with (self.root / "nats.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.root / "store")],
+                [NATS_SERVER, "-c", str(self.conf), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.root / "store")],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         wait_for(lambda: _reachable("127.0.0.1", self.port), "nats-server to listen", timeout=30)

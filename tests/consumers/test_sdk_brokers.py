@@ -115,3 +115,30 @@ def test_mqtt5_batches_wait_for_a_subscribed_session(db, mqtt_names: MqttNames, 
         wait_for(lambda: stored(db.engine, model_name) == 200, "200 stored")
     client.close()
     assert json.dumps(client.stats().__repr__())  # stats stay printable after close
+
+
+@pytest.mark.slow
+def test_nats_batches_over_max_payload_are_halved(db, tmp_path: Path, model_name: str) -> None:
+    """A batch over the server's max_payload is split in halves and sent again (as a 413 over
+    HTTP), down to what fits; every record is stored once."""
+    from monitor.sdk import Client
+
+    register(db.engine, model_name)
+    server = PrivateNats(max_payload=32 * 1024).start()
+    names = NatsNames()
+    rng = np.random.default_rng(0)
+    try:
+        with consumers() as procs:
+            procs.append(consumer(names.consumer_args(server.url), db_url=db.url, log=tmp_path / "consumer.log"))
+            client = Client(f"{server.url}/{names.prefix}", model=model_name, version="v1", spool_dir=tmp_path / "spool",
+                            batch_size=400, flush_interval=10.0)  # fmt: skip
+            for i in range(400):  # random embeddings hardly compress: ~140 kB gzipped per 400
+                client.log_classification(probabilities=P, embedding=rng.normal(size=64).astype(np.float32), prediction_id=f"e-{i}")
+            assert client.flush(timeout=60), client.stats()
+            wait_for(lambda: stored(db.engine, model_name) == 400, "400 stored")
+            stats = client.stats()
+            client.close()
+        assert stats.sent == 400 and stats.rejected == 0 and stats.spooled == 0, stats
+        assert stored(db.engine, model_name, "embeddings") == 400
+    finally:
+        server.destroy()
