@@ -14,6 +14,7 @@ FORBIDDEN = frozenset(
         "fastapi", "starlette", "uvicorn", "pydantic", "sqlalchemy", "alembic", "psycopg", "apscheduler",
         "prometheus_client", "jinja2", "scipy", "sklearn", "evidently", "pandas", "orjson", "click", "yaml",
         "numba", "llvmlite", "torch", "onnxruntime", "tritonclient", "monitor.server",
+        "nats", "paho",
     }
 )  # fmt: skip
 

@@ -33,7 +33,7 @@ from monitor.sdk._records import (
 from monitor.sdk._sender import MAX_BATCH_RECORDS, Counters, Flush, Options, Sender, Stop
 from monitor.sdk._spool import Spool
 from monitor.sdk._trace import current_ids
-from monitor.sdk._transport import HTTPTransport, Transport
+from monitor.sdk._transport import Transport, transport_for
 from monitor.wire import Resources
 
 log = logging.getLogger("monitor.sdk")
@@ -176,6 +176,10 @@ class Client:
     killed; at normal interpreter exit :meth:`close` runs (bounded by ``exit_timeout``) and what
     cannot be sent is spooled.
 
+    **Through a broker.** With ``nats://`` or ``mqtt://`` URLs the batches are published to NATS
+    JetStream or an MQTT broker (QoS 1) instead, for ``cvmon consume`` to store; the queue,
+    retries and spool are the same, and a batch counts as sent once the broker acknowledges it.
+
     **Processes and threads.** Log calls are thread-safe. After ``os.fork()`` (gunicorn,
     multiprocessing) the child gets its own queue, sender thread, prediction-id prefix and spool
     directory; the parent's are untouched.
@@ -225,7 +229,10 @@ class Client:
         """
         Parameters
         ----------
-        url: the cvmon server, e.g. ``http://cvmon:8000``.
+        url: the cvmon server, e.g. ``http://cvmon:8000``; or a broker that ``cvmon consume``
+            reads: ``nats://host:4222/<subject prefix>`` (JetStream; ``pip install 'cvmon[nats]'``)
+            or ``mqtt://host:1883/<topic prefix>`` (QoS 1; ``pip install 'cvmon[mqtt]'``). A batch
+            counts as sent once the broker has stored it; docs/streaming.md.
         model, version: the registered model name and the version of the weights serving now.
         api_key: a key with the ``ingest`` scope; default ``$CVMON_API_KEY``.
         classes: the class count or names, to check the length of ``probabilities`` on the call.
@@ -237,7 +244,7 @@ class Client:
         backoff_base, backoff_max: the exponential backoff between attempts, in seconds.
         timeout: of one HTTP request.
         exit_timeout: the longest :meth:`close` may hold up interpreter exit.
-        transport: replaces HTTP (see :class:`MockTransport`).
+        transport: replaces the transport the URL picks (see :class:`MockTransport`).
         """
         if not model or not version:
             raise ValueError("model and version are required")
@@ -261,7 +268,8 @@ class Client:
         self._timeout = timeout
         self._custom_transport = transport
         if transport is None:
-            HTTPTransport(url)  # refuse a malformed URL now, not on the sender thread
+            # refuse a malformed URL or a missing extra now, not on the sender thread
+            transport_for(url).close()
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool_dir(model)
         self._spool_limits = (spool_max_bytes, spool_max_records)
         self._max_queue = max_queue
@@ -469,7 +477,7 @@ class Client:
         with self._start_lock:
             if self._sender is not None:
                 return
-            transport = self._custom_transport or HTTPTransport(self._url, timeout=self._timeout)
+            transport = self._custom_transport or transport_for(self._url, timeout=self._timeout)
             self._spool = Spool(self.spool_dir, max_bytes=self._spool_limits[0], max_records=self._spool_limits[1])
             sender = Sender(self._queue, transport, self._spool, self._options, self._counters)
             sender.start()

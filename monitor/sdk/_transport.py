@@ -3,6 +3,9 @@
 The sender only needs ``post(path, body, headers) -> Response``. :class:`HTTPTransport` does that
 with the standard library's :mod:`http.client` (one keep-alive connection, reopened after a
 failure), so ``pip install cvmon`` adds no HTTP library to an inference process.
+:func:`transport_for` picks the transport by the URL's scheme: ``nats://`` / ``tls://`` publish to
+NATS JetStream (:mod:`._nats`) and ``mqtt://`` / ``mqtts://`` to an MQTT broker (:mod:`._mqtt`);
+their client libraries are optional extras, imported only for such a URL.
 :class:`MockTransport` calls a function instead, for tests of code that uses the SDK (in the
 manner of httpx's ``MockTransport``).
 
@@ -130,3 +133,21 @@ class MockTransport:
 
     def close(self) -> None:
         pass
+
+
+def transport_for(url: str, *, timeout: float = 10.0) -> Transport:
+    """The transport for ``url``'s scheme; raises :class:`ValueError` for a malformed URL and
+    :class:`monitor.errors.MissingExtra` (with the ``pip install`` to run) when the broker's
+    client library is not installed. Nothing connects until the first request."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme in ("nats", "tls"):
+        from monitor.sdk._nats import NATSTransport
+
+        return NATSTransport(url, timeout=timeout)
+    if scheme in ("mqtt", "mqtts"):
+        from monitor.sdk._mqtt import MQTTTransport
+
+        return MQTTTransport(url, timeout=timeout)
+    if scheme in ("http", "https"):
+        return HTTPTransport(url, timeout=timeout)
+    raise ValueError(f"url must start with http://, https://, nats://, tls://, mqtt:// or mqtts://, not {url!r}")

@@ -71,6 +71,17 @@ METRICS: Final[tuple[MetricName, ...]] = (
     # the service itself
     MetricName("cvmon_ingest_records_total", "counter", "Records received by the ingest API; outcome is accepted, duplicate or rejected.", ("kind", "outcome")),
     MetricName("cvmon_http_request_duration_seconds", "histogram", "HTTP request duration.", ("method", "route", "status")),
+    # `cvmon consume` (NATS JetStream, MQTT), served by each consumer process on its own port
+    MetricName("cvmon_consumer_records_total", "counter", "Records taken off the broker; outcome is accepted, duplicate or rejected (dead-lettered).", ("broker", "consumer", "kind", "outcome")),
+    MetricName("cvmon_consumer_messages_total", "counter", "Broker messages acknowledged after their records were committed (or dead-lettered).", ("broker", "consumer")),
+    MetricName("cvmon_consumer_dead_letters_total", "counter", "Messages published to the dead-letter subject or topic (a malformed message, or one with rejected records).", ("broker", "consumer")),
+    MetricName("cvmon_consumer_redelivered_messages_total", "counter", "Messages the broker delivered again (the consumer died or lost its connection before acknowledging).", ("broker", "consumer")),
+    MetricName("cvmon_consumer_pending_messages", "gauge", "Messages on the broker the consumer group has not acknowledged yet (NATS: the durable consumer's pending and ack-pending counts).", ("broker", "consumer")),
+    MetricName("cvmon_consumer_in_flight_messages", "gauge", "Messages this process holds, received and not yet acknowledged.", ("broker", "consumer")),
+    MetricName("cvmon_consumer_lag_seconds", "gauge", "Commit time minus the broker's timestamp of the oldest message of the last committed batch (NATS).", ("broker", "consumer")),
+    MetricName("cvmon_consumer_paused", "gauge", "1 while the database fails and the consumer has stopped fetching, else 0.", ("broker", "consumer")),
+    MetricName("cvmon_consumer_batch_duration_seconds", "histogram", "Time to store one batch of records (one transaction), retries excluded.", ("broker", "consumer")),
+    MetricName("cvmon_consumer_last_commit_timestamp_seconds", "gauge", "Unix time of the consumer's last committed batch.", ("broker", "consumer")),
     # read from the job_runs table, so every process serving /metrics reports the same runs
     MetricName("cvmon_job_duration_seconds", "gauge", "Duration of the job's last run for the model.", ("job", "model")),
     MetricName("cvmon_job_last_success_timestamp_seconds", "gauge", "Unix time of the job's last success for the model.", ("job", "model")),

@@ -76,10 +76,10 @@ def _hours() -> list[datetime]:
 
 def seed(engine: Any, url: str) -> Seeded:
     from monitor.server.jobs import run_once
+    from monitor.server.services.ingest import write_ground_truth, write_predictions
     from monitor.server.services.models import register_model
     from monitor.server.store.engine import write_transaction
     from monitor.server.store.partitions import PartitionManager
-    from monitor.server.store.writes import write_ground_truth, write_predictions
     from monitor.wire import GroundTruth, Prediction
 
     tag = uuid.uuid4().hex[:8]

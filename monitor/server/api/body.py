@@ -9,21 +9,22 @@ Two layers:
   body that stops arriving for ``read_timeout`` seconds is a 408.
 - :func:`read_json` for the ingest endpoints: the Content-Type must be JSON (415 otherwise),
   gzip is decoded member by member to the end (a truncated stream or trailing bytes are a 400,
-  never half a batch), and the decoded size counts against the same limit and budget.
+  never half a batch), and the decoded size counts against the same limit and budget. The
+  decoding is :mod:`monitor.server.services.payload`'s, which the broker consumers share.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-import zlib
 from typing import Annotated, Any, Final
 
-import orjson
 from fastapi import Depends, HTTPException, Request, status
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from monitor.errors import LimitExceeded, WireError
+from monitor.server.services.payload import gunzip, loads
 
 #: nginx's status for a request whose client hung up before the answer.
 CLIENT_CLOSED_REQUEST = 499
@@ -31,7 +32,6 @@ CLIENT_CLOSED_REQUEST = 499
 BUSY_RETRY_AFTER_SECONDS: Final = 1
 #: Where a request's :class:`Lease` is kept in the ASGI scope's state (``request.state``).
 _LEASE_KEY: Final = "cvmon_body_lease"
-_GZIP_MAGIC: Final = b"\x1f\x8b"
 _SEND_JSON: Final = "send the body as JSON with 'Content-Type: application/json'"
 
 
@@ -205,56 +205,16 @@ async def read_json(request: Request, limit: int) -> Any:
         raise HTTPException(CLIENT_CLOSED_REQUEST, "the client closed the connection before sending the whole body") from None
     if len(raw) > limit:  # without BodyLimits in front (an app mounted elsewhere)
         raise too_large(limit)
-    body: bytes | bytearray = raw
-    if encoding == "gzip":
-        lease: Lease | None = getattr(request.state, _LEASE_KEY, None)
-        body = gunzip(raw, limit, lease)
-        if lease is not None:  # the compressed bytes are dropped now
-            lease.give(len(raw))
-        del raw
+    lease: Lease | None = getattr(request.state, _LEASE_KEY, None)
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        error = exc
-    # Python's json.dumps writes NaN and Infinity, which strict JSON (orjson) refuses. Parse them
-    # on this slow path so the record holding one is rejected by itself, not the whole batch.
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from None
-
-
-def gunzip(raw: bytes | bytearray, limit: int, lease: Lease | None = None) -> bytes:
-    """Every member of a gzip stream (RFC 1952 allows several, one after another), at most
-    ``limit`` bytes in all; the output is held against ``lease`` as it grows.
-
-    A stream that ends inside a member, or bytes after the last member that do not start another,
-    is a 400: a body is stored whole or not at all, never cut to its first member.
-    """
-    parts: list[bytes] = []
-    size = 0
-    rest = memoryview(raw)
-    while True:
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            out = inflater.decompress(rest, limit + 1 - size)
-        except zlib.error as exc:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid gzip ({exc})") from None
-        size += len(out)
-        if size > limit or inflater.unconsumed_tail:
-            raise too_large(limit)
-        if lease is not None:
-            lease.take(len(out))
-        parts.append(out)
-        if not inflater.eof:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is truncated gzip: the stream ends inside a member")
-        tail = inflater.unused_data
-        if not tail:
-            break
-        if tail[:2] != _GZIP_MAGIC:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                f"body has {len(tail)} bytes after the end of its gzip stream that are not another gzip member",
-            )
-        rest = memoryview(tail)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+        body: bytes | bytearray = raw
+        if encoding == "gzip":
+            body = gunzip(raw, limit, None if lease is None else lease.take)
+            if lease is not None:  # the compressed bytes are dropped now
+                lease.give(len(raw))
+            del raw
+        return loads(body)
+    except LimitExceeded:
+        raise too_large(limit) from None
+    except WireError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is {exc}") from None
