@@ -90,7 +90,8 @@ slos:
     for name, kind in [
         ("cvmon_inference_latency_seconds", "summary"), ("cvmon_label_latency_seconds", "summary"),
         ("cvmon_accuracy_ratio", "gauge"), ("cvmon_drift_score", "gauge"), ("cvmon_drift_p_value", "gauge"),
-        ("cvmon_drift_detected", "gauge"), ("cvmon_slo_burn_rate", "gauge"),
+        ("cvmon_drift_detected", "gauge"), ("cvmon_drift_effect_size", "gauge"), ("cvmon_drift_min_effect", "gauge"),
+        ("cvmon_slo_burn_rate", "gauge"),
         ("cvmon_slo_error_budget_remaining_ratio", "gauge"), ("cvmon_slo_events", "counter"),
         ("cvmon_predictions", "counter"), ("cvmon_job_duration_seconds", "gauge"),
         ("cvmon_http_request_duration_seconds", "histogram"),

@@ -78,6 +78,8 @@ EXPORTS: dict[str, Export] = {
     "estimated_accuracy": Export("cvmon_estimated_accuracy_ratio"),
     "drift_score": Export("cvmon_drift_score", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
     "drift_p_value": Export("cvmon_drift_p_value", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
+    "drift_effect_size": Export("cvmon_drift_effect_size", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
+    "drift_min_effect": Export("cvmon_drift_min_effect", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
     "drift_detected": Export("cvmon_drift_detected", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
 }
 for _export in EXPORTS.values():  # the names table is the single source of names

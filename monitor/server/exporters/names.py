@@ -54,7 +54,9 @@ METRICS: Final[tuple[MetricName, ...]] = (
     # drift
     MetricName("cvmon_drift_score", "gauge", "Drift detector score against the pinned reference.", ("model", "version", "window", "detector", "feature"), True),
     MetricName("cvmon_drift_p_value", "gauge", "Drift detector p-value (absent for detectors without one).", ("model", "version", "window", "detector", "feature"), True),
-    MetricName("cvmon_drift_detected", "gauge", "1 when the detector flags drift at its alpha, else 0.", ("model", "version", "window", "detector", "feature"), True),
+    MetricName("cvmon_drift_effect_size", "gauge", "How much the window differs from the reference: the detector's score (the class-mix total variation distance for chi_square).", ("model", "version", "window", "detector", "feature"), True),
+    MetricName("cvmon_drift_min_effect", "gauge", "The effect-size floor: the smallest effect that flags drift (calibrated on the reference unless set per model).", ("model", "version", "window", "detector", "feature"), True),
+    MetricName("cvmon_drift_detected", "gauge", "1 when the detector's test rejects at its alpha and the effect size is above its floor, else 0.", ("model", "version", "window", "detector", "feature"), True),
     MetricName("cvmon_estimated_accuracy_ratio", "gauge", "Label-free accuracy estimate from calibrated confidences.", _QUALITY, True),
     # SLOs
     MetricName("cvmon_slo_events_total", "counter", "SLO events counted (all).", ("slo", "model", "version")),

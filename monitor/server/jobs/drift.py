@@ -38,6 +38,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from monitor.server.exporters.latest import replace_latest
 from monitor.server.jobs.drift_features import JOB_METRICS, DriftConfig, SliceSampler, estimate, extract, score
+from monitor.server.jobs.drift_floors import floors_for
 from monitor.server.jobs.drift_refs import Reference, ensure_references, fitted
 from monitor.server.jobs.evaluate import HOUR, aligned_start, hour_floor
 from monitor.server.jobs.states import Point, SliceKey
@@ -198,7 +199,7 @@ def score_window(
             features = extract(sampler.records(key), spec, wanted)
             points: list[Point] = []
             if not ref.overlaps(plan.start, plan.end):
-                points, problems = score(detectors, features, config.min_samples)
+                points, problems = score(detectors, features, config.min_samples, floors_for(config.min_effect, spec.name))
                 for problem in problems:
                     log.warning("drift of %s %s %s %s: %s", spec.name, key, plan.name, plan.start.isoformat(), problem)
             if estimator is not None:
