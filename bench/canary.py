@@ -19,13 +19,9 @@ may be checked at every label; the fixed-horizon test is valid only at its plann
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors import sequential as seq
 

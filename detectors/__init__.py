@@ -16,6 +16,9 @@ scores (n,)                KSDrift, WassersteinDrift, PSIDrift,    bounded sampl
 metadata columns (n × k)   EvidentlyColumnDrift                    bounded sample
 =========================  =====================================  ==============================
 
+Every detector takes ``floor=EffectFloor()`` for an effect-size floor calibrated on the reference
+(:mod:`detectors.floor`): a window is flagged when the test rejects and the effect is above it.
+
 Detection outputs become scores with :func:`boxes_per_image` and :func:`box_areas`. Label-free
 performance estimates: :class:`LabelFreeAccuracy`, :class:`LabelFreeDetectionPrecision`.
 
@@ -28,6 +31,7 @@ from detectors.classifier import ClassifierDrift
 from detectors.detection import box_areas, boxes_per_image
 from detectors.estimate import AccuracyEstimate, LabelFreeAccuracy, LabelFreeDetectionPrecision
 from detectors.evidently import EvidentlyColumnDrift, EvidentlyEmbeddingDrift
+from detectors.floor import EffectFloor
 from detectors.jsd import JensenShannonDrift
 from detectors.ks import KSDrift
 from detectors.mmd import MMDDrift
@@ -42,6 +46,7 @@ __all__ = [
     "ClassifierDrift",
     "Detector",
     "DriftResult",
+    "EffectFloor",
     "EvidentlyColumnDrift",
     "EvidentlyEmbeddingDrift",
     "JensenShannonDrift",

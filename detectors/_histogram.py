@@ -25,6 +25,7 @@ from detectors.base import (
     check_positive,
     rng_for,
 )
+from detectors.floor import EffectFloor
 
 BinKind = Literal["categorical", "quantile"]
 
@@ -140,13 +141,14 @@ class BinnedDistanceDrift(Detector):
         *,
         alpha: float = 0.05,
         seed: int = 0,
+        floor: EffectFloor | None = None,
         n_bins: int = 10,
         kind: Literal["auto", "categorical", "quantile"] = "auto",
         n_classes: int | None = None,
         threshold: float | None = None,
         n_resamples: int = 1000,
     ) -> None:
-        super().__init__(alpha=alpha, seed=seed)
+        super().__init__(alpha=alpha, seed=seed, floor=floor)
         if n_bins < 2:
             raise ValueError(f"n_bins must be at least 2, got {n_bins}")
         if kind not in ("auto", "categorical", "quantile"):
@@ -183,13 +185,13 @@ class BinnedDistanceDrift(Detector):
     def is_fitted(self) -> bool:
         return self._counts is not None
 
-    def fit(self, reference: ArrayLike) -> Self:
+    def _fit(self, reference: ArrayLike) -> Self:
         """Fix the bins (class set or reference quantiles) and count the reference in them."""
         self._bins = fit_bins(reference, self.kind, self.n_bins, self.n_classes)
         self._counts = self._bins.count(reference, "reference")
         return self
 
-    def score(self, current: ArrayLike) -> DriftResult:
+    def _score(self, current: ArrayLike) -> DriftResult:
         """Distance of the window's binned proportions from the reference's."""
         self._check_fitted()
         assert self._bins is not None and self._counts is not None
@@ -207,7 +209,8 @@ class BinnedDistanceDrift(Detector):
             score=observed,
             p_value=None,
             threshold=threshold,
-            is_drift=observed > threshold,
+            significant=observed > threshold,
+            effect_size=observed,
             n_reference=int(self._counts.sum()),
             n_current=int(cur.sum()),
             details={

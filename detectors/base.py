@@ -7,6 +7,10 @@ Every detector follows one shape::
     stored = detector.to_dict()                               # JSON-safe: store it, reload it with
     same = detectors.from_dict(stored)                        # detectors.from_dict / from_bytes
 
+``floor=EffectFloor()`` adds an effect-size floor calibrated on the reference at fit
+(:mod:`detectors.floor`): the window is flagged only when the test rejects and the effect is above
+it. Without one (the default) the test alone decides, at its stated false-alarm rate.
+
 ``to_dict()`` holds the constructor options and a compact *reference summary*: bins fixed at fit
 time, a bounded uniform sample of the reference (a reservoir) for multivariate methods, never the
 whole reference window. Arrays inside are little-endian bytes in base64 (the wire format's
@@ -20,13 +24,14 @@ import base64
 import binascii
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from detectors.floor import EffectFloor, calibrate
 from monitor.errors import CvmonError
 
 FloatArray = NDArray[np.float64]
@@ -65,29 +70,45 @@ class DriftResult:
     p_value
         p-value of the test, or ``None`` for distances without one (PSI, Jensen–Shannon, Evidently).
     threshold
-        What ``is_drift`` was decided against: ``alpha`` for a p-value (drift when
-        ``p_value <= alpha``), otherwise the score threshold (drift when ``score > threshold``).
+        What ``significant`` was decided against: ``alpha`` for a p-value (significant when
+        ``p_value <= alpha``), otherwise the score threshold (when ``score > threshold``).
         ``None`` only where a wrapped tool decides without exposing its threshold.
-    is_drift
-        Whether the window is flagged.
+    significant
+        Whether the test rejects "no shift" at its level: statistically, the window differs.
+    effect_size
+        How much it differs, on a scale that does not grow with the window: the score for most
+        detectors, the total variation distance of the class mix for chi-square.
     n_reference, n_current
         Number of samples actually compared (after any bounded sampling).
     details
         Method-specific JSON-safe extras (bandwidth, per-component p-values, ...), read-only.
+    floor
+        The smallest effect size that matters (:mod:`detectors.floor`); ``None``: no floor.
     """
 
     method: str
     score: float
     p_value: float | None
     threshold: float | None
-    is_drift: bool
+    significant: bool
+    effect_size: float
     n_reference: int
     n_current: int
     details: Mapping[str, Detail] = field(default_factory=dict)
+    floor: float | None = None
 
     def __post_init__(self) -> None:
         # A frozen dataclass may still hold a mutable dict; wrap it so a result cannot be edited.
         object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+
+    @property
+    def is_drift(self) -> bool:
+        """Whether the window is flagged: the test rejects and the effect is above the floor."""
+        return self.significant and (self.floor is None or self.effect_size > self.floor)
+
+    def with_floor(self, floor: float | None) -> DriftResult:
+        """The same result decided against another floor (e.g. one set per model)."""
+        return replace(self, floor=floor)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict, e.g. for a database row or an API response."""
@@ -96,6 +117,9 @@ class DriftResult:
             "score": self.score,
             "p_value": self.p_value,
             "threshold": self.threshold,
+            "significant": self.significant,
+            "effect_size": self.effect_size,
+            "floor": self.floor,
             "is_drift": self.is_drift,
             "n_reference": self.n_reference,
             "n_current": self.n_current,
@@ -113,28 +137,49 @@ class Detector(abc.ABC):
     seed
         Seed of every random choice (subsampling, permutations, resampling). Scoring the same
         window twice gives the same result.
+    floor
+        The effect-size floor (:class:`~detectors.floor.EffectFloor`): calibrated on the reference
+        at fit (``EffectFloor()``), fixed, or ``None`` (the default: the test alone decides).
     """
 
     #: Short name, used as ``DriftResult.method`` and as the key in a stored summary.
     method: ClassVar[str]
 
-    def __init__(self, *, alpha: float = 0.05, seed: int = 0) -> None:
+    def __init__(self, *, alpha: float = 0.05, seed: int = 0, floor: EffectFloor | None = None) -> None:
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         if int(seed) < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed}")
         self.alpha = float(alpha)
         self.seed = int(seed)
+        self.effect_floor = floor
+        self._floor: float | None = None
 
     # -- the interface ---------------------------------------------------------------------
 
-    @abc.abstractmethod
     def fit(self, reference: ArrayLike) -> Self:
+        """Summarise ``reference``, calibrate the effect-size floor on it, and return ``self``."""
+        self._fit(reference)
+        self._floor = None if self.effect_floor is None else calibrate(self, reference, self.effect_floor).floor
+        return self
+
+    def score(self, current: ArrayLike) -> DriftResult:
+        """Compare ``current`` with the fitted reference. Never changes the detector."""
+        self._check_fitted()
+        return self._score(current).with_floor(self._floor)
+
+    @property
+    def floor(self) -> float | None:
+        """The effect-size floor in force (fitted or loaded), or None."""
+        return self._floor
+
+    @abc.abstractmethod
+    def _fit(self, reference: ArrayLike) -> Self:
         """Summarise ``reference`` and return ``self``."""
 
     @abc.abstractmethod
-    def score(self, current: ArrayLike) -> DriftResult:
-        """Compare ``current`` with the fitted reference. Never changes the detector."""
+    def _score(self, current: ArrayLike) -> DriftResult:
+        """The test of ``current`` against the fitted reference, without a floor."""
 
     @property
     @abc.abstractmethod
@@ -156,14 +201,18 @@ class Detector(abc.ABC):
         """Restore the state written by :meth:`_summary`."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The fitted detector as a JSON-safe dict: ``format``, ``method``, ``params``, ``reference``."""
+        """The fitted detector as a JSON-safe dict: ``format``, ``method``, ``params``, ``reference``,
+        and ``floor`` (its settings and the fitted value) when it has one."""
         self._check_fitted()
-        return {
+        out = {
             "format": SUMMARY_FORMAT,
             "method": self.method,
             "params": self.params(),
             "reference": self._summary(),
         }
+        if self.effect_floor is not None:
+            out["floor"] = {"spec": self.effect_floor.to_dict(), "value": self._floor}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -172,9 +221,13 @@ class Detector(abc.ABC):
             raise SummaryError(f"unsupported summary format {data.get('format')!r}; expected {SUMMARY_FORMAT}")
         if data.get("method") != cls.method:
             raise SummaryError(f"summary is for method {data.get('method')!r}, not {cls.method!r}")
-        detector = cls(**data["params"])
         try:
+            floor = data.get("floor")  # absent from summaries stored before floors: none
+            detector = cls(**data["params"], floor=None if floor is None else EffectFloor.from_dict(floor["spec"]))
             detector._load_summary(data["reference"])
+            if floor is not None:
+                value = floor["value"]
+                detector._floor = None if value is None else float(value)
         except (KeyError, TypeError, ValueError) as exc:
             raise SummaryError(f"{cls.method}: invalid reference summary: {exc}") from exc
         return detector

@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike
 
 from detectors._histogram import Bins, fit_bins
 from detectors.base import Detector, DriftResult, FloatArray, IntArray, check_positive, permutation_p_value, rng_for
+from detectors.floor import EffectFloor
 
 _PERMUTE = 3
 
@@ -48,11 +49,12 @@ class ChiSquareDrift(Detector):
         *,
         alpha: float = 0.05,
         seed: int = 0,
+        floor: EffectFloor | None = None,
         n_classes: int | None = None,
         min_expected: float = 5.0,
         n_resamples: int = 2000,
     ) -> None:
-        super().__init__(alpha=alpha, seed=seed)
+        super().__init__(alpha=alpha, seed=seed, floor=floor)
         check_positive("n_classes", n_classes, allow_none=True)
         check_positive("n_resamples", n_resamples)
         self.n_classes = n_classes
@@ -74,13 +76,13 @@ class ChiSquareDrift(Detector):
     def is_fitted(self) -> bool:
         return self._counts is not None
 
-    def fit(self, reference: ArrayLike) -> Self:
+    def _fit(self, reference: ArrayLike) -> Self:
         """Fix the class set and count the reference's integer labels."""
         self._bins = fit_bins(reference, "categorical", 0, self.n_classes)
         self._counts = self._bins.count(reference, "reference")
         return self
 
-    def score(self, current: ArrayLike) -> DriftResult:
+    def _score(self, current: ArrayLike) -> DriftResult:
         """Chi-square statistic and p-value of the window's class counts against the reference's."""
         from scipy.stats import chi2
 
@@ -107,7 +109,8 @@ class ChiSquareDrift(Detector):
             score=observed,
             p_value=p_value,
             threshold=self.alpha,
-            is_drift=p_value <= self.alpha,
+            significant=p_value <= self.alpha,
+            effect_size=total_variation(self._counts, cur),
             n_reference=int(self._counts.sum()),
             n_current=int(cur.sum()),
             details={
@@ -129,6 +132,15 @@ class ChiSquareDrift(Detector):
         if bins.kind != "categorical" or counts.shape != (bins.size,):
             raise ValueError("counts do not match the class bins")
         self._bins, self._counts = bins, counts
+
+
+def total_variation(reference_counts: IntArray, current_counts: IntArray) -> float:
+    """Half the L1 distance between the two class mixes: the share of predictions that would have
+    to change class to turn one into the other, in [0, 1]. Unlike X², it does not grow with the
+    window, so it serves as the effect size."""
+    ref = reference_counts / max(int(reference_counts.sum()), 1)
+    cur = current_counts / max(int(current_counts.sum()), 1)
+    return float(0.5 * np.abs(ref - cur).sum())
 
 
 def _chi_square(ref: IntArray | FloatArray, cur: IntArray | FloatArray) -> FloatArray:

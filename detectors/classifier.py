@@ -22,6 +22,7 @@ from detectors.base import (
     rng_for,
     stored_precision,
 )
+from detectors.floor import EffectFloor
 
 _FIT, _CURRENT, _PERMUTE = 0, 2, 3
 
@@ -67,13 +68,14 @@ class ClassifierDrift(Detector):
         *,
         alpha: float = 0.05,
         seed: int = 0,
+        floor: EffectFloor | None = None,
         n_permutations: int = 100,
         n_folds: int = 5,
         ridge: float = 1.0,
         max_reference: int = 5000,
         max_current: int = 5000,
     ) -> None:
-        super().__init__(alpha=alpha, seed=seed)
+        super().__init__(alpha=alpha, seed=seed, floor=floor)
         check_positive("n_permutations", n_permutations)
         check_positive("max_reference", max_reference)
         check_positive("max_current", max_current)
@@ -103,14 +105,14 @@ class ClassifierDrift(Detector):
     def is_fitted(self) -> bool:
         return self._reference is not None
 
-    def fit(self, reference: ArrayLike) -> Self:
+    def _fit(self, reference: ArrayLike) -> Self:
         """Keep a bounded sample of ``reference`` (n × d), at the float32 precision it is stored in."""
         x = as_matrix(reference, "reference", min_rows=self.n_folds)
         sample = bounded_sample(x, self.max_reference, rng_for(self.seed, _FIT))
         self._reference = stored_precision(sample)
         return self
 
-    def score(self, current: ArrayLike) -> DriftResult:
+    def _score(self, current: ArrayLike) -> DriftResult:
         """Cross-fitted AUC of reference vs ``current`` (n × d) and its permutation p-value."""
         self._check_fitted()
         assert self._reference is not None
@@ -131,7 +133,8 @@ class ClassifierDrift(Detector):
             score=observed,
             p_value=p_value,
             threshold=self.alpha,
-            is_drift=p_value <= self.alpha,
+            significant=p_value <= self.alpha,
+            effect_size=observed,
             n_reference=m,
             n_current=n,
             details={"n_folds": self.n_folds, "n_permutations": self.n_permutations},

@@ -35,6 +35,7 @@ from detectors.base import (
     rng_for,
     stored_precision,
 )
+from detectors.floor import EffectFloor
 
 EmbeddingMethod = Literal["model", "mmd", "ratio", "distance"]
 _BOOTSTRAPPED: frozenset[str] = frozenset({"model", "mmd", "distance"})
@@ -95,13 +96,14 @@ class EvidentlyEmbeddingDrift(Detector):
         *,
         alpha: float = 0.05,
         seed: int = 0,
+        floor: EffectFloor | None = None,
         bootstrap: bool = True,
         pca_components: int | None = None,
         max_reference: int = 5000,
         max_current: int = 5000,
         **options: float | str | bool | None,
     ) -> None:
-        super().__init__(alpha=alpha, seed=seed)
+        super().__init__(alpha=alpha, seed=seed, floor=floor)
         if drift_method not in ("model", "mmd", "ratio", "distance"):
             raise ValueError(f"drift_method must be 'model', 'mmd', 'ratio' or 'distance', got {drift_method!r}")
         check_positive("pca_components", pca_components, allow_none=True)
@@ -131,7 +133,7 @@ class EvidentlyEmbeddingDrift(Detector):
     def is_fitted(self) -> bool:
         return self._reference is not None
 
-    def fit(self, reference: ArrayLike) -> Self:
+    def _fit(self, reference: ArrayLike) -> Self:
         """Keep a bounded sample of ``reference`` (n × d) for Evidently to compare against."""
         x = bounded_sample(as_matrix(reference, "reference"), self.max_reference, rng_for(self.seed, _FIT))
         self._reference = stored_precision(x)
@@ -145,7 +147,7 @@ class EvidentlyEmbeddingDrift(Detector):
             kwargs.update(bootstrap=True, quantile_probability=1.0 - self.alpha)
         return getattr(methods, self.drift_method)(**kwargs)
 
-    def score(self, current: ArrayLike) -> DriftResult:
+    def _score(self, current: ArrayLike) -> DriftResult:
         """Run Evidently's method on the reference sample and ``current`` (n × d)."""
         import pandas as pd
 
@@ -165,7 +167,8 @@ class EvidentlyEmbeddingDrift(Detector):
             p_value=None,
             # Evidently does not return the bootstrap quantile it compared with.
             threshold=None if uses_bootstrap else float(method.threshold),
-            is_drift=bool(drifted),
+            significant=bool(drifted),
+            effect_size=float(value),
             n_reference=len(self._reference),
             n_current=len(y),
             details={"bootstrap": uses_bootstrap},
@@ -222,6 +225,7 @@ class EvidentlyColumnDrift(Detector):
         *,
         alpha: float = 0.05,
         seed: int = 0,
+        floor: EffectFloor | None = None,
         stattest: str | None = None,
         stattest_threshold: float | None = None,
         drift_share: float = 0.5,
@@ -229,7 +233,7 @@ class EvidentlyColumnDrift(Detector):
         max_reference: int = 5000,
         max_current: int = 5000,
     ) -> None:
-        super().__init__(alpha=alpha, seed=seed)
+        super().__init__(alpha=alpha, seed=seed, floor=floor)
         if not 0.0 < drift_share <= 1.0:
             raise ValueError(f"drift_share must be in (0, 1], got {drift_share}")
         check_positive("max_reference", max_reference)
@@ -258,7 +262,7 @@ class EvidentlyColumnDrift(Detector):
     def is_fitted(self) -> bool:
         return self._reference is not None
 
-    def fit(self, reference: ArrayLike) -> Self:
+    def _fit(self, reference: ArrayLike) -> Self:
         """Keep a bounded sample of ``reference``: (n × k) columns, or one 1-D column."""
         x = _columns(reference, "reference")
         if self.columns is not None and len(self.columns) != x.shape[1]:
@@ -267,7 +271,7 @@ class EvidentlyColumnDrift(Detector):
         self._reference = stored_precision(x)
         return self
 
-    def score(self, current: ArrayLike) -> DriftResult:
+    def _score(self, current: ArrayLike) -> DriftResult:
         """Evidently's drift decision per column and the share of drifted columns."""
         import pandas as pd
 
@@ -295,7 +299,8 @@ class EvidentlyColumnDrift(Detector):
             score=share,
             p_value=None,
             threshold=self.drift_share,
-            is_drift=share >= self.drift_share,
+            significant=share >= self.drift_share,
+            effect_size=share,
             n_reference=len(self._reference),
             n_current=len(y),
             details={"columns": names, "stattests": tests, "column_scores": scores, "drifted_columns": [

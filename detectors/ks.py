@@ -19,6 +19,7 @@ from detectors.base import (
     encode_array,
     rng_for,
 )
+from detectors.floor import EffectFloor
 
 _FIT, _CURRENT = 0, 2
 
@@ -47,9 +48,15 @@ class KSDrift(Detector):
     method = "ks"
 
     def __init__(
-        self, *, alpha: float = 0.05, seed: int = 0, max_reference: int = 5000, max_current: int = 100_000
+        self,
+        *,
+        alpha: float = 0.05,
+        seed: int = 0,
+        floor: EffectFloor | None = None,
+        max_reference: int = 5000,
+        max_current: int = 100_000,
     ) -> None:
-        super().__init__(alpha=alpha, seed=seed)
+        super().__init__(alpha=alpha, seed=seed, floor=floor)
         check_positive("max_reference", max_reference)
         check_positive("max_current", max_current)
         self.max_reference = max_reference
@@ -63,13 +70,13 @@ class KSDrift(Detector):
     def is_fitted(self) -> bool:
         return self._reference is not None
 
-    def fit(self, reference: ArrayLike) -> Self:
+    def _fit(self, reference: ArrayLike) -> Self:
         """Keep a bounded, sorted sample of the 1-D ``reference``."""
         x = bounded_sample(as_vector(reference, "reference"), self.max_reference, rng_for(self.seed, _FIT))
         self._reference = np.sort(x)
         return self
 
-    def score(self, current: ArrayLike) -> DriftResult:
+    def _score(self, current: ArrayLike) -> DriftResult:
         """KS statistic and p-value of the 1-D ``current`` against the reference."""
         from scipy.stats import ks_2samp
 
@@ -83,7 +90,8 @@ class KSDrift(Detector):
             score=float(result.statistic),
             p_value=p_value,
             threshold=self.alpha,
-            is_drift=p_value <= self.alpha,
+            significant=p_value <= self.alpha,
+            effect_size=float(result.statistic),
             n_reference=len(self._reference),
             n_current=len(y),
             details={"reference_median": float(np.median(self._reference)), "current_median": float(np.median(y))},

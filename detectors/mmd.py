@@ -22,6 +22,7 @@ from detectors.base import (
     rng_for,
     stored_precision,
 )
+from detectors.floor import EffectFloor
 
 # Independent random streams (see detectors.base.rng_for).
 _FIT, _FEATURES, _CURRENT, _PERMUTE = 0, 1, 2, 3
@@ -74,13 +75,14 @@ class MMDDrift(Detector):
         *,
         alpha: float = 0.05,
         seed: int = 0,
+        floor: EffectFloor | None = None,
         n_permutations: int = 100,
         n_features: int = 256,
         bandwidth: float | None = None,
         max_reference: int = 5000,
         max_current: int = 5000,
     ) -> None:
-        super().__init__(alpha=alpha, seed=seed)
+        super().__init__(alpha=alpha, seed=seed, floor=floor)
         check_positive("n_permutations", n_permutations)
         check_positive("n_features", n_features)
         check_positive("max_reference", max_reference)
@@ -114,7 +116,7 @@ class MMDDrift(Detector):
     def is_fitted(self) -> bool:
         return self._reference is not None
 
-    def fit(self, reference: ArrayLike) -> Self:
+    def _fit(self, reference: ArrayLike) -> Self:
         """Keep a bounded sample of ``reference`` (n × d) and fix the kernel bandwidth."""
         x = as_matrix(reference, "reference")
         # The features see both windows in float32 (see _features), the precision the sample is stored in.
@@ -142,7 +144,7 @@ class MMDDrift(Detector):
         z *= np.float32(np.sqrt(2.0 / self.n_features))
         return z
 
-    def score(self, current: ArrayLike) -> DriftResult:
+    def _score(self, current: ArrayLike) -> DriftResult:
         """Test ``current`` (n × d) against the reference; p-value from ``n_permutations`` relabellings."""
         self._check_fitted()
         assert self._reference is not None and self._reference_features is not None
@@ -165,7 +167,8 @@ class MMDDrift(Detector):
             score=observed,
             p_value=p_value,
             threshold=self.alpha,
-            is_drift=p_value <= self.alpha,
+            significant=p_value <= self.alpha,
+            effect_size=observed,
             n_reference=m,
             n_current=n,
             details={"bandwidth": self._sigma, "n_features": self.n_features, "n_permutations": self.n_permutations},

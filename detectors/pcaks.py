@@ -20,6 +20,7 @@ from detectors.base import (
     rng_for,
     stored_precision,
 )
+from detectors.floor import EffectFloor
 
 Correction = Literal["bonferroni", "fdr"]
 _FIT, _CURRENT = 0, 2
@@ -71,13 +72,14 @@ class PCAKSDrift(Detector):
         *,
         alpha: float = 0.05,
         seed: int = 0,
+        floor: EffectFloor | None = None,
         n_components: int = 10,
         correction: Correction = "bonferroni",
         axes_fraction: float = 0.5,
         max_reference: int = 5000,
         max_current: int = 5000,
     ) -> None:
-        super().__init__(alpha=alpha, seed=seed)
+        super().__init__(alpha=alpha, seed=seed, floor=floor)
         check_positive("n_components", n_components)
         check_positive("max_reference", max_reference)
         check_positive("max_current", max_current)
@@ -109,7 +111,7 @@ class PCAKSDrift(Detector):
     def is_fitted(self) -> bool:
         return self._projections is not None
 
-    def fit(self, reference: ArrayLike) -> Self:
+    def _fit(self, reference: ArrayLike) -> Self:
         """Find principal axes on part of ``reference`` and keep the other part's projections on them."""
         x = as_matrix(reference, "reference", min_rows=4)
         rng = rng_for(self.seed, _FIT)
@@ -128,7 +130,7 @@ class PCAKSDrift(Detector):
         self._projections = stored_precision((held_out - self._mean) @ self._axes.T)
         return self
 
-    def score(self, current: ArrayLike) -> DriftResult:
+    def _score(self, current: ArrayLike) -> DriftResult:
         """KS-test each component of ``current`` (n × d) and combine the p-values."""
         from scipy.stats import ks_2samp
 
@@ -148,7 +150,8 @@ class PCAKSDrift(Detector):
             score=float(stats.max()),
             p_value=combined,
             threshold=self.alpha,
-            is_drift=combined <= self.alpha,
+            significant=combined <= self.alpha,
+            effect_size=float(stats.max()),
             n_reference=len(self._projections),
             n_current=len(y),
             details={

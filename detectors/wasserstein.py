@@ -21,6 +21,7 @@ from detectors.base import (
     permutation_p_value,
     rng_for,
 )
+from detectors.floor import EffectFloor
 
 _FIT, _CURRENT, _PERMUTE = 0, 2, 3
 
@@ -58,11 +59,12 @@ class WassersteinDrift(Detector):
         *,
         alpha: float = 0.05,
         seed: int = 0,
+        floor: EffectFloor | None = None,
         n_permutations: int = 200,
         max_reference: int = 5000,
         max_current: int = 5000,
     ) -> None:
-        super().__init__(alpha=alpha, seed=seed)
+        super().__init__(alpha=alpha, seed=seed, floor=floor)
         check_positive("n_permutations", n_permutations)
         check_positive("max_reference", max_reference)
         check_positive("max_current", max_current)
@@ -84,13 +86,13 @@ class WassersteinDrift(Detector):
     def is_fitted(self) -> bool:
         return self._reference is not None
 
-    def fit(self, reference: ArrayLike) -> Self:
+    def _fit(self, reference: ArrayLike) -> Self:
         """Keep a bounded sample of the 1-D ``reference``."""
         x = bounded_sample(as_vector(reference, "reference"), self.max_reference, rng_for(self.seed, _FIT))
         self._reference = np.sort(x)
         return self
 
-    def score(self, current: ArrayLike) -> DriftResult:
+    def _score(self, current: ArrayLike) -> DriftResult:
         """W1 distance of the 1-D ``current`` from the reference and its permutation p-value."""
         self._check_fitted()
         assert self._reference is not None
@@ -111,7 +113,8 @@ class WassersteinDrift(Detector):
             score=observed,
             p_value=p_value,
             threshold=self.alpha,
-            is_drift=p_value <= self.alpha,
+            significant=p_value <= self.alpha,
+            effect_size=observed,
             n_reference=m,
             n_current=n,
             details={

@@ -189,5 +189,8 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (what ``cvmon serve`` runs in each worker)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import os
+
+    level = os.environ.get("CVMON_LOG_LEVEL", "INFO")  # set by `cvmon serve --log-level`
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return create_app(Settings.load())

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-Kind = Literal["gauge", "counter", "histogram"]
+Kind = Literal["gauge", "counter", "histogram", "summary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +42,9 @@ METRICS: Final[tuple[MetricName, ...]] = (
     MetricName("cvmon_reliability_confidence_ratio", "gauge", "Reliability diagram: mean confidence in the bin (bin = lower edge).", (*_QUALITY, "bin"), False),
     MetricName("cvmon_labelled_predictions", "gauge", "Labelled predictions the window's quality metrics were computed on.", _QUALITY, True),
     MetricName("cvmon_label_coverage_ratio", "gauge", "Labelled predictions / predictions in the window.", _QUALITY, True),
-    MetricName("cvmon_label_latency_seconds", "gauge", "Ground-truth time minus prediction time; quantile is 0.5 or 0.95.", (*_QUALITY, "quantile"), False),
-    MetricName("cvmon_inference_latency_seconds", "gauge", "Inference latency reported with predictions; quantile is 0.5, 0.95 or 0.99.", (*_QUALITY, "quantile"), True),
+    # quantiles over the window: summaries (quantile samples only), as the label implies
+    MetricName("cvmon_label_latency_seconds", "summary", "Ground-truth time minus prediction time over the window; quantile is 0.5 or 0.95.", (*_QUALITY, "quantile"), False),
+    MetricName("cvmon_inference_latency_seconds", "summary", "Inference latency reported with predictions over the window; quantile is 0.5, 0.95 or 0.99.", (*_QUALITY, "quantile"), True),
     MetricName("cvmon_inference_error_ratio", "gauge", "Predictions with status error / all predictions in the window.", _QUALITY, True),
     MetricName("cvmon_confusion_matrix_predictions", "gauge", "Confusion-matrix cell (rows true, columns predicted) in the window.", (*_QUALITY, "true_class", "predicted_class"), False),
     # counters read from the database, so every API replica and restart agree
@@ -53,14 +54,16 @@ METRICS: Final[tuple[MetricName, ...]] = (
     # drift
     MetricName("cvmon_drift_score", "gauge", "Drift detector score against the pinned reference.", ("model", "version", "window", "detector", "feature"), True),
     MetricName("cvmon_drift_p_value", "gauge", "Drift detector p-value (absent for detectors without one).", ("model", "version", "window", "detector", "feature"), True),
-    MetricName("cvmon_drift_detected", "gauge", "1 when the detector flags drift at its alpha, else 0.", ("model", "version", "window", "detector", "feature"), True),
+    MetricName("cvmon_drift_effect_size", "gauge", "How much the window differs from the reference: the detector's score (the class-mix total variation distance for chi_square).", ("model", "version", "window", "detector", "feature"), True),
+    MetricName("cvmon_drift_min_effect", "gauge", "The effect-size floor: the smallest effect that flags drift (calibrated on the reference unless set per model).", ("model", "version", "window", "detector", "feature"), True),
+    MetricName("cvmon_drift_detected", "gauge", "1 when the detector's test rejects at its alpha and the effect size is above its floor, else 0.", ("model", "version", "window", "detector", "feature"), True),
     MetricName("cvmon_estimated_accuracy_ratio", "gauge", "Label-free accuracy estimate from calibrated confidences.", _QUALITY, True),
     # SLOs
     MetricName("cvmon_slo_events_total", "counter", "SLO events counted (all).", ("slo", "model", "version")),
     MetricName("cvmon_slo_bad_events_total", "counter", "SLO events counted as bad.", ("slo", "model", "version")),
-    MetricName("cvmon_slo_objective_ratio", "gauge", "SLO objective (fraction of good events).", ("slo",)),
-    MetricName("cvmon_slo_error_budget_remaining_ratio", "gauge", "Error budget left over the SLO window (1 = untouched, < 0 = spent).", ("slo",)),
-    MetricName("cvmon_slo_burn_rate", "gauge", "Error-budget burn rate over the window (1 = spending exactly the budget).", ("slo", "window")),
+    MetricName("cvmon_slo_objective_ratio", "gauge", "SLO objective (fraction of good events).", ("slo", "model")),
+    MetricName("cvmon_slo_error_budget_remaining_ratio", "gauge", "Error budget of the model version left over the SLO window (1 = untouched, < 0 = spent).", ("slo", "model", "version")),
+    MetricName("cvmon_slo_burn_rate", "gauge", "Error-budget burn rate of the model version over the window (1 = spending exactly the budget).", ("slo", "model", "version", "window")),
     # canary gates and automation (the seed's M13 and M14)
     MetricName("cvmon_canary_decision", "gauge", "Latest canary decision of a compared version pair: 1 pass, 0 inconclusive, -1 fail; metric is a gated metric or overall.", ("model", "baseline", "candidate", "metric")),
     MetricName("cvmon_model_version_first_seen_timestamp_seconds", "gauge", "Unix time of a model version's first prediction.", ("model", "version")),
@@ -92,7 +95,8 @@ METRIC: Final[dict[str, MetricName]] = {m.name: m for m in METRICS}
 
 
 def series_names(metric: MetricName) -> tuple[str, ...]:
-    """The sample names Prometheus stores for a metric (histograms expand to three)."""
+    """The sample names Prometheus stores for a metric (histograms expand to three; cvmon's
+    summaries carry their quantiles only, computed over the window, with no _sum or _count)."""
     if metric.kind == "histogram":
         return (f"{metric.name}_bucket", f"{metric.name}_sum", f"{metric.name}_count")
     return (metric.name,)

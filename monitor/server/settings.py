@@ -39,6 +39,7 @@ CVMON_DRIFT_MIN_LABELS           drift_min_labels             labelled reference
 CVMON_DRIFT_CALIBRATION          drift_calibration            temperature or isotonic (temperature)
 CVMON_DRIFT_LOOKBACK             drift_lookback               how far back windows are scored (7d)
 CVMON_DRIFT_MAX_WINDOWS_PER_RUN  drift_max_windows_per_run    windows read per drift run, newest first (24)
+-                                drift_min_effect             per-model effect-size floors (docs/drift.md; default calibrated)
 -                                slos, slo_alerting           the SLOs (docs/slo.md), validated at load
 CVMON_NOTIFIER_PAGE_URL          notifier.page.url            built-in notifier: page receiver webhook
 CVMON_NOTIFIER_TICKET_URL        notifier.ticket.url          built-in notifier: ticket receiver webhook
@@ -161,6 +162,9 @@ class Settings:
     drift_max_windows_per_run: int = 24
     #: How long a sign-in to the console (monitor/server/console) lasts before it asks again.
     console_session_hours: float = 12.0
+    #: Per-model effect-size floors of the drift job, model -> detector:feature -> floor (None:
+    #: calibrated on the reference, the default for every pair not named); "*" for every model.
+    drift_min_effect: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict, repr=False)
     #: Where the settings came from, for messages.
     config_path: str | None = None
     #: Sections other packages parse themselves (``slos``, ``jobs``, ``reports``, ...), raw.
@@ -294,6 +298,8 @@ class Settings:
                 raise ConfigError(f"drift_detectors: {detector} scores {scored}, not {feature!r} ({entry!r})")
         if len(set(self.drift_detectors)) != len(self.drift_detectors):
             raise ConfigError("drift_detectors lists a detector:feature pair twice")
+        pairs = frozenset(f"{d}:{f}" for d, features in DRIFT_DETECTOR_FEATURES.items() for f in features)
+        parse_min_effect(self.drift_min_effect, pairs, self.config_path)
 
     def _validate_slos(self) -> None:
         """Time-slice SLOs count evaluation hours: they need the 1h window and an evaluated slice."""
@@ -317,6 +323,31 @@ class Settings:
                 )
 
 
+def parse_min_effect(section: Any, pairs: frozenset[str], source: str | None = None) -> dict[str, dict[str, float | None]]:
+    """``drift_min_effect`` validated: model -> detector:feature (one of ``pairs``) -> a floor >= 0,
+    or None for ``auto`` (calibrated on the reference). docs/drift.md, "Effect-size floors"."""
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise ConfigError("drift_min_effect must map models to {detector:feature: floor}", source=source)
+    out: dict[str, dict[str, float | None]] = {}
+    for model, floors in section.items():
+        where = f"drift_min_effect.{model}"
+        if not isinstance(model, str) or not isinstance(floors, Mapping):
+            raise ConfigError(f"{where} must map detector:feature pairs to floors", source=source)
+        out[model] = {}
+        for pair, value in floors.items():
+            if pair not in pairs:
+                raise ConfigError(f"{where}: {pair!r} is not a detector:feature pair the drift job scores", source=source)
+            if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+                out[model][pair] = None
+            elif isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
+                raise ConfigError(f"{where}.{pair} must be a number >= 0 or auto, not {value!r}", source=source)
+            else:
+                out[model][pair] = float(value)
+    return out
+
+
 _WINDOW_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
 #: The longest window or retention period anything accepts: a century is far beyond any use and
 #: far inside what datetime arithmetic and PostgreSQL intervals can hold.
@@ -335,8 +366,10 @@ def parse_window(text: str) -> int:
 
 
 #: Fields that are not plain values (parsed by their own readers, never from one variable).
-_STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier", "reports", "retention", "canary", "automation"}
-_STRUCTURED = {"extra", "config_path", "config_text", "slos", "notifier", "reports", "retention", "costs"}
+_STRUCTURED = {
+    "extra", "config_path", "config_text", "slos", "notifier", "reports", "retention", "canary", "automation", "costs",
+    "drift_min_effect",
+}
 _SIMPLE_KEYS = {f.name for f in fields(Settings)} - _STRUCTURED - {"pii_drop", "pii_hash", "pii_hash_key"}
 _NOTIFIER_ENV = ("CVMON_NOTIFIER_PAGE_URL", "CVMON_NOTIFIER_TICKET_URL")
 
@@ -507,6 +540,9 @@ def _from_yaml(path: Path) -> dict[str, Any]:
                 values["pii_hash_key"] = str(value["hash_key"])
         elif key in _SIMPLE_KEYS:
             values[key] = _coerce(key, value, str(path))
+        elif key == "drift_min_effect":
+            pairs = frozenset(f"{d}:{f}" for d, features in DRIFT_DETECTOR_FEATURES.items() for f in features)
+            values[key] = parse_min_effect(value, pairs, str(path))
         else:
             extra[key] = value
     values["extra"] = extra

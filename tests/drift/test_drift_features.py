@@ -63,7 +63,28 @@ def test_distances_without_a_p_value_store_their_threshold():
     psi = DetectorSpec("psi", "class_mix")
     detector = make_detector(psi, alpha=0.01, n_classes=3).fit(np.arange(600) % 3)
     points, _ = score([(psi, detector)], extract([record(i, "cam-1") for i in range(300)], SPEC, {"class_mix"}), 100)
-    assert [p.metric for p in points] == ["drift_score", "drift_threshold", "drift_detected"]
+    assert [p.metric for p in points] == ["drift_score", "drift_threshold", "drift_effect_size", "drift_detected"]
+
+
+def test_the_job_calibrates_a_floor_and_a_model_may_set_its_own():
+    ks = DetectorSpec("ks", "confidence")
+    reference = np.random.default_rng(0).uniform(0.5, 1.0, 2000)
+    detector = make_detector(ks, alpha=0.01, n_classes=3, min_samples=100).fit(reference)
+    assert detector.floor is not None and 0.05 < detector.floor < 0.5  # KS statistics of 100 vs 100
+    shifted = extract([record(i, "cam-1", 0.6 + 0.0001 * i) for i in range(300)], SPEC, {"confidence"})
+
+    def decided(floors: dict | None) -> dict[str, float]:  # type: ignore[type-arg]
+        points, _ = score([(ks, detector)], shifted, 100, floors)
+        return {p.metric: p.value for p in points if p.value is not None}
+
+    calibrated = decided(None)
+    assert calibrated["drift_min_effect"] == detector.floor and calibrated["drift_detected"] == 1.0
+    assert calibrated["drift_effect_size"] == calibrated["drift_score"] > detector.floor
+    high = decided({"ks:confidence": 0.99})  # a model that only cares about huge shifts
+    assert high["drift_min_effect"] == 0.99 and high["drift_detected"] == 0.0 and high["drift_p_value"] < 0.01
+    alone = decided({"ks:confidence": 0.0})  # 0: the test alone decides
+    assert "drift_min_effect" not in alone and alone["drift_detected"] == 1.0
+    assert decided({"ks:confidence": None}) == calibrated  # auto: the calibrated floor
 
 
 def test_permutation_counts_allow_flagging_at_small_alpha():

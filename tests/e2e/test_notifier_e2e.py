@@ -4,8 +4,8 @@ and webhook receivers on loopback for page and ticket.
 
 The story: a healthy classifier, then its accuracy drops (every label disagrees). That fires
 exactly one page and one ticket; further bad batches add nothing (one notification per
-incident). After recovery the page group stops burning on both its short windows and sends one
-resolved. A second drop under a maintenance silence sends nothing; when the silence is expired
+incident). After recovery the page group stops burning on both its short windows, keeps firing
+for them (the hysteresis of the rules' keep_firing_for) and then sends one resolved. A second drop under a maintenance silence sends nothing; when the silence is expired
 while the drop goes on, the incident is paged once. A receiver answering 503 gets the page on
 the next run.
 """
@@ -119,22 +119,24 @@ def test_accuracy_drop_pages_once_resolves_once_and_silences_hold_it(make_api, m
                 tick(api, settings, clock, model_name)
             assert len(page.received) == 1 and len(ticket.received) == 1
 
-            # recovery: the 1h/5m page stops after 5 clean minutes, the 6h/30m one once its last 30
-            # minutes hold at most 30 % bad events: at 2h35, when they hold the 2h10 batch and 5 good ones
+            # recovery: the 1h/5m page's condition stops after 5 clean minutes, the 6h/30m one's once
+            # its last 30 minutes hold at most 30 % bad events: at 2h35, when they hold the 2h10 batch
+            # and 5 good ones. Each alert keeps firing for its short window after that (the rules'
+            # keep_firing_for): the group resolves at 3h05, 30 minutes later
             resolved_at = None
-            for step in range(1, 9):
+            for step in range(1, 13):
                 clock.now += timedelta(minutes=5)
                 traffic.batch(correct=1.0)
                 tick(api, settings, clock, model_name)
                 if page.bodies("resolved") and resolved_at is None:
                     resolved_at = step
-            assert resolved_at == 5
+            assert resolved_at == 11
             (resolved,) = page.bodies("resolved")
             assert {a["status"] for a in resolved["alerts"]} == {"resolved"}
             assert {
                 (a["labels"]["long_window"], a["labels"]["short_window"]) for a in resolved["alerts"]
             } == firing_windows
-            assert resolved["alerts"][0]["endsAt"] == (T0 + timedelta(hours=2, minutes=35)).isoformat().replace(
+            assert resolved["alerts"][0]["endsAt"] == (T0 + timedelta(hours=3, minutes=5)).isoformat().replace(
                 "+00:00", "Z"
             )
             assert len(page.bodies("firing")) == 1

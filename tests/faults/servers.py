@@ -276,8 +276,8 @@ def serve(
     return proc
 
 
-def worker(url: str, log: Path, **env: str) -> Cvmon:
-    return Cvmon(["worker", "--log-level", "info"], env={"CVMON_DATABASE_URL": url, **env}, log=log).start()
+def worker(url: str, log: Path, *, log_level: str = "info", **env: str) -> Cvmon:
+    return Cvmon(["worker", "--log-level", log_level], env={"CVMON_DATABASE_URL": url, **env}, log=log).start()
 
 
 def wait_ready(base: str, proc: Cvmon | None = None, timeout: float = 60.0) -> None:

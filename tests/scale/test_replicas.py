@@ -39,8 +39,9 @@ pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make t
 CLASSES = ["a", "b", "c"]
 MODELS = ["scale-a", "scale-b"]
 BACKLOG_HOURS = 1000
-#: "2026-11-25 21:28:58,978 INFO cvmon.jobs: job evaluate for model scale-a: ... (3.21s)"
-RUN = re.compile(r"^(\S+ \S+) INFO cvmon\.jobs: job (\w+) for model (\S+): .* \((\d+\.\d+)s\)$", re.M)
+#: "2026-11-25 21:28:58,978 DEBUG cvmon.jobs: job evaluate for model scale-a: ... (3.21s)" (per-tick
+#: lines are DEBUG: the processes run with --log-level debug)
+RUN = re.compile(r"^(\S+ \S+) DEBUG cvmon\.jobs: job (\w+) for model (\S+): .* \((\d+\.\d+)s\)$", re.M)
 #: Series read from the database: the same whichever replica is scraped.
 STORED_SERIES = ("cvmon_predictions", "cvmon_ground_truth", "cvmon_accuracy_ratio", "cvmon_labelled_predictions")
 
@@ -92,9 +93,10 @@ def test_two_replicas_and_two_workers_add_up_and_run_each_job_once(tmp_path):
             env = {"CVMON_EVALUATE_INTERVAL_SECONDS": "2"}
             ports = [free_port(), free_port()]
             procs += [
-                serve(url, port, tmp_path / f"serve-{i}.log", scheduler=True, **env) for i, port in enumerate(ports)
+                serve(url, port, tmp_path / f"serve-{i}.log", scheduler=True, log_level="debug", **env)
+                for i, port in enumerate(ports)
             ]
-            procs += [worker(url, tmp_path / f"worker-{i}.log", **env) for i in range(2)]
+            procs += [worker(url, tmp_path / f"worker-{i}.log", log_level="debug", **env) for i in range(2)]
             bases = [f"http://127.0.0.1:{port}" for port in ports]
 
             # ingest through both replicas at once; one batch is sent to both

@@ -10,6 +10,7 @@ from monitor.server.slo.burnrate import (
     DAY,
     HOUR,
     MINUTE,
+    AlertState,
     BurnAlert,
     WindowCounts,
     alert_problems,
@@ -25,6 +26,7 @@ from monitor.server.slo.burnrate import (
     evaluate_alerts,
     false_alarm_probability,
     format_duration,
+    hold,
     parse_duration,
     required_windows,
 )
@@ -57,6 +59,47 @@ def test_default_windows_scale_with_the_slo_window_and_keep_the_factors(window: 
     # Whole-day SLO windows scale the long windows exactly, so the budget shares -- and the
     # factors -- are the workbook's.
     assert [a.burn_rate for a in alerts] == [14.4, 6.0, 3.0, 1.0]
+    assert [a.budget_fraction for a in alerts] == [0.02, 0.05, 0.1, 0.1]
+    assert [a.keep_firing_for for a in alerts] == [a.short_window_s for a in alerts]
+
+
+@pytest.mark.parametrize(
+    ("window", "expected", "fractions"),
+    [
+        # 1h / 30 is 2 minutes and 5m / 30 is 10 seconds: the page's windows rise to 10m / 5m.
+        pytest.param("1d", [("10m", "5m"), ("12m", "5m"), ("48m", "5m"), ("144m", "12m")], [0.1, 0.05, 0.1, 0.1], id="1-day"),
+        pytest.param("2d", [("10m", "5m"), ("24m", "5m"), ("96m", "8m"), ("288m", "24m")], [0.05, 0.05, 0.1, 0.1], id="2-days"),
+        pytest.param("3d", [("10m", "5m"), ("36m", "5m"), ("144m", "12m"), ("432m", "36m")], [0.0333333333333, 0.05, 0.1, 0.1], id="3-days"),
+    ],
+)  # fmt: skip
+def test_short_slo_windows_floor_their_alert_windows_and_keep_the_factors(
+    window: str, expected: list, fractions: list
+) -> None:
+    alerts = default_alerts(0.99, parse_duration(window))
+    assert [(a.long_window, a.short_window) for a in alerts] == expected
+    assert [a.burn_rate for a in alerts] == [14.4, 6.0, 3.0, 1.0]
+    # a window raised to its floor spends more of the budget before it fires
+    assert [a.budget_fraction for a in alerts] == pytest.approx(fractions)
+
+
+def test_the_recipe_needs_a_day_of_slo_window() -> None:
+    with pytest.raises(ValueError, match="at least 1d"):
+        default_alerts(0.99, 12 * HOUR)
+
+
+def test_hold_is_prometheus_keep_firing_for() -> None:
+    alert = BurnAlert("page", HOUR, 5 * MINUTE, 14.4, 0.02, 0, 5 * MINUTE)
+    state = AlertState()
+    timeline = []
+    # condition true at 0, false 60..240 (back at 300 before 5 minutes pass), false from 360 on
+    for t, condition in [(0, True), (60, False), (240, False), (300, True), (360, False), (600, False), (660, False)]:
+        state = hold(alert, state, condition, t)
+        timeline.append((t, state.firing))
+    assert timeline == [(0, True), (60, True), (240, True), (300, True), (360, True), (600, True), (660, False)]
+    # quiet from 360: 600 - 360 < 300 keeps firing; 660 - 360 = 300 resolves
+    assert hold(alert, AlertState(), False, 0) == AlertState()
+    no_hysteresis = BurnAlert("page", HOUR, 5 * MINUTE, 14.4, 0.02, 0, 0)
+    assert hold(no_hysteresis, AlertState(True), False, 10) == AlertState()
 
 
 def test_factor_is_budget_fraction_times_slo_window_over_long_window() -> None:
@@ -243,7 +286,7 @@ def test_alert_problems(alert: BurnAlert, objective: float, window: int, problem
 
 def test_default_alerts_have_no_problems_for_common_slos() -> None:
     for objective in (0.95, 0.99, 0.999):
-        for window in ("7d", "14d", "28d", "30d", "90d"):
+        for window in ("1d", "2d", "3d", "7d", "14d", "28d", "30d", "90d"):
             w = parse_duration(window)
             for alert in default_alerts(objective, w):
                 assert alert_problems(alert, objective=objective, slo_window_s=w) == []

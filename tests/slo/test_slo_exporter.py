@@ -1,5 +1,6 @@
 """The SLO series of GET /metrics, on PostgreSQL and SQLite: counters from the per-minute counts,
-objective, error budget and burn rates, and keys bound to a model seeing only its SLOs."""
+objective, error budget and burn rates per model version, and keys bound to a model seeing only
+its SLOs."""
 
 from __future__ import annotations
 
@@ -65,24 +66,30 @@ slos:
         assert sample("cvmon_slo_bad_events_total", slo="lat", model=m, version="v2") == 0
         assert sample("cvmon_slo_events_total", slo="acc", model=m, version="v1") == 4
         assert sample("cvmon_slo_bad_events_total", slo="acc", model=m, version="v1") == 1
-        assert sample("cvmon_slo_objective_ratio", slo="lat") == 0.99
-        # 2 bad of 15 against a 1 % budget: a 13.3x burn, the budget overspent 12.3 times
-        burn = (2 / 15) / 0.01
-        assert sample("cvmon_slo_error_budget_remaining_ratio", slo="lat") == pytest.approx(1 - burn)
-        assert sample("cvmon_slo_burn_rate", slo="lat", window="5m") == pytest.approx(burn)
-        assert sample("cvmon_slo_burn_rate", slo="acc", window="3d") == pytest.approx(0.25 / 0.05)
+        assert sample("cvmon_slo_objective_ratio", slo="lat", model=m) == 0.99
+        # per version: v1 has 2 bad of 10 against a 1 % budget (a 20x burn, the budget overspent
+        # 19 times), v2 none of 5
+        burn = (2 / 10) / 0.01
+        assert sample("cvmon_slo_error_budget_remaining_ratio", slo="lat", model=m, version="v1") == pytest.approx(1 - burn)
+        assert sample("cvmon_slo_error_budget_remaining_ratio", slo="lat", model=m, version="v2") == 1.0
+        assert sample("cvmon_slo_burn_rate", slo="lat", model=m, version="v1", window="5m") == pytest.approx(burn)
+        assert sample("cvmon_slo_burn_rate", slo="lat", model=m, version="v2", window="5m") == 0.0
+        assert sample("cvmon_slo_burn_rate", slo="acc", model=m, version="v1", window="3d") == pytest.approx(0.25 / 0.05)
         windows = {
             dict(labels)["window"] for name, labels in got if name == "cvmon_slo_burn_rate" and ("slo", "lat") in labels
         }
         assert windows == {"5m", "30m", "1h", "2h", "6h", "1d", "3d"}
-        assert sample("cvmon_slo_objective_ratio", slo="b-avail") == 0.999  # no events yet: no counters
+        # every series that describes an SLO names its model
+        assert all(dict(labels)["model"] in (m, other) for _, labels in got)
+        assert sample("cvmon_slo_objective_ratio", slo="b-avail", model=other) == 0.999  # no events yet: no counters
         assert not any(name.endswith("_total") and ("slo", "b-avail") in labels for name, labels in got)
 
         # ten minutes later: the 5m window is empty (no burn rate), the counters stay
         clock.now = NOW + timedelta(minutes=10)
         later = scrape(c)
-        assert ("cvmon_slo_burn_rate", (("slo", "lat"), ("window", "5m"))) not in later
-        assert later[("cvmon_slo_burn_rate", (("slo", "lat"), ("window", "1h")))] == pytest.approx(burn)
+        v1 = (("model", m), ("slo", "lat"), ("version", "v1"))
+        assert ("cvmon_slo_burn_rate", (*v1, ("window", "5m"))) not in later
+        assert later[("cvmon_slo_burn_rate", (*v1, ("window", "1h")))] == pytest.approx(burn)
         assert {k: v for k, v in later.items() if k[0].endswith("_total")} == {
             k: v for k, v in got.items() if k[0].endswith("_total")
         }

@@ -156,7 +156,6 @@ notifier:
     url: https://pager.example/hook
     headers: {Authorization: Bearer abc}
   repeat_interval: 4h
-  group_by_version: false
 """)
     s = Settings.load({"CVMON_CONFIG": str(cfg), "CVMON_NOTIFIER_TICKET_URL": "http://tickets.local/hook"})
     assert [slo.name for slo in s.slos] == ["acc"] and s.slos[0].line == 2
@@ -164,7 +163,6 @@ notifier:
         page=Receiver("page", "https://pager.example/hook", headers=(("Authorization", "Bearer abc"),)),
         ticket=Receiver("ticket", "http://tickets.local/hook"),
         repeat_interval_s=4 * 3600,
-        group_by_version=False,
     )
     assert "abc" not in repr(s) and "abc" not in repr(s.notifier)
     env_only = Settings.load({"CVMON_CONFIG": str(cfg), "CVMON_NOTIFIER_PAGE_URL": "http://other/hook"})
@@ -175,7 +173,7 @@ notifier:
 
 def test_example_config_loads_as_settings():
     s = Settings.load({"CVMON_CONFIG": str(REPO / "examples" / "cvmon.yaml")})
-    assert len(s.slos) == 12 and s.notifier is None  # the notifier example is commented out
+    assert len(s.slos) == 13 and s.notifier is None  # the notifier example is commented out
 
 
 def test_example_notifier_block_is_valid():
@@ -198,6 +196,8 @@ def test_example_notifier_block_is_valid():
         pytest.param("notifier:\n  page: {url: ftp://x}\n", "cvmon.yaml:2: notifier.page.url must be an http", id="bad-url"),
         pytest.param("notifier:\n  page: {timeout_seconds: 3}\n", "cvmon.yaml:2: notifier.page needs url", id="no-url"),
         pytest.param("notifier:\n  pager: {url: http://x}\n", "did you mean 'page'", id="typo-did-you-mean"),
+        pytest.param("notifier:\n  group_by_version: false\n",
+                     "cvmon.yaml:2: notifier.group_by_version moved to slo_alerting.per_version", id="moved-key"),
         pytest.param("notifier:\n  page: {url: http://x}\n  repeat_interval: 10s\n", "cvmon.yaml:3: notifier.repeat_interval must be at least 1m", id="repeat-too-short"),
         pytest.param("notifier:\n  send_resolved: maybe\n", "cvmon.yaml:2: notifier.send_resolved must be true or false", id="not-a-bool"),
     ],
@@ -273,3 +273,63 @@ def test_silence_commands(tmp_path, monkeypatch):
     assert "no active silences" in run("silence", "list")
     assert silence_id in run("silence", "list", "--all")
     assert "no active silence" in run("silence", "expire", silence_id, code=1)
+
+
+# --------------------------------------------------------------------------------------------
+# hysteresis: the notifier holds an oscillating burn as the rules' keep_firing_for does
+
+
+def _notifications(slo, scenario) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
+    """(minute, action) of every page notification for v2 when the notifier's incident policy
+    (``keep_firing`` then ``advance``) runs every minute on the scenario's counts."""
+    from monitor.server.slo.burnrate import required_windows
+    from monitor.server.slo.notifier import keep_firing
+    from tests.slo.promtool_cases import _Counts
+
+    counts = _Counts(scenario)
+    pages = [a for a in slo.alerts if a.severity == "page"]
+    incident: Incident | None = None
+    sent = []
+    for minute in range(scenario.minutes):
+        now = NOW + minute * MIN
+        sums = {w: counts.window(minute, w, "v2") for w in required_windows(slo.alerts)}
+        conditions = {(d.alert.long_window_s, d.alert.short_window_s): d.firing
+                      for d in evaluate_alerts(slo.objective, slo.alerts, sums)}  # fmt: skip
+        firing, held = keep_firing(pages, conditions, incident, now)
+        incident, action = advance(incident, firing, now, CONFIG)
+        if incident is not None:
+            incident = replace(incident, held=held)
+        if action is not None:
+            sent.append((minute, action))
+            assert incident is not None
+            incident = replace(incident, last_sent=now) if action == "firing" else replace(incident, resolved_sent=now)
+    return sent
+
+
+def test_the_notifier_holds_an_oscillating_burn_like_the_rules(example_slos):
+    from tests.slo.promtool_cases import oscillating, timeline
+
+    slo = next(s for s in example_slos if s.name == "digits-latency")
+    scenario = oscillating(slo)
+    sent = _notifications(slo, scenario)
+    # one page, one resolved, at the minutes the rules' ALERTS series starts and stops
+    pages = [a for a in slo.alerts if a.severity == "page"]
+    on = [any(("v2", a) in fired for a in pages) for fired in timeline(slo, scenario)]
+    assert sent == [(on.index(True), "firing"), (len(on) - on[::-1].index(True), "resolved")]
+
+    bare = replace(slo, alerts=tuple(replace(a, keep_firing_for_s=0) for a in slo.alerts))
+    flapping = _notifications(bare, scenario)
+    assert len(flapping) >= 6 and [a for _, a in flapping[:4]] == ["firing", "resolved", "firing", "resolved"]
+
+
+def test_the_hysteresis_state_survives_the_database_row():
+    from monitor.server.slo.notifier import _held, _is_held, _stored_alerts
+
+    quiet = NOW - 2 * MIN
+    incident = Incident("firing", NOW - 30 * MIN, ((3600, 300), (21600, 1800)), held=((3600, 300, quiet),))
+    stored = _stored_alerts(incident)
+    assert stored == [[3600, 300, True, quiet.isoformat()], [21600, 1800, False, None]]
+    assert tuple(_held(a, "firing") for a in stored if _is_held(a, "firing")) == incident.held
+    # a row written before the hysteresis: every alert of a firing incident is held, none quiet
+    assert [_is_held([3600, 300], s) for s in ("firing", "resolved")] == [True, False]
+    assert _held([3600, 300], "firing") == (3600, 300, None)

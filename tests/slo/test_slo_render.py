@@ -13,13 +13,16 @@ from click.testing import CliRunner
 from monitor.server.cli._root import cli
 from monitor.server.exporters.promql import referenced_series
 from monitor.server.names import EXPORTED_SERIES
-from monitor.server.slo.burnrate import required_windows
+from monitor.server.slo.burnrate import format_duration, required_windows
 from monitor.server.slo.render import (
     ALERT_NAME,
     BAD_EVENTS_COUNTER,
     EVENTS_COUNTER,
     GENERATED_MARK,
+    PROMETHEUS_EXAMPLE,
+    prometheus_example,
     recording_rule_names,
+    recording_rules,
     render_all,
     write_rules,
 )
@@ -40,6 +43,24 @@ def _rules(slos: tuple[SLO, ...]) -> list[dict]:
 
 def test_committed_rules_are_rendered_from_the_example(example_slos: tuple[SLO, ...]) -> None:
     assert_current(ALERTS, render_all(example_slos), pattern="*.rules.yml")
+    assert_current(ALERTS, {PROMETHEUS_EXAMPLE: prometheus_example()})
+
+
+def test_the_prometheus_example_scrapes_with_a_metrics_key_and_passes_promtool(tmp_path: Path, promtool: str) -> None:
+    config = yaml.safe_load(prometheus_example())
+    (job,) = config["scrape_configs"]
+    assert job["authorization"] == {"credentials_file": "/etc/prometheus/cvmon.key"}
+    assert "--scopes metrics" in prometheus_example()
+    # promtool checks the file, its rule files and that the key file exists
+    key = tmp_path / "cvmon.key"
+    key.write_text("cvm_000000000000_" + "x" * 43)
+    job["authorization"]["credentials_file"] = str(key)
+    for rules in ALERTS.glob("*.rules.yml"):
+        (tmp_path / rules.name).write_text(rules.read_text("utf-8"))
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(list(ALERTS.glob('*.rules.yml')))} rule files found" in proc.stdout
 
 
 def test_promtool_accepts_the_committed_rules(promtool: str) -> None:
@@ -66,8 +87,10 @@ def test_rules_read_only_the_two_counters(example_slos: tuple[SLO, ...]) -> None
 def test_long_windows_are_increase_totals_not_averaged_ratios(example_slos: tuple[SLO, ...]) -> None:
     for rule in _rules(example_slos):
         assert "_over_time" not in rule["expr"] and "avg" not in rule["expr"]
-        if "record" in rule:
-            assert rule["expr"].startswith("sum by (slo, model) (increase(")
+    for slo in example_slos:
+        for rule in recording_rules(slo):
+            grouping = "slo, model, version" if slo.per_version else "slo, model"
+            assert rule["expr"].startswith(f"sum by ({grouping}) (increase("), rule
 
 
 def test_each_slo_gets_every_window_it_needs_and_its_alerts(example_slos: tuple[SLO, ...]) -> None:
@@ -87,7 +110,10 @@ def test_each_slo_gets_every_window_it_needs_and_its_alerts(example_slos: tuple[
                 "short_window": alert.short_window,
             }
             assert set(rule["annotations"]) == {"summary", "description", "runbook"}
-            assert ("and\n(\n  slo_model:cvmon_slo_events" in rule["expr"]) == (alert.min_events > 0)
+            level = "slo_model_version" if slo.per_version else "slo_model"
+            assert (f"and\n(\n  {level}:cvmon_slo_events" in rule["expr"]) == (alert.min_events > 0)
+            # hysteresis: kept firing for the short window, as the notifier does
+            assert rule["keep_firing_for"] == alert.short_window == format_duration(alert.keep_firing_for)
 
 
 def test_the_fast_page_expression_reads_as_the_workbook(example_slos: tuple[SLO, ...]) -> None:
@@ -96,19 +122,19 @@ def test_the_fast_page_expression_reads_as_the_workbook(example_slos: tuple[SLO,
     assert page["expr"] == textwrap.dedent(
         """\
         (
-          slo_model:cvmon_slo_bad_events:increase1h{slo="digits-latency"}
-            / slo_model:cvmon_slo_events:increase1h{slo="digits-latency"}
+          slo_model_version:cvmon_slo_bad_events:increase1h{slo="digits-latency"}
+            / slo_model_version:cvmon_slo_events:increase1h{slo="digits-latency"}
             / 0.01 > 14.4
         )
         and
         (
-          slo_model:cvmon_slo_bad_events:increase5m{slo="digits-latency"}
-            / slo_model:cvmon_slo_events:increase5m{slo="digits-latency"}
+          slo_model_version:cvmon_slo_bad_events:increase5m{slo="digits-latency"}
+            / slo_model_version:cvmon_slo_events:increase5m{slo="digits-latency"}
             / 0.01 > 14.4
         )
         and
         (
-          slo_model:cvmon_slo_events:increase1h{slo="digits-latency"} >= 35
+          slo_model_version:cvmon_slo_events:increase1h{slo="digits-latency"} >= 35
         )
         """
     )
@@ -142,7 +168,7 @@ def test_cli_render_writes_and_checks(tmp_path: Path, promtool: str) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "promtool check rules: ok" in result.output
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in ALERTS.glob("*.rules.yml"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in ALERTS.glob("*.yml"))
 
 
 def test_cli_render_reports_the_line_of_a_bad_slo(tmp_path: Path) -> None:
@@ -166,7 +192,7 @@ def test_cli_check_explains_each_alert() -> None:
     assert result.exit_code == 0, result.output
     assert "digits-latency: digits, latency <= 0.05, 0.99 over 30d" in result.output
     assert "pages only with >= 35 events in 1h" in result.output
-    assert result.output.rstrip().endswith("12 SLOs ok")
+    assert result.output.rstrip().endswith("13 SLOs ok")
 
 
 @pytest.mark.parametrize("args", [["slo", "--help"], ["slo", "render", "--help"], ["slo", "check", "--help"]])

@@ -18,7 +18,7 @@ def load(text: str) -> tuple[SLO, ...]:
 
 def test_example_config_loads(example_slos: tuple[SLO, ...]) -> None:
     by_name = {s.name: s for s in example_slos}
-    assert len(by_name) == len(example_slos) == 12
+    assert len(by_name) == len(example_slos) == 13
     assert {s.sli for s in example_slos} == {
         "latency",
         "availability",
@@ -38,6 +38,35 @@ def test_example_config_loads(example_slos: tuple[SLO, ...]) -> None:
     assert lines[by_name["digits-latency"].line - 1].strip() == "- name: digits-latency"
     assert by_name["shelf-detector-map"].time_slice and not by_name["digits-accuracy"].time_slice
     assert [a.severity for a in by_name["digits-drift"].alerts] == ["ticket", "ticket"]
+    assert by_name["digits-latency"].per_version and not by_name["shelf-detector-availability"].per_version
+    assert [(a.long_window, a.short_window) for a in by_name["digits-latency-1d"].alerts][:2] == [
+        ("10m", "5m"), ("12m", "5m"),
+    ]  # fmt: skip
+
+
+def test_per_version_and_keep_firing_for() -> None:
+    a, b = load(
+        """\
+        slo_alerting:
+          per_version: false
+        slos:
+          - {name: a, model: m, sli: accuracy, objective: 0.99, window: 30d}
+          - name: b
+            model: m
+            sli: accuracy
+            objective: 0.99
+            window: 30d
+            alerting:
+              per_version: true
+              alerts:
+                - {severity: page, long_window: 1h, short_window: 5m, budget_fraction: 0.02}
+                - {severity: page, long_window: 6h, short_window: 30m, budget_fraction: 0.05, keep_firing_for: 1h}
+                - {severity: ticket, long_window: 3d, short_window: 6h, burn_rate: 1, keep_firing_for: 0}
+        """
+    )
+    assert not a.per_version and b.per_version
+    assert [x.keep_firing_for for x in a.alerts] == [300, 1800, 7200, 21600]  # the short windows
+    assert [x.keep_firing_for for x in b.alerts] == [300, 3600, 0]
 
 
 def test_minimal_slo_gets_the_workbook_recipe() -> None:
@@ -207,9 +236,22 @@ BAD = [
         id="page-unreachable-at-90-percent",
     ),
     pytest.param(
+        "slo_alerting:\n  per_version: maybe\n",
+        2,
+        "slo_alerting.per_version must be true or false",
+        id="per-version-not-a-bool",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 7d\n    alerting:\n"
+        "      alerts:\n        - {severity: page, long_window: 1h, short_window: 5m, burn_rate: 14.4, keep_firing_for: soon}\n",
+        9,
+        "keep_firing_for: 'soon' is not a duration",
+        id="keep-firing-for-not-a-duration",
+    ),
+    pytest.param(
         "slos:\n  - name: a\n    model: m\n    sli: accuracy\n    objective: 0.99\n    window: 12h\n",
         6,
-        "default page alert",
+        "the built-in alerts serve SLO windows of 1d or more, not 12h: set alerting.alerts",
         id="window-too-short-for-default-recipe",
     ),
     pytest.param(

@@ -105,8 +105,10 @@ class Principal:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key is not allowed to use model {model[:128]!r}")
 
 
-def require(scope: str) -> Callable[..., Principal]:
-    """A dependency that authenticates the request and checks it holds ``scope``."""
+def require(scope: str, *alternatives: str) -> Callable[..., Principal]:
+    """A dependency that authenticates the request and checks it holds ``scope`` (or one of the
+    ``alternatives``)."""
+    accepted = (scope, *alternatives)
 
     def dependency(request: Request, state: StateDep) -> Principal:
         if state.settings.auth_disabled:
@@ -124,8 +126,9 @@ def require(scope: str) -> Callable[..., Principal]:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
             )
-        if scope not in key.scopes:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the '{scope}' scope")
+        if key.scopes.isdisjoint(accepted):
+            wanted = " or ".join(f"'{s}'" for s in accepted)
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the {wanted} scope")
         return Principal(key)
 
     return dependency
@@ -134,3 +137,5 @@ def require(scope: str) -> Callable[..., Principal]:
 IngestAuth = Annotated[Principal, Depends(require("ingest"))]
 ReadAuth = Annotated[Principal, Depends(require("read"))]
 AdminAuth = Annotated[Principal, Depends(require("admin"))]
+#: GET /metrics: a key made for Prometheus (``metrics``) or any ``read`` key.
+ScrapeAuth = Annotated[Principal, Depends(require("metrics", "read"))]

@@ -13,7 +13,8 @@ def keys_group() -> None:
 
 
 @keys_group.command("create")
-@click.option("--scopes", required=True, type=TEXT, help="Comma-separated: ingest (send data), read (query), admin (register models).")
+@click.option("--scopes", required=True, type=TEXT, help="Comma-separated: ingest (send data), read (query), admin (register models), "
+              "metrics (GET /metrics only: the key for Prometheus).")  # fmt: skip
 @click.option("--models", default=None, type=StoredText(8192), help="Comma-separated models the key is limited to (default: every model).")
 @click.option("--name", default="", type=StoredText(128), help="A label to recognise the key by in `cvmon keys list`.")
 def create(scopes: str, models: str | None, name: str) -> None:

@@ -6,6 +6,9 @@ import click
 
 from monitor.server.cli._common import load_settings, open_engine
 
+#: How ``cvmon serve`` passes --log-level to the app in each worker process.
+LOG_LEVEL_ENV = "CVMON_LOG_LEVEL"
+
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 for all).")
@@ -14,7 +17,9 @@ from monitor.server.cli._common import load_settings, open_engine
               help="API worker processes. Use 1 on the embedded SQLite database.")  # fmt: skip
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs).
+    """Serve the HTTP API (OpenAPI docs at /docs), and the scheduled jobs unless CVMON_SCHEDULER=0.
+
+    --log-level applies to cvmon's own logs too: each job run of each tick is logged at debug.
 
     Refuses to start on a database that is not at the latest migration (run `cvmon db upgrade`).
     Authentication is on unless CVMON_AUTH_DISABLED=1.
@@ -39,9 +44,12 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="cvmon-prometheus-")
     import functools
+    import os
 
     from monitor.server.connections import HeaderTimeoutProtocol
 
+    # the level of cvmon's own loggers in every worker (per-tick job lines are DEBUG)
+    os.environ[LOG_LEVEL_ENV] = log_level.upper()
     uvicorn.run(
         "monitor.server.app:app_from_env",
         factory=True,

@@ -71,14 +71,18 @@ def render(config: Path, out: Path, check: bool) -> None:
     """Write Prometheus recording and alerting rules for every SLO in CONFIG.
 
     One file per SLO, OUT/<slo>.rules.yml, holding recording rules (events and bad events over each
-    alert window, as increase() totals summed over versions) and CvmonErrorBudgetBurn alerts with
-    labels slo, model, severity (page | ticket), long_window and short_window, following the
-    Google SRE Workbook (page: 14.4x over 1h and 5m, 6x over 6h and 30m; ticket: 3x over 1d and 2h,
-    1x over 3d and 6h, for a 30-day SLO; windows scale with the SLO window). The rules read only
-    cvmon_slo_events_total and cvmon_slo_bad_events_total.
+    alert window, as increase() totals per model version, or summed over versions with
+    per_version: false) and CvmonErrorBudgetBurn alerts with labels slo, model, version, severity
+    (page | ticket), long_window and short_window, following the Google SRE Workbook (page: 14.4x
+    over 1h and 5m, 6x over 6h and 30m; ticket: 3x over 1d and 2h, 1x over 3d and 6h, for a 30-day
+    SLO; windows scale with the SLO window, at least 5m / 10m). Each alert keeps firing for its
+    short window after its condition stops (keep_firing_for, Prometheus 2.42+), as the built-in
+    notifier does. The rules read only cvmon_slo_events_total and cvmon_slo_bad_events_total.
 
     Files an earlier render wrote for SLOs no longer in CONFIG are removed; other files are left
-    alone. Load the rules in Prometheus with `rule_files: [<OUT>/*.rules.yml]`.
+    alone. Load the rules in Prometheus with `rule_files: [<OUT>/*.rules.yml]`. OUT/prometheus.example.yml
+    shows the scrape job: a key with only the `metrics` scope (`cvmon keys create --scopes metrics`)
+    read from a file, the rules and an Alertmanager.
     """
     from monitor.server.slo.render import write_rules
 
@@ -88,6 +92,8 @@ def render(config: Path, out: Path, check: bool) -> None:
         click.echo(f"wrote {path}")
     for path in result.removed:
         click.echo(f"removed {path} (its SLO is gone)")
+    if result.example is not None:
+        click.echo(f"wrote {result.example} (an example prometheus.yml: scrape with a `metrics` key)")
     if check:
         from monitor.server.slo.promtool import PromtoolMissing, check_rules
 
@@ -106,8 +112,9 @@ def check_cmd(config: Path) -> None:
     """Validate the SLOs in CONFIG and show what each alert does.
 
     Per alert: severity, long / short window, burn-rate factor, the share of the error budget it
-    takes to fire, how long a total outage (every event bad) takes to fire it, and the low-event
-    guard (events the long window must hold before a page).
+    takes to fire, how long a total outage (every event bad) takes to fire it, the low-event
+    guard (events the long window must hold before a page) and how long it keeps firing after
+    the burn stops.
     """
     from monitor.server.slo.burnrate import detection_time_s
 
@@ -117,7 +124,8 @@ def check_cmd(config: Path) -> None:
         what += f" <= {slo.threshold:g}" if slo.threshold is not None and slo.sli != "map" else ""
         what += f" >= {slo.threshold:g}" if slo.threshold is not None and slo.sli == "map" else ""
         cohort = "".join(f" {k}={v}" for k, v in slo.cohort)
-        click.echo(f"{slo.name}: {slo.model}{cohort}, {what}, {slo.objective:g} over {slo.window}")
+        scope = "per version" if slo.per_version else "summed over versions"
+        click.echo(f"{slo.name}: {slo.model}{cohort}, {what}, {slo.objective:g} over {slo.window}, {scope}")
         for alert in slo.alerts:
             t = detection_time_s(alert, slo.window_s, 1 / slo.error_budget)
             detect = "never" if t is None else f"{t / 60:.3g} min"
@@ -128,7 +136,8 @@ def check_cmd(config: Path) -> None:
             )
             click.echo(
                 f"  {alert.severity:<6} {alert.long_window:>5} / {alert.short_window:<5} {alert.burn_rate:>6.4g}x"
-                f"  {alert.budget_fraction:.3g} of the budget; an outage fires it after {detect}{guard}"
+                f"  {alert.budget_fraction:.3g} of the budget; an outage fires it after {detect}{guard}; "
+                f"held {alert.keep_firing_for // 60} min after the burn"
             )
     click.echo(f"{len(slos)} SLOs ok")
 

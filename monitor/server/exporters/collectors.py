@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine
 
+from monitor.server.exporters.escaping import displayable, escape_help, escape_label_value
 from monitor.server.names import METRIC
 from monitor.server.services.latest import generations, job_runs, latest_values, version_counters
 from monitor.server.services.states import CELL_SEPARATOR
@@ -76,22 +77,12 @@ EXPORTS: dict[str, Export] = {
     "estimated_accuracy": Export("cvmon_estimated_accuracy_ratio"),
     "drift_score": Export("cvmon_drift_score", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
     "drift_p_value": Export("cvmon_drift_p_value", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
+    "drift_effect_size": Export("cvmon_drift_effect_size", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
+    "drift_min_effect": Export("cvmon_drift_min_effect", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
     "drift_detected": Export("cvmon_drift_detected", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
 }
 for _export in EXPORTS.values():  # the names table is the single source of names
     assert _export.name in METRIC, _export.name
-
-
-def _escape_value(value: str) -> str:
-    """A label value in the text format: backslash, double quote and newline escaped."""
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return value
-
-
-def _escape_help(text: str) -> str:
-    """HELP text in the text format: backslash and newline escaped."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 #: Sample values as Prometheus parses them: Go's ParseFloat reads Python's repr of a finite float.
@@ -155,7 +146,7 @@ class ExpositionRenderer:
         if cohort_key and (not spec.cohort_labels or cohort_key not in self.cohort_keys):
             return None
         fields = {"model": "{0}", "version": "{1}", "window": "{2}"}
-        fields |= {name: _escape_value(value).replace("{", "{{").replace("}", "}}") for name, value in export.labels}
+        fields |= {name: escape_label_value(value).replace("{", "{{").replace("}", "}}") for name, value in export.labels}
         if isinstance(export.class_label, tuple):
             fields |= {export.class_label[0]: "{3}", export.class_label[1]: "{4}"}
         elif export.class_label:
@@ -202,8 +193,8 @@ class QualityExposition:
             lines = [families[name] for families in models if name in families]
             if lines:
                 spec = METRIC[name]
-                out.append(f"# HELP {name} {_escape_help(spec.help)}\n")
-                out.append(f"# TYPE {name} gauge\n")
+                out.append(f"# HELP {name} {escape_help(spec.help)}\n")
+                out.append(f"# TYPE {name} {spec.kind}\n")
                 out.extend(lines)
         return "".join(out)
 
@@ -220,7 +211,7 @@ class _Escaped(dict[str, str]):
     """Label values escaped once per render: most values (models, windows, classes) repeat."""
 
     def __missing__(self, value: str) -> str:
-        self[value] = escaped = _escape_value(value)
+        self[value] = escaped = escape_label_value(value)
         return escaped
 
 
@@ -255,7 +246,7 @@ class StoredMetricsCollector(Collector):
             # prometheus_client appends _total to counter sample names itself
             family = CounterMetricFamily(name.removesuffix("_total"), spec.help, labels=list(spec.labels))
             for row in rows:
-                family.add_metric([row[0], row[1]], float(row[column]))
+                family.add_metric([row[0], displayable(row[1])], float(row[column]))
             yield family
 
     def _jobs(self, rows: Sequence[Any]) -> Iterator[Metric]:

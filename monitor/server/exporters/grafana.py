@@ -292,12 +292,13 @@ def _dashboard(
 
 def executive(q: _Queries) -> dict[str, Any]:
     """Model quality and SLO health for people who do not carry the pager."""
-    in_model = f"and on (slo) group by (slo) ({q.sel('cvmon_slo_events_total', MODEL)})"
+    # the budget of the version that spent most of it: what the alerts (per version) page on
+    budget = f"min by (slo) ({q.sel('cvmon_slo_error_budget_remaining_ratio', MODEL)})"
     panels = [
         row("SLOs"),
-        panel("stat", "Error budget left", "Share of each SLO's error budget left over its window "
-              "(1 = untouched, below 0 = overspent).",
-              [Target(f"{q.sel('cvmon_slo_error_budget_remaining_ratio')} {in_model}", "{{slo}}")],
+        panel("stat", "Error budget left", "Share of each SLO's error budget left over its window, for "
+              "the version that spent most of it (1 = untouched, below 0 = overspent).",
+              [Target(budget, "{{slo}}")],
               w=16, unit="percentunit", steps=_BUDGET_STEPS,
               options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"}),
         panel("stat", "Budget-burn alerts firing",
@@ -306,10 +307,10 @@ def executive(q: _Queries) -> dict[str, Any]:
               w=8, steps=(("green", None), ("red", 1)),
               options={"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"}),
         panel("table", "SLO status",
-              "Objective and budget left per SLO; the rules in alerts/ page on fast burns.",
-              [Target(f"{q.sel('cvmon_slo_objective_ratio')} {in_model}", instant=True, table=True),
-               Target(f"{q.sel('cvmon_slo_error_budget_remaining_ratio')} {in_model}",
-                      instant=True, table=True)],
+              "Objective and budget left per SLO (its most spent version); the rules in alerts/ page on "
+              "fast burns.",
+              [Target(f"max by (slo) ({q.sel('cvmon_slo_objective_ratio', MODEL)})", instant=True, table=True),
+               Target(budget, instant=True, table=True)],
               w=24, h=7, unit="percentunit",
               transformations=[{"id": "joinByField", "options": {"byField": "slo", "mode": "outer"}},
                                {"id": "organize", "options": {
@@ -362,9 +363,9 @@ def oncall(q: _Queries) -> dict[str, Any]:
               [Target(q.alerts(MODEL), instant=True, table=True)], w=24, h=6,
               transformations=[{"id": "organize", "options": {"excludeByName": {
                   "Time": True, "Value": True, "__name__": True, "alertname": True, "alertstate": True}}}]),
-        panel("timeseries", "Burn rate", "Error-budget burn rate per SLO and window (1 = spending exactly "
-              "the budget; the workbook pages at 14.4 over 1h and 6 over 6h).",
-              [Target(q.sel("cvmon_slo_burn_rate", slo), "{{slo}} {{window}}")],
+        panel("timeseries", "Burn rate", "Error-budget burn rate per SLO, version and window (1 = spending "
+              "exactly the budget; the workbook pages at 14.4 over 1h and 6 over 6h).",
+              [Target(q.sel("cvmon_slo_burn_rate", slo, MODEL, VERSION), "{{slo}} {{version}} {{window}}")],
               steps=(("green", None), ("orange", 1), ("red", 6)),
               options={"legend": {"displayMode": "table", "placement": "right",
                                   "calcs": ["lastNotNull", "max"]}}),
@@ -373,8 +374,8 @@ def oncall(q: _Queries) -> dict[str, Any]:
               [Target(f"sum by (slo) (rate({q.sel('cvmon_slo_bad_events_total', slo, MODEL)}[1h])) / "
                       f"sum by (slo) (rate({q.sel('cvmon_slo_events_total', slo, MODEL)}[1h]))", "{{slo}}")],
               unit="percentunit"),
-        panel("timeseries", "Error budget left", "Share of the budget left over each SLO's window.",
-              [Target(q.sel("cvmon_slo_error_budget_remaining_ratio", slo), "{{slo}}")],
+        panel("timeseries", "Error budget left", "Share of the budget left over each SLO's window, per version.",
+              [Target(q.sel("cvmon_slo_error_budget_remaining_ratio", slo, MODEL, VERSION), "{{slo}} {{version}}")],
               w=24, h=6, unit="percentunit", steps=_BUDGET_STEPS),
         row("Serving"),
         *[

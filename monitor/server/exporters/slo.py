@@ -1,20 +1,20 @@
 """The SLO series of /metrics, read from the per-minute counts in the database.
 
-=============================================  =================  ======================================
-series                                         labels             value
-=============================================  =================  ======================================
-cvmon_slo_events_total                         slo, model, version  events ever counted (counter)
-cvmon_slo_bad_events_total                     slo, model, version  bad events ever counted (counter)
-cvmon_slo_objective_ratio                      slo                the objective
-cvmon_slo_error_budget_remaining_ratio         slo                1 - burn rate over the SLO window
-cvmon_slo_burn_rate                            slo, window        burn rate over each alert window
-=============================================  =================  ======================================
+======================================  ===========================  ======================================
+series                                  labels                       value
+======================================  ===========================  ======================================
+cvmon_slo_events_total                  slo, model, version          events ever counted (counter)
+cvmon_slo_bad_events_total              slo, model, version          bad events ever counted (counter)
+cvmon_slo_objective_ratio               slo, model                   the objective
+cvmon_slo_error_budget_remaining_ratio  slo, model, version          1 - burn rate over the SLO window
+cvmon_slo_burn_rate                     slo, model, version, window  burn rate over each alert window
+======================================  ===========================  ======================================
 
 The counters are sums of ``slo_events`` rows, which are only ever added to (folding old rows
 keeps every sum), so they never go back, whichever replica serves the scrape. Budget and burn
-rates are summed over versions, like the rendered rules; a window without events has no burn
-rate (the series is absent, not 0). One grouped query per scrape
-(:func:`monitor.server.slo.counts.read_counts`).
+rates are per model version, as the alerts decide by default (a canary burns its own budget);
+sum the counters for the whole model. A window without events has no burn rate (the series is
+absent, not 0). One grouped query per scrape (:func:`monitor.server.slo.counts.read_counts`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from monitor.server.exporters.escaping import displayable
 from monitor.server.names import METRIC
 from monitor.server.slo.burnrate import budget_remaining, burn_rate, format_duration, required_windows
 from monitor.server.slo.counts import read_counts
@@ -69,13 +70,14 @@ class SloCollector(Collector):
         burn = _gauge("cvmon_slo_burn_rate")
         for slo in self.slos:
             c = counts[slo.name]
+            objective.add_metric([slo.name, slo.model], slo.objective)
             for version, vc in sorted(c.versions.items()):
-                events.add_metric([slo.name, slo.model, version], vc.total.events)
-                bad.add_metric([slo.name, slo.model, version], vc.total.bad)
-            objective.add_metric([slo.name], slo.objective)
-            budget.add_metric([slo.name], budget_remaining(c.window(slo.window_s), slo.objective))
-            for w in required_windows(slo.alerts):
-                rate = burn_rate(c.window(w), slo.objective)
-                if rate is not None:
-                    burn.add_metric([slo.name, format_duration(w)], rate)
+                labels = [slo.name, slo.model, displayable(version)]
+                events.add_metric(labels, vc.total.events)
+                bad.add_metric(labels, vc.total.bad)
+                budget.add_metric(labels, budget_remaining(c.window(slo.window_s, version), slo.objective))
+                for w in required_windows(slo.alerts):
+                    rate = burn_rate(c.window(w, version), slo.objective)
+                    if rate is not None:
+                        burn.add_metric([*labels, format_duration(w)], rate)
         yield from (events, bad, objective, budget, burn)

@@ -56,7 +56,9 @@ def run_job(engine: Engine, name: str, job: Job, model: str, *, settings: Settin
             return Outcome(name, model, "failed", seconds, message)
         seconds = time.perf_counter() - t0
         _record(engine, name, model, started, seconds, error=None, finished=clock())
-        log.info("job %s for model %s: %s (%.2fs)", name, model, detail, seconds)
+        # every tick, every model: DEBUG (what a person acts on -- failures, pages -- is logged above
+        # WARNING or by the jobs themselves)
+        log.debug("job %s for model %s: %s (%.2fs)", name, model, detail, seconds)
         return Outcome(name, model, "ok", seconds, detail)
 
 

@@ -17,10 +17,35 @@ from monitor.server.jobs import Worker
 from monitor.server.settings import Settings
 
 log = logging.getLogger("cvmon.jobs")
+#: APScheduler logs "Running job ..." and "... executed successfully" at INFO for every run.
+_EXECUTOR_LOGGER = "apscheduler.executors"
+
+
+class PerRunAtDebug(logging.Filter):
+    """Demotes APScheduler's per-run INFO lines to DEBUG (kept when DEBUG is on); its warnings
+    (a missed or skipped run) and errors pass as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def quiet_executor_logs() -> None:
+    """Install :class:`PerRunAtDebug` on APScheduler's executor loggers (once per process)."""
+    for name in (f"{_EXECUTOR_LOGGER}.default", _EXECUTOR_LOGGER):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, PerRunAtDebug) for f in logger.filters):
+            logger.addFilter(PerRunAtDebug())
 
 
 def start_scheduler(engine: Engine, settings: Settings, clock: Callable[[], datetime]) -> BackgroundScheduler:
-    """Start the background scheduler; the caller shuts it down (``scheduler.shutdown()``)."""
+    """Start the background scheduler; the caller shuts it down (``scheduler.shutdown()``).
+
+    Every tick logs at DEBUG only (APScheduler's lines too): at a 10 s interval INFO would carry
+    half a dozen lines a tick that nobody acts on."""
+    quiet_executor_logs()
     worker = Worker(engine, settings, clock=clock)
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
 

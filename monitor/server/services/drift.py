@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from monitor.server.services.drift_features import JOB_METRICS, DriftConfig, SliceSampler, estimate, extract, score
+from monitor.server.services.drift_floors import floors_for
 from monitor.server.services.drift_refs import Reference, fitted
 from monitor.server.services.states import Point, SliceKey
 from monitor.server.services.windows import HOUR, aligned_start
@@ -143,7 +144,7 @@ def score_window(
         features = extract(sampler.records(key), spec, wanted)
         points: list[Point] = []
         if not ref.overlaps(plan.start, plan.end):
-            points, problems = score(detectors, features, config.min_samples)
+            points, problems = score(detectors, features, config.min_samples, floors_for(config.min_effect, spec.name))
             for problem in problems:
                 log.warning("drift of %s %s %s %s: %s", spec.name, key, plan.name, plan.start.isoformat(), problem)
         if estimator is not None:

@@ -17,7 +17,8 @@ the score distribution keeps every box, so boxes sliding under the threshold sho
 
 A result is stored as metric rows (:class:`~monitor.server.services.states.Point`): ``drift_score``,
 ``drift_p_value`` (detectors with a p-value) or ``drift_threshold`` (the score bound of those
-without), and ``drift_detected`` (0 / 1), with class
+without), ``drift_effect_size`` and ``drift_min_effect`` (its floor, when there is one), and
+``drift_detected`` (0 / 1: the test rejects and the effect is above the floor), with class
 ``"<detector>:<feature>"``; the estimate as ``estimated_accuracy`` (class ""),
 ``estimated_precision`` / ``estimated_recall`` per class name (whole versions only, like the
 evaluation's per-class metrics) or, for detection, ``estimated_precision_at_threshold``.
@@ -29,14 +30,14 @@ import json
 import math
 import zlib
 from collections import Counter
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from detectors import Detector, LabelFreeAccuracy, LabelFreeDetectionPrecision, SummaryError
+from detectors import Detector, EffectFloor, LabelFreeAccuracy, LabelFreeDetectionPrecision, SummaryError
 from detectors.estimate import Calibration
 from monitor.server.services.decode import StoredImage, image_key, images_detection_state, probability_matrix
 from monitor.server.services.states import Point, SliceKey, _cohort_values
@@ -48,7 +49,9 @@ from monitor.wire import ModelSpec
 if TYPE_CHECKING:
     from monitor.server.settings import Settings
 
-DRIFT_METRICS: Final = ("drift_score", "drift_p_value", "drift_threshold", "drift_detected")
+DRIFT_METRICS: Final = (
+    "drift_score", "drift_p_value", "drift_threshold", "drift_effect_size", "drift_min_effect", "drift_detected",
+)  # fmt: skip
 ESTIMATE_METRICS: Final = (
     "estimated_accuracy",
     "estimated_precision",
@@ -109,6 +112,8 @@ class DriftConfig:
     max_windows_per_run: int
     cohort_keys: tuple[str, ...]
     max_cohort_values: int
+    #: Per-model effect-size floors (:mod:`.drift_floors`); a pair not named is calibrated.
+    min_effect: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DriftConfig:
@@ -125,6 +130,7 @@ class DriftConfig:
             max_windows_per_run=settings.drift_max_windows_per_run,
             cohort_keys=tuple(settings.cohort_keys),
             max_cohort_values=settings.max_cohort_values,
+            min_effect=settings.drift_min_effect,
         )
 
     def detectors_for(self, task: str) -> tuple[DetectorSpec, ...]:
@@ -258,8 +264,9 @@ def _box_features(records: Sequence[Record], threshold: float, wanted: Collectio
 # detectors
 
 
-def make_detector(spec: DetectorSpec, *, alpha: float, n_classes: int) -> Detector:
-    """An unfitted detector for ``spec`` at level ``alpha``.
+def make_detector(spec: DetectorSpec, *, alpha: float, n_classes: int, min_samples: int | None = None) -> Detector:
+    """An unfitted detector for ``spec`` at level ``alpha``, with an effect-size floor calibrated on
+    its reference from samples of ``min_samples`` (the smallest window scored; None: no floor).
 
     Permutation and resampling counts grow with ``1 / alpha``: a permutation p-value is never below
     ``1 / (B + 1)``, so a detector with 100 permutations could never flag at ``alpha = 0.005``.
@@ -267,6 +274,8 @@ def make_detector(spec: DetectorSpec, *, alpha: float, n_classes: int) -> Detect
     from detectors.serial import DETECTORS
 
     options: dict[str, Any] = {"alpha": alpha, "seed": 0}
+    if min_samples is not None:
+        options["floor"] = EffectFloor(chunk=max(min_samples, 10))
     if spec.detector in _PERMUTED:
         options["n_permutations"] = max(200, math.ceil(2 / alpha))
     if spec.detector in _RESAMPLED:
@@ -302,16 +311,21 @@ def fit_detectors(
             skipped.append(f"{spec.cls}: {0 if values is None else len(values)} reference values")
             continue
         try:
-            fitted.append(Fitted(spec, make_detector(spec, alpha=alpha, n_classes=n_classes).fit(values), len(values)))
+            detector = make_detector(spec, alpha=alpha, n_classes=n_classes, min_samples=min_samples)
+            fitted.append(Fitted(spec, detector.fit(values), len(values)))
         except ValueError as exc:  # e.g. identical reference rows: no kernel bandwidth
             skipped.append(f"{spec.cls}: {exc}")
     return fitted, skipped
 
 
 def score(
-    fitted: Sequence[tuple[DetectorSpec, Detector]], features: dict[str, NDArray[Any]], min_samples: int
+    fitted: Sequence[tuple[DetectorSpec, Detector]],
+    features: dict[str, NDArray[Any]],
+    min_samples: int,
+    floors: Mapping[str, float | None] | None = None,
 ) -> tuple[list[Point], list[str]]:
-    """Score a window slice's features; a feature with fewer than ``min_samples`` values is not scored."""
+    """Score a window slice's features; a feature with fewer than ``min_samples`` values is not scored.
+    ``floors`` (detector:feature -> floor) replace the floors calibrated on the reference."""
     points: list[Point] = []
     problems: list[str] = []
     for spec, detector in fitted:
@@ -323,12 +337,18 @@ def score(
         except ValueError as exc:  # e.g. the embedding size changed since the reference
             problems.append(f"{spec.cls}: {exc}")
             continue
+        override = (floors or {}).get(spec.cls)
+        if override is not None:
+            result = result.with_floor(override or None)  # 0: the test alone decides
         n = result.n_current
         points.append(Point("drift_score", spec.cls, result.score, n))
         if result.p_value is not None:
             points.append(Point("drift_p_value", spec.cls, result.p_value, n))
         elif result.threshold is not None:  # PSI, Jensen-Shannon: the bound calibrated for this window's size
             points.append(Point("drift_threshold", spec.cls, result.threshold, n))
+        points.append(Point("drift_effect_size", spec.cls, result.effect_size, n))
+        if result.floor is not None:
+            points.append(Point("drift_min_effect", spec.cls, result.floor, n))
         points.append(Point("drift_detected", spec.cls, float(result.is_drift), n))
     return points, problems
 

@@ -18,7 +18,8 @@ from sqlalchemy import Connection
 
 from monitor.server.store import tables as t
 
-SCOPES = ("ingest", "read", "admin")
+#: ``metrics``: GET /metrics only (what Prometheus needs; a ``read`` key may scrape too).
+SCOPES = ("ingest", "read", "admin", "metrics")
 _KEY = re.compile(r"cvm_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 

@@ -2,8 +2,8 @@
 
 * :mod:`.spec` -- ``load_slos(text, source)``: the validated ``slos:`` of cvmon.yaml.
 * :mod:`.burnrate` -- pure maths on event counts: error budget, burn rate, the workbook's
-  multiwindow recipe as budget fractions, detection times, and ``evaluate_alerts``, the decision
-  the rendered rules and cvmon's built-in notifier share.
+  multiwindow recipe as budget fractions, detection times, and ``evaluate_alerts`` and ``hold``
+  (the hysteresis), the decision the rendered rules and cvmon's built-in notifier share.
 * :mod:`.render` -- the Prometheus recording and alerting rules ``cvmon slo render`` writes.
 * :mod:`.promtool` -- running Prometheus' promtool on rule files.
 
@@ -20,6 +20,7 @@ docs/slo.md explains the semantics.
 
 from monitor.server.slo.burnrate import (
     AlertDecision,
+    AlertState,
     BurnAlert,
     WindowCounts,
     budget_remaining,
@@ -28,6 +29,7 @@ from monitor.server.slo.burnrate import (
     detection_time_s,
     error_budget,
     evaluate_alerts,
+    hold,
     required_windows,
 )
 from monitor.server.slo.render import ALERT_NAME, render_rules, write_rules
@@ -38,6 +40,7 @@ __all__ = [
     "SLIS",
     "SLO",
     "AlertDecision",
+    "AlertState",
     "BurnAlert",
     "WindowCounts",
     "budget_remaining",
@@ -46,6 +49,7 @@ __all__ = [
     "detection_time_s",
     "error_budget",
     "evaluate_alerts",
+    "hold",
     "load_slos",
     "render_rules",
     "required_windows",

@@ -14,8 +14,14 @@ alert resets soon after the burn stops. We express the recipe the way the workbo
     factor = budget_fraction * slo_window / long_window
 
 which gives the workbook's 14.4, 6, 3 and 1 for a 30-day window. For other SLO windows the
-default alert windows scale with the SLO window (see :func:`default_alerts`), so a 7-day SLO pages
-on 2 % of *its* budget spent in 14 minutes (short window 5 minutes), with the same factors.
+default alert windows scale with the SLO window and the factors stay, as Pyrra scales its recipe
+(see :func:`default_alerts`): a 7-day SLO pages on 14.4x over 14 minutes (2 % of *its* budget).
+Windows never go below 5 minutes (short) and twice that (long), so a 1-day SLO pages on 14.4x over
+10m / 5m, which spends 10 % of its budget.
+
+An alert stops firing only once its condition has been false for ``keep_firing_for`` (by default
+its short window): a burn hovering at the factor keeps one alert firing instead of resolving and
+firing again every few evaluations (Prometheus' ``keep_firing_for``, :func:`hold`).
 
 Everything here works on plain counts, so the Prometheus rules rendered by
 :mod:`monitor.server.slo.render` and cvmon's own notifier (which reads per-minute counts from the
@@ -104,7 +110,8 @@ class BurnAlert:
     """A multiwindow burn-rate alert, resolved for one SLO.
 
     It fires when the burn rate exceeds ``burn_rate`` over both the long and the short window and
-    the long window holds at least ``min_events`` events.
+    the long window holds at least ``min_events`` events, and keeps firing until that has been
+    false for ``keep_firing_for``.
     """
 
     severity: Severity
@@ -116,6 +123,14 @@ class BurnAlert:
     budget_fraction: float
     #: Low-event guard: events the long window must hold before the alert may fire (0: no guard).
     min_events: int
+    #: Hysteresis: seconds the condition must stay false before the alert resolves (0: at once).
+    #: None: the short window, the time the alert needs to see a recovery anyway.
+    keep_firing_for_s: int | None = None
+
+    @property
+    def keep_firing_for(self) -> int:
+        """Seconds the alert keeps firing after its condition stops holding."""
+        return self.short_window_s if self.keep_firing_for_s is None else self.keep_firing_for_s
 
     @property
     def long_window(self) -> str:
@@ -154,12 +169,26 @@ def budget_fraction_for(burn_rate: float, slo_window_s: int, long_window_s: int)
 #: ``increase()`` to answer (at least 4 scrape intervals, the usual advice), and Prometheus 3's
 #: left-open ranges hold a single sample of a 1m scrape in a 1m range: 5m is safe for 1m scrapes.
 MIN_SCALED_WINDOW_S: Final = 5 * MINUTE
+#: A scaled long window is at least this many short windows, so the two still differ.
+MIN_LONG_TO_SHORT: Final = 2
+#: The shortest SLO window the built-in recipe serves. Below a day the window floors dominate: the
+#: 10m / 5m page would wait for a fifth of a 12-hour budget; such SLOs state their alerts.
+MIN_RECIPE_SLO_WINDOW_S: Final = DAY
 
 
 def scale_window(reference_s: int, slo_window_s: int) -> int:
     """A recipe window for a 30-day SLO, scaled to ``slo_window_s`` and rounded to whole minutes,
     never below :data:`MIN_SCALED_WINDOW_S`."""
     return max(MIN_SCALED_WINDOW_S, round(reference_s * slo_window_s / REFERENCE_WINDOW_S / MINUTE) * MINUTE)
+
+
+def scale_windows(spec: AlertWindowSpec, slo_window_s: int) -> tuple[int, int]:
+    """(long, short) of a recipe row for a 30-day SLO, scaled to ``slo_window_s`` (Pyrra's way:
+    in proportion, whole minutes) and kept apart: short at least :data:`MIN_SCALED_WINDOW_S`, long
+    at least :data:`MIN_LONG_TO_SHORT` times short."""
+    short = scale_window(spec.short_window_s, slo_window_s)
+    long = max(scale_window(spec.long_window_s, slo_window_s), MIN_LONG_TO_SHORT * short)
+    return long, short
 
 
 def default_min_events(severity: Severity, burn_rate: float, objective: float) -> int:
@@ -188,7 +217,15 @@ def default_min_events(severity: Severity, burn_rate: float, objective: float) -
 
 def default_alerts(objective: float, slo_window_s: int) -> tuple[BurnAlert, ...]:
     """The workbook's recipe applied to an SLO: windows scaled from 30 days to ``slo_window_s``
-    (so the factors stay 14.4, 6, 3 and 1 up to minute rounding) and the default page guard."""
+    (:func:`scale_windows`), the factors 14.4, 6, 3 and 1 kept, the default page guard, and each
+    alert kept firing for its short window. Raises ValueError below
+    :data:`MIN_RECIPE_SLO_WINDOW_S`."""
+    if slo_window_s < MIN_RECIPE_SLO_WINDOW_S:
+        raise ValueError(
+            f"the built-in alerts need an SLO window of at least {format_duration(MIN_RECIPE_SLO_WINDOW_S)} "
+            f"(not {format_duration(slo_window_s)}): below that their 5-minute windows would wait for too "
+            "much of the budget; state the alerts of this SLO"
+        )
     return tuple(
         resolve_alert(spec, objective=objective, slo_window_s=slo_window_s, scale=True)
         for spec in WORKBOOK_RECIPE
@@ -204,14 +241,20 @@ def resolve_alert(
     min_events: int | None = None,
 ) -> BurnAlert:
     """Apply one recipe row to an SLO. ``scale`` treats the row's windows as written for a 30-day
-    SLO (the built-in recipe); otherwise they are taken as they are (windows from cvmon.yaml).
-    ``min_events=None`` uses :func:`default_min_events`."""
+    SLO (the built-in recipe): they scale with the SLO window and the row's 30-day factor stays,
+    so a window raised to its floor spends a larger share of the budget. Otherwise the windows and
+    the budget share are taken as they are (windows from cvmon.yaml). ``min_events=None`` uses
+    :func:`default_min_events`."""
     long_s, short_s = spec.long_window_s, spec.short_window_s
+    fraction = spec.budget_fraction
     if scale:
-        long_s, short_s = scale_window(long_s, slo_window_s), scale_window(short_s, slo_window_s)
-    factor = burn_rate_factor(spec.budget_fraction, slo_window_s, long_s)
+        factor = burn_rate_factor(fraction, REFERENCE_WINDOW_S, long_s)
+        long_s, short_s = scale_windows(spec, slo_window_s)
+        fraction = budget_fraction_for(factor, slo_window_s, long_s)
+    else:
+        factor = burn_rate_factor(fraction, slo_window_s, long_s)
     guard = default_min_events(spec.severity, factor, objective) if min_events is None else min_events
-    return BurnAlert(spec.severity, long_s, short_s, factor, spec.budget_fraction, guard)
+    return BurnAlert(spec.severity, long_s, short_s, factor, fraction, guard, short_s)
 
 
 def alert_problems(alert: BurnAlert, *, objective: float, slo_window_s: int) -> list[str]:
@@ -268,7 +311,7 @@ def required_windows(alerts: Iterable[BurnAlert]) -> tuple[int, ...]:
 
 @dataclass(frozen=True, slots=True)
 class WindowCounts:
-    """Events and bad events counted over one window (summed over model versions)."""
+    """Events and bad events counted over one window (of a model version, or summed over them)."""
 
     events: float
     bad: float
@@ -313,10 +356,12 @@ def evaluate_alerts(
     """Decide every alert of one SLO from the event counts over each window.
 
     ``counts`` maps a window in seconds (every one of :func:`required_windows`) to the events and
-    bad events counted over the last that many seconds, summed over versions. This is the same
-    condition the rendered ``CvmonErrorBudgetBurn`` rules evaluate: the burn rate must exceed the
-    factor (strictly) over the long and over the short window, and the long window must hold at
-    least ``min_events`` events. A window without events never burns.
+    bad events counted over the last that many seconds, of one model version (or summed over
+    versions, for an SLO that aggregates them). This is the condition the rendered
+    ``CvmonErrorBudgetBurn`` rules evaluate: the burn rate must exceed the factor (strictly) over
+    the long and over the short window, and the long window must hold at least ``min_events``
+    events. A window without events never burns. ``firing`` is the condition at this evaluation;
+    :func:`hold` adds the hysteresis.
     """
     decisions = []
     for alert in alerts:
@@ -341,6 +386,35 @@ def evaluate_alerts(
             )
         )
     return tuple(decisions)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """What an alert remembers between evaluations: whether it fires, and since when its condition
+    has been false while it kept firing (seconds on any clock; None while the condition holds)."""
+
+    firing: bool = False
+    quiet_since: float | None = None
+
+
+QUIET: Final = AlertState()
+
+
+def hold(alert: BurnAlert, state: AlertState, condition: bool, now: float) -> AlertState:
+    """The alert's state after an evaluation at ``now`` (seconds) whose condition is ``condition``.
+
+    The twin of Prometheus' ``keep_firing_for`` (2.42+): a firing alert whose condition stops
+    holding keeps firing, and resolves at the first evaluation at least ``keep_firing_for``
+    seconds after the first one that found it false; the condition holding again in between
+    cancels that. There is no ``for:`` (pending) delay: it would add its length to every
+    detection time, while the long window already demands a sustained burn.
+    """
+    if condition:
+        return AlertState(True, None)
+    if not state.firing:
+        return QUIET
+    since = now if state.quiet_since is None else state.quiet_since
+    return AlertState(True, since) if now - since < alert.keep_firing_for else QUIET
 
 
 def false_alarm_probability(events: int, objective: float, burn_rate: float) -> float:

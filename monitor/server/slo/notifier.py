@@ -5,8 +5,11 @@ Each run of the ``notify`` job (per model, after ``evaluate`` and ``slo``):
 1. sums the model's per-minute SLO counts over every alert window, ending now
    (:func:`~monitor.server.slo.counts.read_counts`, the numbers /metrics serves);
 2. decides every alert with :func:`~monitor.server.slo.burnrate.evaluate_alerts`, the function
-   the rendered ``CvmonErrorBudgetBurn`` rules are tested against, so cvmon and Prometheus make
-   the same decision on the same counts;
+   the rendered ``CvmonErrorBudgetBurn`` rules are tested against, per model version (or on the
+   sum over versions for an SLO with ``per_version: false``, as its rules do), and keeps a firing
+   alert firing for its ``keep_firing_for`` after its condition stops holding
+   (:func:`~monitor.server.slo.burnrate.hold`, the rules' ``keep_firing_for``), so cvmon and
+   Prometheus make the same decision on the same counts;
 3. groups the firing alerts by SLO, model version and severity: each group is one *incident*
    (``notifications`` row), and goes to the receiver of its severity (page or ticket);
 4. sends Alertmanager webhook payloads (``version: "4"``): one ``firing`` notification when an
@@ -21,8 +24,8 @@ never holds it back (it closes a page someone already has). Delivery is at least
 failed send (receiver down, timeout, HTTP error) is logged and retried on the next run; a
 crash between the send and the database update may repeat one notification.
 
-With ``group_by_version: false`` the decision is made on the sum over versions, exactly as the
-rendered rules do (``sum by (slo, model)``), and payloads carry no ``version`` label.
+For an SLO with ``per_version: false`` the decision is made on the sum over versions, exactly as
+its rendered rules do (``sum by (slo, model)``), and payloads carry no ``version`` label.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from monitor.server.services.triggers import slo_alert
-from monitor.server.slo.burnrate import SEVERITIES, AlertDecision, BurnAlert, evaluate_alerts
+from monitor.server.slo.burnrate import QUIET, SEVERITIES, AlertDecision, AlertState, BurnAlert, evaluate_alerts, hold
 from monitor.server.slo.counts import SloCounts, read_counts
 from monitor.server.slo.receivers import NotifierConfig, Receiver
 from monitor.server.slo.render import ALERT_NAME, alert_annotations, alert_labels
@@ -84,6 +87,36 @@ class Incident:
     resolved_at: datetime | None = None
     resolved_sent: datetime | None = None
     last_error: str | None = None
+    #: The alerts firing after the last evaluation, with when their condition stopped holding
+    #: (None while it holds): the hysteresis state, :func:`keep_firing`.
+    held: tuple[tuple[int, int, datetime | None], ...] = ()
+
+
+Windows = tuple[int, int]
+
+
+def keep_firing(
+    alerts: Sequence[BurnAlert], conditions: Mapping[Windows, bool], incident: Incident | None, now: datetime
+) -> tuple[list[BurnAlert], tuple[tuple[int, int, datetime | None], ...]]:
+    """The alerts of one group firing after this evaluation, with the hysteresis state to keep.
+
+    ``conditions`` holds each alert's condition now (missing: false, e.g. a version without
+    events any more); an alert of an open incident keeps firing until its condition has been
+    false for its ``keep_firing_for`` (:func:`~monitor.server.slo.burnrate.hold`).
+    """
+    states: dict[Windows, AlertState] = {}
+    if incident is not None and incident.state == "firing":
+        states = {(lw, sw): AlertState(True, None if q is None else q.timestamp()) for lw, sw, q in incident.held}
+    firing: list[BurnAlert] = []
+    held: list[tuple[int, int, datetime | None]] = []
+    for alert in alerts:
+        windows = (alert.long_window_s, alert.short_window_s)
+        state = hold(alert, states.get(windows, QUIET), conditions.get(windows, False), now.timestamp())
+        if state.firing:
+            firing.append(alert)
+            quiet = None if state.quiet_since is None else datetime.fromtimestamp(state.quiet_since, UTC)
+            held.append((*windows, quiet))
+    return firing, tuple(held)
 
 
 def advance(
@@ -184,14 +217,18 @@ def build_payload(
     decisions: Sequence[AlertDecision],
     receiver: Receiver,
     external_url: str = "",
+    firing: Sequence[BurnAlert] | None = None,
 ) -> dict[str, Any]:
     """An Alertmanager webhook payload (``version: "4"``) for one group.
 
-    Firing: the alerts firing now, with their burn rates. Resolved: every alert that fired during
-    the incident, with ``endsAt`` the time it stopped.
+    Firing: the alerts firing now (``firing``, with those kept firing by their hysteresis;
+    default: the decisions that fire), with their burn rates. Resolved: every alert that fired
+    during the incident, with ``endsAt`` the time it stopped.
     """
     if status == "firing":
-        alerts = [_alert(slo, key, d.alert, status, incident, d) for d in decisions if d.firing]
+        now = [d.alert for d in decisions if d.firing] if firing is None else list(firing)
+        by_alert = {d.alert: d for d in decisions}
+        alerts = [_alert(slo, key, a, status, incident, by_alert.get(a)) for a in now]
     else:
         by_windows = {(a.long_window_s, a.short_window_s): a for a in slo.alerts if a.severity == key.severity}
         alerts = [_alert(slo, key, by_windows[w], status, incident, None) for w in incident.alerts if w in by_windows]
@@ -261,16 +298,15 @@ def post(
 # the job
 
 
-def decide(
-    slos: Sequence[SLO], counts: Mapping[str, SloCounts], config: NotifierConfig
-) -> dict[GroupKey, list[AlertDecision]]:
-    """Every alert decision, grouped: per SLO and version (or the sum over versions) and severity."""
+def decide(slos: Sequence[SLO], counts: Mapping[str, SloCounts]) -> dict[GroupKey, list[AlertDecision]]:
+    """Every alert decision, grouped: per SLO and version (or the sum over versions, for an SLO
+    with ``per_version: false``) and severity."""
     groups: dict[GroupKey, list[AlertDecision]] = {}
     for slo in slos:
         c = counts.get(slo.name)
         if c is None:
             continue
-        if config.group_by_version:
+        if slo.per_version:
             longest = max(a.long_window_s for a in slo.alerts)
             versions = [v for v in sorted(c.versions) if c.window(longest, v).events > 0]
         else:
@@ -299,7 +335,28 @@ def _load_incidents(conn: Connection, model: str) -> dict[GroupKey, Incident]:
             resolved_at=r.resolved_at,
             resolved_sent=r.resolved_sent,
             last_error=r.last_error,
+            held=tuple(_held(a, r.state) for a in r.alerts if _is_held(a, r.state)),
         )
+    return out
+
+
+# Each stored alert is [long, short, held, quiet_since]; rows written before the hysteresis hold
+# [long, short], every alert of a firing incident held.
+def _is_held(entry: Sequence[Any], state: str) -> bool:
+    return bool(entry[2]) if len(entry) > 2 else state == "firing"
+
+
+def _held(entry: Sequence[Any], state: str) -> tuple[int, int, datetime | None]:
+    quiet = entry[3] if len(entry) > 3 else None
+    return int(entry[0]), int(entry[1]), None if quiet is None else datetime.fromisoformat(quiet)
+
+
+def _stored_alerts(incident: Incident) -> list[list[Any]]:
+    held = {(lw, sw): q for lw, sw, q in incident.held}
+    out: list[list[Any]] = []
+    for lw, sw in incident.alerts:
+        quiet = held.get((lw, sw))
+        out.append([lw, sw, (lw, sw) in held, None if quiet is None else quiet.isoformat()])
     return out
 
 
@@ -309,7 +366,7 @@ def _save(engine: Engine, model: str, key: GroupKey, incident: Incident, now: da
         "model": model, "slo": key.slo, "version": key.version, "severity": key.severity,
         "state": incident.state, "fingerprint": fingerprint(_group_labels(model, key) | {"severity": key.severity}),
         "first_fired": incident.first_fired, "last_sent": incident.last_sent, "resolved_at": incident.resolved_at,
-        "resolved_sent": incident.resolved_sent, "alerts": [list(a) for a in incident.alerts],
+        "resolved_sent": incident.resolved_sent, "alerts": _stored_alerts(incident),
         "last_error": incident.last_error, "updated_at": now,
     }  # fmt: skip
     stmt = (pg_insert if engine.dialect.name == "postgresql" else sqlite_insert)(n)
@@ -349,7 +406,7 @@ def notify(engine: Engine, model: str, *, settings: Settings, clock: Callable[[]
         counts = read_counts(conn, slos, now)
         incidents = _load_incidents(conn, model)
         silences = active_silences(conn, model, now)
-    groups = decide(slos, counts, config)
+    groups = decide(slos, counts)
     by_name = {s.name: s for s in slos}
     tally = _Tally()
     for key in sorted(set(groups) | {k for k, i in incidents.items() if k.slo in by_name}, key=_order):
@@ -358,18 +415,23 @@ def notify(engine: Engine, model: str, *, settings: Settings, clock: Callable[[]
             continue  # this severity is not notified
         slo = by_name[key.slo]
         decisions = groups.get(key, [])
-        firing = [d.alert for d in decisions if d.firing]
         before = incidents.get(key)
+        conditions = {(d.alert.long_window_s, d.alert.short_window_s): d.firing for d in decisions}
+        group_alerts = [a for a in slo.alerts if a.severity == key.severity]
+        firing, held = keep_firing(group_alerts, conditions, before, now)
         incident, action = advance(before, firing, now, config)
         if incident is None:
             continue
+        incident = replace(incident, held=held)
         if action == "firing":  # automation: slo.page / slo.ticket, rollback.requested (once per incident)
             with write_transaction(engine) as conn:
                 slo_alert(conn, settings, model=model, slo=key.slo, version=key.version, severity=key.severity,
                           first_fired=incident.first_fired, now=now)  # fmt: skip
         tally.firing += incident.state == "firing"
         if action is not None:
-            incident = _deliver(model, slo, key, incident, action, decisions, receiver, config, silences, now, tally)
+            incident = _deliver(
+                model, slo, key, incident, action, decisions, firing, receiver, config, silences, now, tally
+            )
         if incident != before:
             _save(engine, model, key, incident, now)
     return tally.line()
@@ -386,6 +448,7 @@ def _deliver(
     incident: Incident,
     action: Action,
     decisions: Sequence[AlertDecision],
+    firing: Sequence[BurnAlert],
     receiver: Receiver,
     config: NotifierConfig,
     silences: Sequence[Silence],
@@ -402,7 +465,7 @@ def _deliver(
         return incident
     payload = build_payload(
         model=model, slo=slo, key=key, status=action, incident=incident, decisions=decisions,
-        receiver=receiver, external_url=config.external_url,
+        receiver=receiver, external_url=config.external_url, firing=firing,
     )  # fmt: skip
     error = post(receiver, payload, retries=config.retries, backoff_seconds=config.retry_backoff_seconds)
     if error is not None:

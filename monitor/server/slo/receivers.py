@@ -11,15 +11,15 @@
         url: https://tickets.example/hooks/cvmon
       repeat_interval: 4h                 # send a still-firing incident again this often (default: never)
       send_resolved: true                 # send a resolved notification when it stops (default true)
-      group_by_version: true              # one incident per model version (default true); false:
-                                          # evaluate the sum over versions, as the Prometheus rules do
       retries: 2                          # extra attempts within one run on network errors / 5xx
       retry_backoff_seconds: 1            # first pause between attempts, doubled each time
       external_url: https://cvmon.example # links in the payload (externalURL, generatorURL)
 
 ``CVMON_NOTIFIER_PAGE_URL`` and ``CVMON_NOTIFIER_TICKET_URL`` set or override the two URLs (so a
 URL holding a token need not sit in the file); either alone turns the notifier on. A severity
-without a receiver is not notified. Errors name the file and line, as for the SLOs.
+without a receiver is not notified. Errors name the file and line, as for the SLOs. Whether alerts
+are decided per model version is the SLO's ``per_version`` (``slo_alerting``), which the rendered
+rules follow too.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from monitor.server.slo.burnrate import Severity
 from monitor.server.slo.spec import _Reader
 
 _NOTIFIER_KEYS: Final = (
-    "page", "ticket", "repeat_interval", "send_resolved", "group_by_version", "retries", "retry_backoff_seconds",
-    "external_url",
+    "page", "ticket", "repeat_interval", "send_resolved", "retries", "retry_backoff_seconds", "external_url",
 )  # fmt: skip
 _RECEIVER_KEYS: Final = ("url", "timeout_seconds", "headers")
 ENV_URLS: Final = {"page": "CVMON_NOTIFIER_PAGE_URL", "ticket": "CVMON_NOTIFIER_TICKET_URL"}
@@ -63,7 +62,6 @@ class NotifierConfig:
     #: Send a firing notification again after this many seconds while it fires (None: never).
     repeat_interval_s: int | None = None
     send_resolved: bool = True
-    group_by_version: bool = True
     retries: int = 2
     retry_backoff_seconds: float = 1.0
     external_url: str = ""
@@ -94,6 +92,14 @@ def load_notifier(text: str, source: str = "cvmon.yaml") -> NotifierConfig | Non
     node = top["notifier"][1]
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return NotifierConfig()
+    if isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            if key_node.value == "group_by_version":
+                raise reader.error(
+                    key_node,
+                    "notifier.group_by_version moved to slo_alerting.per_version (or an SLO's "
+                    "alerting.per_version), so the rendered Prometheus rules decide the same way",
+                )
     keys = reader.mapping(node, "notifier", allowed=_NOTIFIER_KEYS)
     values: dict[str, Any] = {}
     severity: Severity
@@ -105,9 +111,8 @@ def load_notifier(text: str, source: str = "cvmon.yaml") -> NotifierConfig | Non
         if seconds < 60:
             raise reader.error(keys["repeat_interval"][1], "notifier.repeat_interval must be at least 1m")
         values["repeat_interval_s"] = seconds
-    for flag in ("send_resolved", "group_by_version"):
-        if flag in keys:
-            values[flag] = _boolean(reader, keys[flag][1], f"notifier.{flag}")
+    if "send_resolved" in keys:
+        values["send_resolved"] = reader.boolean(keys["send_resolved"][1], "notifier.send_resolved")
     if "retries" in keys:
         values["retries"] = reader.count(keys["retries"][1], "notifier.retries")
         if values["retries"] > _MAX_RETRIES:
@@ -126,13 +131,6 @@ def load_notifier(text: str, source: str = "cvmon.yaml") -> NotifierConfig | Non
             url_node.start_mark.line + 1,
         )
     return NotifierConfig(**values)
-
-
-def _boolean(reader: _Reader, node: Any, what: str) -> bool:
-    value = reader.scalar(node, what)
-    if not isinstance(value, bool):
-        raise reader.error(node, f"{what} must be true or false, not {node.value!r}")
-    return value
 
 
 def _receiver(reader: _Reader, severity: Severity, node: Any) -> Receiver:

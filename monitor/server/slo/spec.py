@@ -4,6 +4,7 @@
 
     slo_alerting:                     # optional, applies to every SLO
       min_events: 50                  # events a page's long window must hold (default: derived)
+      per_version: true               # decide per model version (default) or on the sum (false)
       alerts: [...]                   # replaces the workbook recipe (same shape as below)
     slos:
       - name: digits-accuracy         # unique; letters, digits, '.', '_', '-'
@@ -21,9 +22,10 @@
         cohort: {camera: cam-3}       # optional
         alerting:                     # optional, overrides slo_alerting for this SLO
           min_events: 20
-          alerts:
+          per_version: false
+          alerts:                     # keep_firing_for: hysteresis (default: the short window)
             - {severity: page, long_window: 1h, short_window: 5m, budget_fraction: 0.02}
-            - {severity: ticket, long_window: 3d, short_window: 6h, burn_rate: 1}
+            - {severity: ticket, long_window: 3d, short_window: 6h, burn_rate: 1, keep_firing_for: 1h}
 
 Every error names the file and line (``cvmon.yaml:12: ...``): the YAML is composed into nodes,
 which keep their position, rather than loaded into plain dicts, which do not.
@@ -35,11 +37,12 @@ import difflib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, cast, get_args
 
 from monitor.errors import ConfigError
 from monitor.server.slo.burnrate import (
+    MIN_RECIPE_SLO_WINDOW_S,
     SEVERITIES,
     BurnAlert,
     Severity,
@@ -74,8 +77,10 @@ _SLO_KEYS: Final = (
     "name", "model", "sli", "objective", "window", "class", "threshold", "detector", "min_samples", "cohort",
     "alerting",
 )  # fmt: skip
-_ALERTING_KEYS: Final = ("min_events", "alerts")
-_ALERT_KEYS: Final = ("severity", "long_window", "short_window", "budget_fraction", "burn_rate", "min_events")
+_ALERTING_KEYS: Final = ("min_events", "per_version", "alerts")
+_ALERT_KEYS: Final = (
+    "severity", "long_window", "short_window", "budget_fraction", "burn_rate", "min_events", "keep_firing_for",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,9 @@ class SLO:
     line: int | None = None
     #: Time slices only: labelled samples an evaluation hour needs to count as an event.
     min_samples: int = DEFAULT_MIN_SAMPLES
+    #: Alerts decide per model version (a canary pages on its own counts, its guard on its own
+    #: events), in the rendered rules and the notifier alike; False: on the sum over versions.
+    per_version: bool = True
 
     @property
     def window(self) -> str:
@@ -173,11 +181,14 @@ class _AlertEntry:
     burn_rate: float | None
     min_events: int | None
     node: Any
+    #: None: the short window.
+    keep_firing_for_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _AlertingOptions:
     min_events: int | None = None
+    per_version: bool = True
     alerts: tuple[_AlertEntry, ...] | None = None
     # Where the options came from, for messages about alerts inherited from slo_alerting.
     where: str = ""
@@ -262,6 +273,20 @@ class _Reader:
         except ValueError as exc:
             raise self.error(node, f"{what}: {exc}") from None
 
+    def hold_duration(self, node: Any, what: str) -> int:
+        """A duration that may be zero (``0`` or ``0s``: no hysteresis)."""
+        import yaml
+
+        if isinstance(node, yaml.ScalarNode) and str(node.value).strip() in ("0", "0s", "0m"):
+            return 0
+        return self.duration(node, what)
+
+    def boolean(self, node: Any, what: str) -> bool:
+        value = self.scalar(node, what)
+        if not isinstance(value, bool):
+            raise self.error(node, f"{what} must be true or false, not {node.value!r}")
+        return value
+
     # -- alerting -------------------------------------------------------------------------------
 
     def alerting(self, node: Any, where: str, inherited: _AlertingOptions) -> _AlertingOptions:
@@ -272,10 +297,13 @@ class _Reader:
             return inherited  # a key with only comments under it
         keys = self.mapping(node, where, allowed=_ALERTING_KEYS)
         min_events = inherited.min_events
+        per_version = inherited.per_version
         alerts = inherited.alerts
         new_where = inherited.where
         if "min_events" in keys:
             min_events = self.count(keys["min_events"][1], f"{where}.min_events")
+        if "per_version" in keys:
+            per_version = self.boolean(keys["per_version"][1], f"{where}.per_version")
         if "alerts" in keys:
             seq = keys["alerts"][1]
             if not isinstance(seq, yaml.SequenceNode) or not seq.value:
@@ -288,7 +316,7 @@ class _Reader:
                     raise self.error(entry.node, f"the same alert is already defined on line {seen[key]}")
                 seen[key] = _line(entry.node)
             new_where = where
-        return _AlertingOptions(min_events=min_events, alerts=alerts, where=new_where)
+        return _AlertingOptions(min_events=min_events, per_version=per_version, alerts=alerts, where=new_where)
 
     def alert_entry(self, node: Any, where: str) -> _AlertEntry:
         keys = self.mapping(node, f"an entry of {where}", allowed=_ALERT_KEYS)
@@ -314,7 +342,8 @@ class _Reader:
             if factor <= 0:
                 raise self.error(keys["burn_rate"][1], f"burn_rate must be > 0, not {factor:g}")
         min_events = self.count(keys["min_events"][1], "min_events") if "min_events" in keys else None
-        return _AlertEntry(cast(Severity, severity), long_s, short_s, fraction, factor, min_events, node)
+        keep = self.hold_duration(keys["keep_firing_for"][1], "keep_firing_for") if "keep_firing_for" in keys else None
+        return _AlertEntry(cast(Severity, severity), long_s, short_s, fraction, factor, min_events, node, keep)
 
     def resolve_alerts(
         self,
@@ -328,6 +357,13 @@ class _Reader:
         each checked with :func:`alert_problems` (errors at the entry, or at the SLO's objective
         or window line for the built-in recipe)."""
         if options.alerts is None:
+            if window_s < MIN_RECIPE_SLO_WINDOW_S:
+                raise self.error(
+                    keys["window"][1],
+                    f"SLO {name!r}: the built-in alerts serve SLO windows of "
+                    f"{format_duration(MIN_RECIPE_SLO_WINDOW_S)} or more, not {format_duration(window_s)}: "
+                    "set alerting.alerts for this SLO (see docs/slo.md, \"Short SLO windows\")",
+                )
             alerts = default_alerts(objective, window_s)
             if options.min_events is not None:
                 alerts = tuple(_with_guard(a, options.min_events) for a in alerts)
@@ -359,8 +395,9 @@ class _Reader:
                     if options.min_events is not None and entry.severity == "page"
                     else (default_min_events(entry.severity, factor, objective))
                 )
+            keep = entry.short_window_s if entry.keep_firing_for_s is None else entry.keep_firing_for_s
             alert = BurnAlert(
-                entry.severity, entry.long_window_s, entry.short_window_s, factor, fraction, guard
+                entry.severity, entry.long_window_s, entry.short_window_s, factor, fraction, guard, keep
             )
             problems = alert_problems(alert, objective=objective, slo_window_s=window_s)
             if problems:
@@ -463,6 +500,7 @@ class _Reader:
             cohort=cohort,
             line=_line(node),
             min_samples=min_samples,
+            per_version=options.per_version,
         )
 
     def _threshold(self, node: Any, sli: str) -> float:
@@ -499,11 +537,4 @@ def _with_guard(alert: BurnAlert, min_events: int) -> BurnAlert:
     """The alert with ``min_events`` as its guard when it pages (tickets keep theirs)."""
     if alert.severity != "page":
         return alert
-    return BurnAlert(
-        alert.severity,
-        alert.long_window_s,
-        alert.short_window_s,
-        alert.burn_rate,
-        alert.budget_fraction,
-        min_events,
-    )
+    return replace(alert, min_events=min_events)
