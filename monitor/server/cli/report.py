@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from monitor.server.cli._common import load_settings, now, open_engine
+from monitor.server.cli._common import check_models, load_settings, now, open_engine
 
 
 @click.command("report")
@@ -60,6 +60,7 @@ def report(model: str, week: str | None, out: Path | None, store: bool) -> None:
         raise click.BadParameter(str(exc), param_hint="--week") from None
     settings = load_settings()
     engine = open_engine(settings)
+    check_models(engine, [model])
     try:
         click.echo(
             f"building the report of {model} for {chosen.name} ({chosen.start:%a %d %b} - {(chosen.end - timedelta(days=1)):%a %d %b %Y}, UTC) ...",
