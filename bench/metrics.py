@@ -12,6 +12,11 @@ numba compiles the kernels on first use and caches them on disk; the compile (co
 the cache load (a fresh process) and the warm times are reported separately, and every timed
 run below is warm. Timings are the best of ``--repeat`` runs (pycocotools: one run).
 
+COCO also runs as a user runs it, one process from the files to the printed numbers: ``cvmon eval
+coco`` with an empty numba cache (cold: it compiles), on the first call after the background
+warm-up ``make run`` / ``cvmon db upgrade`` start (``python -m monitor.server.cli._warm``, run
+to its end first) and cached, beside faster-coco-eval's whole process on the same files.
+
     .venv/bin/python bench/metrics.py            # the full benchmark (~4 minutes, ~14 GB RAM)
     .venv/bin/python bench/metrics.py --quick    # small sizes, a smoke test (~20 s)
 """
@@ -24,6 +29,7 @@ import gc
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,8 +96,8 @@ def peak_memory(fn: Callable[[], Any]) -> int:
         tracemalloc.stop()
 
 
-def header(title: str) -> None:
-    print(f"  {title:<52} {'time':>10}  {'÷ cvmon':>8}")
+def header(title: str, base: str = "cvmon") -> None:
+    print(f"  {title:<52} {'time':>10}  {'÷ ' + base:>8}")
 
 
 def row(name: str, seconds: float, base: float | None = None, note: str = "") -> None:
@@ -206,6 +212,51 @@ def coco(images: int, repeat: int, *, with_pycocotools: bool) -> None:
         peak = peak_memory(ours)
         print(f"  cvmon peak memory (tracemalloc): {peak / 2**20:.0f} MiB; "
               f"faster-coco-eval / cvmon = {t_fast / t_ours:.2f}")  # fmt: skip
+        whole_process(gt_path, dt_path, repeat)
+
+
+_FASTER_PROCESS = """
+import contextlib, io, sys
+from faster_coco_eval import COCO, COCOeval_faster
+with contextlib.redirect_stdout(io.StringIO()):
+    g = COCO(sys.argv[1])
+    d = g.loadRes(sys.argv[2])
+    e = COCOeval_faster(g, d, "bbox", print_function=lambda *a, **k: None)
+    e.evaluate()
+    e.accumulate()
+    e.summarize()
+print(list(e.stats))
+"""
+
+
+def _process_seconds(args: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:5])} ... failed:\n{proc.stderr}")
+    return seconds
+
+
+def whole_process(gt_path: Path, dt_path: Path, repeat: int) -> None:
+    """Fresh processes, files to printed numbers: cvmon cold, right after the warm-up, cached."""
+    cvmon = [sys.executable, "-m", "monitor.server.cli", "eval", "coco", "--gt", str(gt_path), "--dt", str(dt_path)]
+    faster = [sys.executable, "-c", _FASTER_PROCESS, str(gt_path), str(dt_path)]
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "numba"
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+        cold = _process_seconds(cvmon, env)
+        shutil.rmtree(cache)
+        warm_up = _process_seconds([sys.executable, "-m", "monitor.server.cli._warm"], env)
+        first = _process_seconds(cvmon, env)
+        cached = min(_process_seconds(cvmon, env) for _ in range(repeat))
+    t_faster = min(_process_seconds(faster, env) for _ in range(repeat))
+    print("\n  whole process (a fresh interpreter, files to printed numbers)")
+    header("files -> printed numbers", "faster")
+    row("faster-coco-eval (python -c)", t_faster, t_faster)
+    row("cvmon eval coco, cold (empty numba cache)", cold, t_faster)
+    row(f"cvmon eval coco, first after the warm-up ({warm_up:.1f} s)", first, t_faster)
+    row("cvmon eval coco, cached", cached, t_faster)
 
 
 # --------------------------------------------------------------------------------------------

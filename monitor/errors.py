@@ -7,6 +7,7 @@
     │   └── LimitExceeded       a body, array or field over its configured limit
     ├── ConfigError             bad settings or a bad cvmon.yaml (carries the line when known)
     ├── RegistryConflict        a model update that would reinterpret stored data
+    ├── UnknownName             a model or version that does not exist (the message lists those that do)
     ├── SchemaOutOfDate         the database is not at the latest migration
     ├── MissingExtra            an optional extra is needed for this feature
     ├── detectors.NotFittedError   a drift detector scored before ``fit``
@@ -48,6 +49,10 @@ class ConfigError(CvmonError, ValueError):
 
 class RegistryConflict(CvmonError, ValueError):
     """A model registration that would reinterpret stored data (e.g. reordering classes)."""
+
+
+class UnknownName(CvmonError, LookupError):
+    """A model or model version that is not registered; the message says which ones are."""
 
 
 class SchemaOutOfDate(CvmonError, RuntimeError):

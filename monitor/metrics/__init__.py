@@ -57,6 +57,7 @@ from ._detection import (
     detection_metrics,
 )
 from ._matching import detection_state
+from ._warm import warm_kernels
 
 __all__ = [
     "AREA_RANGES",
@@ -97,4 +98,5 @@ __all__ = [
     "detection_metrics",
     "detection_state",
     "probability_states",
+    "warm_kernels",
 ]

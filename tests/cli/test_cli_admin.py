@@ -40,6 +40,8 @@ def test_commands_refuse_an_unmigrated_database(run):
 
 def test_keys_lifecycle(run):
     assert "empty -> " in run("db", "upgrade").output
+    for model in ("a", "b"):
+        run("models", "register", model, "--task", "classification", "--classes", "x,y")
     created = run("keys", "create", "--scopes", "ingest,read", "--models", "a,b", "--name", "camera-fleet").output
     key = created.strip().splitlines()[-1]
     assert key.startswith("cvm_") and len(key) == 4 + 12 + 1 + 43

@@ -11,6 +11,8 @@ the simulated time, then runs the real jobs (evaluate, drift, slo) the way the s
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,9 +66,17 @@ def progress_at(ts: datetime) -> float:
 
 
 def generate(
-    client: Any, clock: SimClock, *, per_camera_hour: int = 6, seed: int = 0, cache: Path | None = None
+    client: Any,
+    clock: SimClock,
+    *,
+    per_camera_hour: int = 6,
+    seed: int = 0,
+    cache: Path | None = None,
+    start: datetime = WEEK_START - timedelta(days=7),
+    hours: int = 14 * 24,
 ) -> DemoWeek:
-    """Register ``digits`` and post two weeks of its camera traffic and delayed labels."""
+    """Register ``digits`` and post ``hours`` hours of its camera traffic and delayed labels from
+    ``start`` (by default both weeks), a day at a time (a short span: at its end)."""
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)
@@ -75,43 +85,44 @@ def generate(
     answer = client.put(f"/v1/models/{MODEL}", json={"task": "classification", "classes": list(CLASSES)})
     assert answer.status_code in (200, 201), answer.text
     predictions = labels = 0
-    start = WEEK_START - timedelta(days=7)
-    for day in range(14):
-        records, truth = [], []
-        for hour in range(24):
-            hour_start = start + timedelta(days=day, hours=hour)
-            for camera in traffic.CAMERAS:
-                n = int(rng.poisson(per_camera_hour))
-                if n == 0:
-                    continue
-                stamps = sorted(hour_start + timedelta(seconds=float(s)) for s in rng.uniform(0, 3600, n))
-                images, true = traffic.frames(digits, camera, n, progress_at(stamps[0]), rng)
-                probs, hidden = session.run([PROBABILITIES, HIDDEN], {INPUT: images.reshape(n, -1)})
-                for i, ts in enumerate(stamps):
-                    pid = f"{camera.name}-{ts.timestamp():.3f}-{i}"
-                    records.append(
+    records: list[dict[str, Any]] = []
+    truth: list[dict[str, Any]] = []
+    for hour in range(hours):
+        hour_start = start + hour * HOUR
+        for camera in traffic.CAMERAS:
+            n = int(rng.poisson(per_camera_hour))
+            if n == 0:
+                continue
+            stamps = sorted(hour_start + timedelta(seconds=float(s)) for s in rng.uniform(0, 3600, n))
+            images, true = traffic.frames(digits, camera, n, progress_at(stamps[0]), rng)
+            probs, hidden = session.run([PROBABILITIES, HIDDEN], {INPUT: images.reshape(n, -1)})
+            for i, ts in enumerate(stamps):
+                pid = f"{camera.name}-{ts.timestamp():.3f}-{i}"
+                records.append(
+                    {
+                        "prediction_id": pid,
+                        "model": MODEL,
+                        "model_version": VERSION,
+                        "timestamp": ts.isoformat(),
+                        "probabilities": encode_array(probs[i]),
+                        "embedding": encode_array(hidden[i]),
+                        "latency_ms": float(rng.gamma(4.0, 2.5)),
+                        "cohort": {"camera": camera.name},
+                    }
+                )
+                if zlib.crc32(pid.encode()) % 1000 < LABEL_SHARE * 1000:
+                    labelled_at = ts + timedelta(minutes=float(rng.uniform(15, 90)))
+                    truth.append(
                         {
                             "prediction_id": pid,
                             "model": MODEL,
-                            "model_version": VERSION,
-                            "timestamp": ts.isoformat(),
-                            "probabilities": encode_array(probs[i]),
-                            "embedding": encode_array(hidden[i]),
-                            "latency_ms": float(rng.gamma(4.0, 2.5)),
-                            "cohort": {"camera": camera.name},
+                            "label": CLASSES[int(true[i])],
+                            "timestamp": labelled_at.isoformat(),
                         }
                     )
-                    if zlib.crc32(pid.encode()) % 1000 < LABEL_SHARE * 1000:
-                        labelled_at = ts + timedelta(minutes=float(rng.uniform(15, 90)))
-                        truth.append(
-                            {
-                                "prediction_id": pid,
-                                "model": MODEL,
-                                "label": CLASSES[int(true[i])],
-                                "timestamp": labelled_at.isoformat(),
-                            }
-                        )
-        clock.now = start + timedelta(days=day + 1)  # the day's traffic arrives by its end
+        if (hour + 1) % 24 and hour + 1 < hours:
+            continue
+        clock.now = hour_start + HOUR  # the day's traffic arrives by its end
         for k in range(0, len(records), 2000):
             body = client.post("/v1/predictions", json={"records": records[k : k + 2000]}).json()
             assert body["accepted"] == len(records[k : k + 2000]), body
@@ -120,16 +131,19 @@ def generate(
             assert body["accepted"] == len(truth[k : k + 2000]), body
         predictions += len(records)
         labels += len(truth)
+        records, truth = [], []
     return DemoWeek(predictions, labels)
 
 
-def run_jobs(engine: Any, settings: Any, clock: SimClock, *, max_rounds: int = 12) -> list[Any]:
-    """The scheduler's ticks on the Monday after the week, until the drift job (when this build
-    has one) has no window left for later runs. The evaluation must succeed; the other jobs'
-    outcomes are returned for the caller to show."""
+def run_jobs(
+    engine: Any, settings: Any, clock: SimClock, *, at: datetime = REPORT_TIME, max_rounds: int = 12
+) -> list[Any]:
+    """The scheduler's ticks at ``at`` (by default the Monday after the week), until the drift job
+    (when this build has one) has no window left for later runs. The evaluation must succeed; the
+    other jobs' outcomes are returned for the caller to show."""
     from monitor.server.jobs import maintenance, run_once
 
-    clock.now = REPORT_TIME
+    clock.now = at
     maintenance(engine, settings, clock=clock)
     outcomes = []
     for _ in range(max_rounds):
@@ -141,13 +155,39 @@ def run_jobs(engine: Any, settings: Any, clock: SimClock, *, max_rounds: int = 1
     return outcomes
 
 
-def build_report(work: Path) -> Any:
-    """The demo's two weeks through the API and the jobs on a fresh embedded database in ``work``;
-    returns the report data of the demo week (what the Chromium test and docs/report.png show)."""
+#: The span ``cvmon demo`` plays: six hours around cam-3's turn at the demo's rate (40
+#: predictions/s over 120 s, about 200 per camera-hour), evaluated half an hour after its end.
+SHORT_START = DRIFT_START - 3 * HOUR
+SHORT_HOURS = 6
+SHORT_RATE = 200
+SHORT_JOBS_AT = SHORT_START + SHORT_HOURS * HOUR + HOUR / 2
+
+
+@dataclass
+class DemoServer:
+    """The demo's data behind a running API: an httpx client with an all-scopes key, the engine,
+    settings and clock the jobs used."""
+
+    client: Any
+    engine: Any
+    settings: Any
+    clock: SimClock
+    url: str
+    key: str
+
+    def report(self) -> Any:
+        from monitor.server.reports.build import build_report_data
+
+        return build_report_data(self.engine, MODEL, WEEK_START, settings=self.settings, clock=self.clock)
+
+
+@contextmanager
+def demo_server(work: Path, *, short: bool = False) -> Iterator[DemoServer]:
+    """The demo's traffic through the API and the jobs on a fresh embedded database in ``work``:
+    both weeks (the report week complete), or ``short``: the six hours ``cvmon demo`` plays."""
     import httpx
 
     from monitor.server.app import create_app
-    from monitor.server.reports.build import build_report_data
     from monitor.server.services.keys import create_key
     from monitor.server.settings import Settings
     from monitor.server.slo.spec import load_slos
@@ -162,13 +202,25 @@ def build_report(work: Path) -> Any:
         with write_transaction(engine) as conn:
             _, key = create_key(conn, scopes=["ingest", "read", "admin"], models=None, name="demo", now=datetime.now(UTC))
         settings = Settings(database_url=url, scheduler=False, slos=load_slos(SLOS_YAML))
-        clock = SimClock(WEEK_START)
+        clock = SimClock(SHORT_START if short else WEEK_START)
         with (
             ThreadServer(create_app(settings, clock=clock)) as server,
             httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client,
         ):
-            generate(client, clock, cache=work / "model-cache")
-        run_jobs(engine, settings, clock)
-        return build_report_data(engine, "digits", WEEK_START, settings=settings, clock=clock)
+            if short:
+                generate(client, clock, cache=work / "model-cache", start=SHORT_START, hours=SHORT_HOURS,
+                         per_camera_hour=SHORT_RATE)  # fmt: skip
+                run_jobs(engine, settings, clock, at=SHORT_JOBS_AT)
+            else:
+                generate(client, clock, cache=work / "model-cache")
+                run_jobs(engine, settings, clock)
+            yield DemoServer(client, engine, settings, clock, server.url, key)
     finally:
         engine.dispose()
+
+
+def build_report(work: Path) -> Any:
+    """The demo's two weeks through the API and the jobs on a fresh embedded database in ``work``;
+    returns the report data of the demo week (what the Chromium test and docs/report.png show)."""
+    with demo_server(work) as demo:
+        return demo.report()

@@ -132,8 +132,9 @@ def test_the_reliability_diagram_has_a_point_per_nonempty_bin_and_the_diagonal()
     assert any(line.get("stroke-dasharray") == "4 3" for line in root.iter("line"))
 
 
-def test_a_sparkline_of_nothing_is_empty_and_of_something_marks_the_last_value():
+def test_a_sparkline_of_nothing_or_of_one_value_is_empty_and_of_more_marks_the_last_value():
     assert charts.sparkline([None, None], title="x") == ""
+    assert charts.sparkline([None, 0.9, None], title="x") == ""  # one dot is not a trend
     root = parse(charts.sparkline([0.9, None, 0.8, 0.7], title="x"))
     assert root.findall("circle")[-1].get("fill") == charts.ALERT
 
@@ -173,3 +174,48 @@ def test_short_spans_get_hour_ticks_and_long_ones_day_ticks():
     assert re.findall(r">(\d\d:00)<", hours)[:3] == ["02:00", "04:00", "06:00"] and ">Mon 16<" in hours
     days_svg = str(charts.line_chart([Series("v1", days([0.5]))], start=START, end=START + 7 * DAY, title="a", unit="share"))
     assert not re.findall(r">\d\d:00<", days_svg) and ">Tue 17<" in days_svg
+
+
+HOUR = timedelta(hours=1)
+
+
+def texts(root: ET.Element) -> list[str]:
+    return [t.text or "" for t in root.iter("text")]
+
+
+def test_a_few_hours_get_hour_ticks_that_name_the_day_and_never_overlap():
+    start = START + DAY + 10 * HOUR  # Tue 17 10:00
+    points = tuple((start + (i + 1) * HOUR, 0.9 - 0.01 * i) for i in range(6))
+    root = parse(
+        charts.line_chart([Series("v1", points)], start=start, end=start + 8 * HOUR, title="accuracy", unit="share")
+    )
+    labels = [t for t in texts(root) if re.fullmatch(r"(\w{3} \d\d )?\d\d:00", t)]
+    assert labels[0] == "Tue 17 10:00" and "14:00" in labels
+    # laid out without overlap: each label starts after the previous one's estimated end
+    xs = [float(t.get("x")) for t in root.iter("text") if (t.text or "") in labels]
+    ends = [x + len(label) * charts._CHAR_PX * 10 / 11 for x, label in zip(xs, labels, strict=True)]
+    assert all(b >= a for a, b in itertools.pairwise(ends[:1] + xs[1:])), (labels, xs)
+    # a fortnight still gets day labels
+    fortnight = charts.line_chart(
+        [Series("v1", days([0.9] * 14))], start=START, end=START + 14 * DAY, title="accuracy", unit="share"
+    )
+    wide = texts(parse(fortnight))
+    assert "Mon 16" in wide and not any(t.endswith(":00") for t in wide)
+
+
+def test_marks_inside_the_axis_are_lines_and_outside_it_arrows_at_the_edge():
+    start = START + DAY + 10 * HOUR
+    end = start + 8 * HOUR
+    marks = [(START, "week from Mon 16"), (START + 7 * DAY, "week to Sun 22"), (start + 4 * HOUR, "deploy")]
+    series = [Series("v1", ((start + HOUR, 0.9), (start + 2 * HOUR, 0.8)))]
+    root = parse(charts.line_chart(series, start=start, end=end, title="accuracy", unit="share", marks=marks))
+    shown = texts(root)
+    assert "◂ week from Mon 16" in shown and "week to Sun 22 ▸" in shown and "deploy" in shown
+    dotted = [line for line in root.iter("line") if line.get("stroke-dasharray") == "2 3"]
+    assert len(dotted) == 1  # only the mark inside the axis is a line
+    # a bound that is the axis edge itself needs no mark
+    week = charts.line_chart(
+        [Series("v1", days([0.9, 0.8]))], start=START, end=START + 7 * DAY, title="accuracy", unit="share", marks=marks[:2]
+    )
+    edge = texts(parse(week))
+    assert not any("week" in t for t in edge)

@@ -9,8 +9,8 @@ from datetime import timedelta
 import html5lib
 import pytest
 
-from monitor.server.reports.data import ClassRow, WeekValue
-from monitor.server.reports.render import render_report
+from monitor.server.reports.data import ClassRow, Series, WeekValue
+from monitor.server.reports.render import render_report, time_axis
 from tests.reports.factory import HOUR, WEEK_START, cohort, drift_trend, report, version
 
 SECTIONS = ["summary", "quality", "calibration", "drift", "service", "actions"]
@@ -178,3 +178,57 @@ def test_the_reference_check_itself_catches_what_it_looks_for():
     ):
         assert what in found
     assert "#ok" not in found
+
+
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("offsets", "step", "axis"),
+    [
+        pytest.param([], HOUR, (-7 * DAY, 7 * DAY), id="no-data-whole-range"),
+        pytest.param([-7 * DAY + i * DAY for i in range(14)], DAY, (-7 * DAY, 7 * DAY), id="two-weeks"),
+        pytest.param([-DAY, 6 * DAY], DAY, (-7 * DAY, 7 * DAY), id="half-filled-whole-range"),
+        pytest.param([DAY + h * HOUR for h in range(11, 17)], HOUR, (DAY + 10 * HOUR, DAY + 18 * HOUR), id="six-hours"),
+        pytest.param([0 * DAY, 2 * DAY], DAY, (-DAY, 4 * DAY), id="three-days-with-a-day-each-side"),
+        pytest.param([6 * DAY + 23 * HOUR], HOUR, (6 * DAY + 22 * HOUR, 7 * DAY), id="clipped-to-the-range"),
+    ],
+)
+def test_the_time_axis_fits_the_data_unless_it_fills_half_the_range(offsets, step, axis):
+    lo, hi = WEEK_START - 7 * DAY, WEEK_START + 7 * DAY
+    assert time_axis([WEEK_START + o for o in offsets], step, lo, hi) == (WEEK_START + axis[0], WEEK_START + axis[1])
+
+
+def test_six_hours_of_data_are_charted_over_those_hours_and_one_day_is_not_charted():
+    start = WEEK_START + DAY + 11 * HOUR
+    hours = tuple((start + h * HOUR, 0.95 - 0.01 * h) for h in range(6))
+    data = replace(
+        report(10),
+        trend_window="1h",
+        quality_trend=(Series("mlp-v1", hours),),
+        coverage_trend=(Series("mlp-v1", hours[:1]),),  # one window: no chart
+        calibration_trend=(),
+        estimate_trend=(),
+        latency_trend=(),
+        error_trend=(),
+        cohorts=tuple(replace(c, trend=(None,) * 203 + tuple(v for _, v in hours) + (None,) * 127) for c in report(10).cohorts),
+    )
+    document = parse(render_report(data))
+    captions = [f.find("figcaption").text or "" for f in document.iter("figure") if f.find("figcaption") is not None]
+    assert any(c.startswith("accuracy per 1h window") for c in captions)
+    assert not any(c.startswith("label coverage") for c in captions)
+    text = "".join(document.itertext())
+    assert "trend (Tue 17 10:00 – 18:00)" in text and "Only Tue 17 10:00 – 18:00 (UTC) of the two weeks has data" in text
+    chart = next(f for f in document.iter("figure") if (f.findtext("figcaption") or "").startswith("accuracy per"))
+    svg = next(e for e in chart.iter() if local(e.tag) == "svg")
+    assert "◂ week from Mon 16" in [t.text for t in svg.iter() if local(t.tag) == "text"]
+    xs = [float(p.split(",")[0]) for e in svg.iter() if local(e.tag) == "polyline" for p in e.get("points").split()]
+    assert max(xs) - min(xs) > 0.5 * float(svg.get("width"))  # six hours fill the plot, not a sliver of a fortnight
+    sparks = [e for e in document.iter() if local(e.tag) == "svg" and "spark" in (e.get("class") or "")]
+    lines = [next(p for p in s.iter() if local(p.tag) == "polyline") for s in sparks]
+    assert len(sparks) == 3 and all(len(p.get("points").split()) == 6 for p in lines)
+
+
+def local(tag: str) -> str:
+    """An element's name without the namespace html5lib gives SVG content."""
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""

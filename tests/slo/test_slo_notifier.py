@@ -247,6 +247,7 @@ def test_silence_commands(tmp_path, monkeypatch):
     for args in (["silence"], ["silence", "add"], ["silence", "list"], ["silence", "expire"]):
         assert "Usage: cvmon silence" in run(*args, "--help")
     run("db", "upgrade")
+    run("models", "register", "digits", "--task", "classification", "--classes", "0,1")
     assert "no active silences" in run("silence", "list")
     assert "has no SLO 'acc-typo'" in run(
         "silence", "add", "--model", "digits", "--slo", "acc-typo", "--for", "2h", code=1

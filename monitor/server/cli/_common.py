@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,9 @@ def open_engine(settings: Settings, *, verify: bool = True) -> Engine:
             where = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
             reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
             raise click.ClickException(f"cannot reach the database at {where}: {reason}") from None
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # the pool's connections close when the command ends, not at garbage collection
+        ctx.call_on_close(engine.dispose)
     return engine
 
 
@@ -104,3 +108,21 @@ def cvmon_command() -> str:
         return "cvmon"
     relative = os.path.relpath(started)
     return relative if not relative.startswith("..") else str(started.resolve())
+
+
+def check_models(engine: Engine, models: Iterable[str], *, force: bool = False, versions: Iterable[str] = ()) -> None:
+    """Stop with the list of what exists when a model (or, with ``versions``, a version of the
+    one model) is not registered; with ``force``, say so on stderr and go on."""
+    from monitor.errors import UnknownName
+    from monitor.server.services.models import require_models, require_versions
+
+    names = list(models)
+    try:
+        with engine.connect() as conn:
+            require_models(conn, names)
+            if versions:
+                require_versions(conn, names[0], versions)
+    except UnknownName as exc:
+        if not force:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"note: {exc}; going ahead (--force)", err=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from monitor.server.cli._common import load_settings, now, open_engine
+from monitor.server.cli._common import check_models, load_settings, now, open_engine
 
 #: Exit codes of ``check``: the verdict, or 3 when no verdict could be had.
 EXIT = {"pass": 0, "fail": 1, "inconclusive": 2}
@@ -85,6 +85,10 @@ def _via_database(model: str, baseline: str, candidate: str, since: datetime | N
     settings = load_settings()
     engine = open_engine(settings)
     try:
+        try:
+            check_models(engine, [model], versions=[baseline, candidate])
+        except click.ClickException as exc:
+            raise _Failed(exc.message) from None
         moment = now()
         try:
             with engine.connect() as conn:

@@ -18,7 +18,9 @@ def upgrade(revision: str) -> None:
     """Apply the migrations up to REVISION (creates the schema in an empty database).
 
     Safe to run repeatedly and while servers are running; on PostgreSQL it also creates the daily
-    partitions for the coming days.
+    partitions for the coming days. The first time (and after an upgrade of cvmon or numba) it
+    also starts compiling the metric kernels into numba's cache in the background, so that the
+    first `cvmon eval` or evaluation does not wait for the compiler.
     """
     from monitor.server.store import migrate
     from monitor.server.store.partitions import PartitionManager
@@ -31,6 +33,11 @@ def upgrade(revision: str) -> None:
     if revision == "head":
         PartitionManager(engine).ensure_ahead(now(), settings.partition_days_ahead)
     click.echo(f"database {_where(settings.database_url)}: {before or 'empty'} -> {after}")
+    from monitor.server.cli._warm import LOG, cache_dir, start_in_background
+
+    pid = start_in_background()
+    if pid is not None:
+        click.echo(f"compiling the metric kernels in the background (pid {pid}, log {cache_dir() / LOG})", err=True)
 
 
 @db_group.command("current")

@@ -45,6 +45,9 @@ def demo(host: str, port: int, duration: float, rate: float, simulated_hours: fl
         label_share=label_share, keep_serving=keep_serving, train_cache=cache if train_cache else None,
         report_command=f"{cvmon} report --model digits" if has_report else None,
     )  # fmt: skip
+    from monitor.server.cli._warm import start_in_background
+
+    start_in_background()  # the kernels the demo's evaluation and a first `cvmon eval` use
     try:
         run(options, load_settings(), click.echo)
     except RuntimeError as exc:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from monitor.server.cli._common import MODEL, load_settings, now, open_engine
+from monitor.server.cli._common import MODEL, check_models, load_settings, now, open_engine
 
 
 @click.group("jobs")
@@ -34,6 +34,7 @@ def run_once_cmd(models: tuple[str, ...], jobs: tuple[str, ...]) -> None:
         raise click.ClickException(f"unknown job {unknown[0]!r}; jobs: {', '.join(known)}")
     settings = load_settings()
     engine = open_engine(settings)
+    check_models(engine, models)
     with engine.connect() as conn:
         names = list(models) or model_names(conn)
     maintenance(engine, settings, clock=now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from monitor.server.cli._common import TEXT, StoredText, csv_list, load_settings, now, open_engine
+from monitor.server.cli._common import TEXT, StoredText, check_models, csv_list, load_settings, now, open_engine
 
 
 @click.group("keys")
@@ -17,13 +17,20 @@ def keys_group() -> None:
               "metrics (GET /metrics only: the key for Prometheus).")  # fmt: skip
 @click.option("--models", default=None, type=StoredText(8192), help="Comma-separated models the key is limited to (default: every model).")
 @click.option("--name", default="", type=StoredText(128), help="A label to recognise the key by in `cvmon keys list`.")
-def create(scopes: str, models: str | None, name: str) -> None:
+@click.option("--force", is_flag=True, help="Bind the key to --models that are not registered yet.")
+def create(scopes: str, models: str | None, name: str, force: bool) -> None:
     """Create a key and print it. The key is the LAST line of the output, so scripts can take it
-    with `cvmon keys create --scopes ingest | tail -n 1`."""
+    with `cvmon keys create --scopes ingest | tail -n 1`.
+
+    The --models must be registered (the command lists those that are); --force binds the key to
+    models that will be registered later, e.g. by a service that registers its own model with an
+    admin key bound to it.
+    """
     from monitor.server.services.keys import create_key
     from monitor.server.store.engine import write_transaction
 
     engine = open_engine(load_settings())
+    check_models(engine, csv_list(models) or [], force=force)
     try:
         with write_transaction(engine) as conn:
             key, text = create_key(conn, scopes=csv_list(scopes) or [], models=csv_list(models), name=name, now=now())

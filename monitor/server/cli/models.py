@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from monitor.server.cli._common import MODEL, StoredText, csv_list, load_settings, now, open_engine
+from monitor.server.cli._common import MODEL, StoredText, check_models, csv_list, load_settings, now, open_engine
 
 
 @click.group("models")
@@ -41,9 +41,10 @@ def show(model: str) -> None:
     from monitor.server.services.models import model_info
 
     engine = open_engine(load_settings())
+    check_models(engine, [model])
     with engine.connect() as conn:
         info = model_info(conn, model)
-    if info is None:
+    if info is None:  # removed in between
         raise click.ClickException(f"no model {model!r}")
     spec = info.spec
     click.echo(f"model:               {spec.name}\ntask:                {spec.task}")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from monitor.server.cli._common import MODEL, cvmon_command, load_settings, now, open_engine
+from monitor.server.cli._common import MODEL, check_models, cvmon_command, load_settings, now, open_engine
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -66,6 +66,7 @@ def report(model: str, week: str | None, out: Path | None, store: bool) -> None:
         raise click.BadParameter(str(exc), param_hint="--week") from None
     settings = load_settings()
     engine = open_engine(settings)
+    check_models(engine, [model])
     try:
         click.echo(
             f"building the report of {model} for {chosen.name} ({chosen.start:%a %d %b} - {(chosen.end - timedelta(days=1)):%a %d %b %Y}, UTC) ...",

@@ -6,7 +6,7 @@ import getpass
 
 import click
 
-from monitor.server.cli._common import MODEL, TEXT, StoredText, load_settings, now, open_engine
+from monitor.server.cli._common import MODEL, TEXT, StoredText, check_models, load_settings, now, open_engine
 
 
 @click.group("silence")
@@ -36,22 +36,33 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
               help="How long, from now: 30m, 2h, 1d, ...")  # fmt: skip
 @click.option("--comment", default="", type=StoredText(4096), help="Why (shown in `cvmon silence list` and the notifier's log).")
 @click.option("--by", "created_by", default=None, type=StoredText(128), help="Who (default: the current user).")
-def add(model: str, slo: str | None, seconds: int, comment: str, created_by: str | None) -> None:
-    """Silence MODEL's notifications (or one SLO's) from now for DURATION; prints the silence id."""
+@click.option("--force", is_flag=True,
+              help="Silence a model that is not registered yet, or an SLO the configuration does not have yet "
+                   "(e.g. ahead of a first deployment).")  # fmt: skip
+def add(model: str, slo: str | None, seconds: int, comment: str, created_by: str | None, force: bool) -> None:
+    """Silence MODEL's notifications (or one SLO's) from now for DURATION; prints the silence id.
+
+    MODEL must be registered and SLO one of its SLOs in the configuration; otherwise the command
+    says which exist and stops, unless --force.
+    """
     from datetime import timedelta
 
     from monitor.server.slo.silences import add_silence
     from monitor.server.store.engine import write_transaction
 
     settings = load_settings()
-    known = sorted(s.name for s in settings.slos if s.model == model)
-    if slo is not None and settings.slos and slo not in known:
-        raise click.ClickException(
-            f"model {model!r} has no SLO {slo!r} in the configuration; its SLOs: {', '.join(known) or 'none'}"
-        )
-    if not known:
-        click.echo(f"note: the configuration has no SLOs for model {model!r}", err=True)
     engine = open_engine(settings)
+    check_models(engine, [model], force=force)
+    known = sorted(s.name for s in settings.slos if s.model == model)
+    if slo is not None and slo not in known:
+        where = f" ({settings.config_path})" if settings.config_path else ""
+        problem = (f"model {model!r} has no SLO {slo!r} in the configuration{where}; its SLOs: "
+                   f"{', '.join(known) or 'none'}")  # fmt: skip
+        if not force:
+            raise click.ClickException(problem)
+        click.echo(f"note: {problem}; going ahead (--force)", err=True)
+    elif not known:
+        click.echo(f"note: the configuration has no SLOs for model {model!r}", err=True)
     with write_transaction(engine) as conn:
         silence = add_silence(
             conn, model=model, slo=slo, duration=timedelta(seconds=seconds), now=now(),
@@ -73,6 +84,9 @@ def list_cmd(include_expired: bool, model: str | None) -> None:
     at = now()
     with engine.connect() as conn:
         silences = list_silences(conn, now=at, include_expired=include_expired, model=model)
+        forced = model is not None and bool(list_silences(conn, now=at, include_expired=True, model=model))
+    if model is not None and not forced:  # a model silenced with --force before it was registered is listed
+        check_models(engine, [model])
     if not silences:
         click.echo("no silences" if include_expired else "no active silences")
         return

@@ -8,9 +8,12 @@ next to the week before; the templates never see the database. What comes from w
 ==========================  ====================================================================
 week totals per slice       ``metric_points``, the 7d window (7d windows start on Mondays, so a
                             week is exactly one stored window): accuracy / mAP, ECE, latency,
-                            error rate, coverage, the label-free estimate, reliability bins
-trends                      ``metric_points``, the 1d window (1h when 1d is not configured), both
-                            weeks: one point per day per version, sparklines per cohort
+                            error rate, coverage, reliability bins
+label-free estimate         ``metric_points`` ``estimated_accuracy`` of the drift job's windows
+                            (1h, 1d), weighed by samples (:mod:`.estimates`)
+trends                      ``metric_points``, the 1d window, both weeks: one point per day per
+                            version, sparklines per cohort; the 1h window when 1d is not
+                            configured or has fewer than three windows (a day or two of data)
 per-class table, confusion  ``eval_states`` of the whole versions, merged over both weeks and every
                             version (classification: exact counts); detection: the 7d per-class
                             points of the busiest version
@@ -51,6 +54,7 @@ from monitor.server.reports.data import (
     VersionSummary,
     WeekValue,
 )
+from monitor.server.reports.estimates import EstimatePoint, SliceKey, estimate_of, week_estimates
 from monitor.server.services import history, incidents
 from monitor.server.services.models import model_info
 from monitor.server.services.states import FEATURE_SEPARATOR
@@ -106,7 +110,7 @@ def build_report_data(
         raise ReportError(f"a report week starts on a Monday at 00:00 UTC, not at {week_start.isoformat()}")
     generated_at = clock()
     week_window = _window_named(settings, WEEK_SECONDS)
-    trend_window = _window_named(settings, 86400) or _window_named(settings, 3600) or "1d"
+    daily, hourly = _window_named(settings, 86400), _window_named(settings, 3600)
     with engine.connect() as conn:
         info = model_info(conn, model)
         if info is None:
@@ -115,8 +119,9 @@ def build_report_data(
         primary = "accuracy" if spec.task == "classification" else "map"
         calibration = "ece" if spec.task == "classification" else "dece"
         week_rows = _week_rows(conn, model, week_window, week, detection=spec.task == "detection")
-        trend_rows = _trend_rows(conn, model, trend_window, week)
+        trend_window, trend_rows = _trend(conn, model, daily, hourly, week)
         drift_window, drift_rows = _drift_rows(conn, model, week)
+        estimates = _estimates(conn, model, week)
         merged = (
             (history.whole_classification(conn, spec, week.start, week.end),
              history.whole_classification(conn, spec, week.previous.start, week.start))
@@ -126,7 +131,7 @@ def build_report_data(
         slo_status = _slo_status(conn, model, slos, week, generated_at)
     first_seen = {v.version: v.first_seen for v in info.versions}
     totals = _SliceTotals(week_rows, week)
-    versions = _versions(totals, trend_rows, first_seen, primary, calibration)
+    versions = _versions(totals, estimates, first_seen, primary, calibration)
     busiest = versions[0].version if versions else None
     trend_days = _trend_starts(week, trend_window)
     alpha = getattr(settings, "drift_alpha", None)
@@ -157,7 +162,7 @@ def build_report_data(
         reliability=_reliability(totals, versions) if spec.task == "classification" else (),
         classes=classes,
         confusion=confusion,
-        cohorts=_cohorts(totals, trend_rows, trend_days, primary, _cohort_drift(drift_rows, alpha)),
+        cohorts=_cohorts(totals, estimates, trend_rows, trend_days, primary, _cohort_drift(drift_rows, alpha)),
         drift=drift,
         drift_window=drift_window,
         estimate_trend=_estimate_trend(trend_rows, trend_days, busiest) if spec.task == "classification" else (),
@@ -187,6 +192,21 @@ def _week_rows(conn: Connection, model: str, window: str | None, week: Week, *, 
 
 def _trend_rows(conn: Connection, model: str, window: str, week: Week) -> list[_Row]:
     return history.points(conn, model, window, _TREND_METRICS, since=week.previous.start, until=week.end, whole_only=True)
+
+
+#: Daily windows a trend needs before it is drawn per day rather than per hour.
+MIN_TREND_DAYS: Final = 3
+
+
+def _trend(conn: Connection, model: str, daily: str | None, hourly: str | None, week: Week) -> tuple[str, list[_Row]]:
+    """The trend window and its rows: days, or hours when the data holds fewer than
+    :data:`MIN_TREND_DAYS` days (six hours of data are six points, not one)."""
+    rows = _trend_rows(conn, model, daily, week) if daily else []
+    if hourly and len({r.window_start for r in rows}) < MIN_TREND_DAYS:
+        hours = _trend_rows(conn, model, hourly, week)
+        if len({r.window_start for r in hours}) > len({r.window_start for r in rows}):
+            return hourly, hours
+    return daily or hourly or "1d", rows
 
 
 def _drift_rows(conn: Connection, model: str, week: Week) -> tuple[str | None, list[_Row]]:
@@ -257,7 +277,7 @@ class _SliceTotals:
 
 
 def _versions(
-    totals: _SliceTotals, trend_rows: Sequence[_Row], first_seen: Mapping[str, datetime], primary: str, calibration: str
+    totals: _SliceTotals, estimates: dict[SliceKey, WeekValue], first_seen: Mapping[str, datetime], primary: str, calibration: str
 ) -> tuple[VersionSummary, ...]:
     out = []
     for version in totals.versions():
@@ -273,7 +293,7 @@ def _versions(
                 label_coverage=value("label_coverage"),
                 primary=value(primary),
                 calibration=value(calibration),
-                estimated=_estimate(totals, trend_rows, version, "", ""),
+                estimated=estimate_of(estimates, (version, "", "")),
                 latency_p50_ms=value("latency_p50_ms"),
                 latency_p95_ms=value("latency_p95_ms"),
                 latency_p99_ms=value("latency_p99_ms"),
@@ -284,27 +304,17 @@ def _versions(
     return tuple(out)
 
 
-def _estimate(totals: _SliceTotals, trend_rows: Sequence[_Row], version: str, key: str, value: str) -> WeekValue:
-    """The week's label-free accuracy estimate of a slice: the 7d row when the drift job wrote one,
-    else the mean of its shorter windows weighted by their samples (the estimate is a mean over
-    predictions, so the weighted mean is the week's)."""
-    stored = totals.value(version, key, value, "estimated_accuracy")
-    if stored.current is not None:
-        return stored
-    sums = {totals.week.start: [0.0, 0], totals.week.previous.start: [0.0, 0]}
-    for r in trend_rows:
-        if (
-            r.metric == "estimated_accuracy"
-            and r.value is not None
-            and (r.version, r.cohort_key, r.cohort_value) == (version, key, value)
-        ):
-            week = totals.week.start if r.window_start >= totals.week.start else totals.week.previous.start
-            sums[week][0] += r.value * r.sample_count
-            sums[week][1] += r.sample_count
-    now, before = sums[totals.week.start], sums[totals.week.previous.start]
-    return WeekValue(
-        now[0] / now[1] if now[1] else None, before[0] / before[1] if before[1] else None, int(now[1]), int(before[1])
-    )
+def _estimates(conn: Connection, model: str, week: Week) -> dict[SliceKey, WeekValue]:
+    """The label-free estimate of both weeks per slice, from the stored points of every window
+    length up to a week (:mod:`.estimates`)."""
+    points = []
+    for window in history.windows_with(conn, model, "estimated_accuracy", week.previous.start, week.end):
+        seconds = _window_seconds(window)
+        if seconds > WEEK_SECONDS:
+            continue
+        for r in history.points(conn, model, window, ["estimated_accuracy"], since=week.previous.start, until=week.end, whole_only=True):
+            points.append(EstimatePoint(seconds, r.window_start, r.version, r.cohort_key, r.cohort_value, r.value, r.sample_count))
+    return week_estimates(points, week.start, week.previous.start)
 
 
 def _reliability(totals: _SliceTotals, versions: Sequence[VersionSummary]) -> tuple[ReliabilityCurve, ...]:
@@ -384,6 +394,7 @@ def _estimate_trend(rows: Sequence[_Row], starts: Sequence[datetime], version: s
 
 def _cohorts(
     totals: _SliceTotals,
+    estimates: dict[SliceKey, WeekValue],
     trend_rows: Sequence[_Row],
     starts: Sequence[datetime],
     primary: str,
@@ -405,7 +416,7 @@ def _cohorts(
                 predictions=int(predictions.value or 0) if predictions else 0,
                 label_coverage=coverage.value if coverage else None,
                 primary=totals.value(version, key, value, primary),
-                estimated=_estimate(totals, trend_rows, version, key, value).current,
+                estimated=estimate_of(estimates, (version, key, value)).current,
                 trend=tuple(values.get(s) for s in starts),
                 drift=drift.get((version, key, value), ()),
             )

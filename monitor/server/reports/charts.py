@@ -131,12 +131,15 @@ def line_chart(
     shade_until: datetime | None = None,
     x_offset: timedelta = timedelta(0),
     y_range: tuple[float | None, float | None] = (None, None),
+    marks: Sequence[tuple[datetime, str]] = (),
     width: int = 640,
     height: int = 190,
     attrs: Mapping[str, str] | None = None,
 ) -> Markup:
-    """Lines over time with optional thresholds, flagged spans (``[start, end)``, shaded red:
-    e.g. the windows a drift detector flagged) and the span before ``shade_until`` shaded grey
+    """Lines over time with optional thresholds, labelled moments (``marks``: see :func:`_marks`;
+    e.g. the bounds of the report's week on an axis fitted to the data), flagged spans
+    (``[start, end)``, shaded red: e.g. the windows a drift detector flagged) and the span
+    before ``shade_until`` shaded grey
     (last week, next to this week). None values are gaps. Points are drawn ``x_offset`` after
     their time (half a window: a day's value at noon). Without ``y_range``, the axis fits the
     data, never going below 0 for data that is not negative, and a share never above 100 %.
@@ -185,6 +188,7 @@ def line_chart(
         out.append(f'<line x1="{_n(left)}" y1="{_n(y)}" x2="{_n(width - right)}" y2="{_n(y)}" stroke="{GRID}"/>')
         out.append(_text(left - 6, y + 4, label, anchor="end"))
     out.extend(_time_ticks(start, end, x_of, top + plot_h))
+    out.extend(_marks(marks, start, end, x_of, top, plot_h, left, width - right, skip=shade_until))
     for th in thresholds:
         y = y_of(th.value)
         out.append(
@@ -223,22 +227,28 @@ _HOUR_STEPS: Final = (1, 2, 3, 6, 12, 24)
 
 
 def _time_ticks(start: datetime, end: datetime, x_of: Callable[[datetime], float], y: float) -> list[str]:
-    """Day ticks (:func:`_day_ticks`) for spans over two days; hour ticks (``14:00``, a day's
-    first hour as ``Tue 17``) for shorter ones, at most about eight labels."""
+    """Day ticks (:func:`_day_ticks`) for spans over two days; for shorter ones hour ticks
+    (``14:00``; midnight as the day, ``Tue 17``) with the first label naming the day, so a few
+    hours of data read as a time of a known day, and no label overlapping the one before."""
     hours = (end - start).total_seconds() / 3600
     if hours > 48:
         return _day_ticks(start, end, x_of, y)
-    step = next(s for s in _HOUR_STEPS if hours / s <= 8)
     out = [f'<line x1="{_n(x_of(start))}" y1="{_n(y)}" x2="{_n(x_of(end))}" y2="{_n(y)}" stroke="{AXIS}"/>']
+    step = next((s for s in _HOUR_STEPS if hours / s <= 8), 24)
     tick = start.replace(minute=0, second=0, microsecond=0)
     if tick < start:
         tick += timedelta(hours=1)
-    while tick <= end:
+    free = -math.inf  # where the last label ends: a label that would overlap it is left out
+    while tick < end:
         if tick.hour % step == 0:
             x = x_of(tick)
             out.append(f'<line x1="{_n(x)}" y1="{_n(y)}" x2="{_n(x)}" y2="{_n(y + 4)}" stroke="{AXIS}"/>')
-            if tick < end:
-                out.append(_text(x + 3, y + 15, tick.strftime("%a %d") if tick.hour == 0 else tick.strftime("%H:%M"), size=10))
+            label = tick.strftime("%a %d") if tick.hour == 0 else tick.strftime("%H:%M")
+            if free == -math.inf and tick.hour:
+                label = tick.strftime("%a %d %H:%M")
+            if x + 3 >= free:
+                out.append(_text(x + 3, y + 15, label, size=10))
+                free = x + 3 + len(label) * _CHAR_PX * 10 / 11 + 4
         tick += timedelta(hours=1)
     return out
 
@@ -259,6 +269,37 @@ def _day_ticks(start: datetime, end: datetime, x_of: Callable[[datetime], float]
             out.append(_text(x + 3, y + 15, day.strftime("%a %d"), size=10))
         day += timedelta(days=1)
         i += 1
+    return out
+
+
+def _marks(
+    marks: Sequence[tuple[datetime, str]],
+    start: datetime,
+    end: datetime,
+    x_of: Callable[[datetime], float],
+    top: float,
+    plot_h: float,
+    x_min: float,
+    x_max: float,
+    *,
+    skip: datetime | None,
+) -> list[str]:
+    """A moment inside the axis is a dotted vertical line with its label; one before or after it
+    is an arrow at that edge (``◂ label``, ``label ▸``), so an axis fitted to a few hours still
+    says where they sit; one at an edge, or at ``skip`` inside the axis (shaded already), needs
+    nothing."""
+    out = []
+    for moment, label in marks:
+        if moment in (start, end) or (moment == skip and start < moment < end):
+            continue
+        if start < moment < end:
+            x = x_of(moment)
+            out.append(f'<line x1="{_n(x)}" y1="{_n(top)}" x2="{_n(x)}" y2="{_n(top + plot_h)}" stroke="{AXIS}" stroke-dasharray="2 3"/>')
+            out.append(_text(x + 3, top + plot_h - 4, label, size=10))
+        elif moment < start:
+            out.append(_text(x_min + 4, top + 11, f"◂ {label}", size=10))
+        else:
+            out.append(_text(x_max - 4, top + 11, f"{label} ▸", size=10, anchor="end"))
     return out
 
 
@@ -446,9 +487,10 @@ def sparkline(
     height: int = 22,
     y_range: tuple[float, float] | None = None,
 ) -> Markup:
-    """A small line for table cells; the last value is marked. Empty when nothing is defined."""
+    """A small line for table cells; the last value is marked. Empty with fewer than two defined
+    values: one dot is not a trend."""
     finite = [v for v in values if _finite(v)]
-    if not finite:
+    if len(finite) < 2:
         return Markup("")
     lo, hi = y_range if y_range is not None else (min(finite), max(finite))
     if hi - lo < 1e-12:

@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 
 from detectors import sequential as seq
 from monitor.server.rollout_config import METRICS, AutomationConfig, CanaryPolicy
-from monitor.server.services.models import model_specs
+from monitor.server.services.models import listing, model_specs, model_versions
 from monitor.server.store import tables as t
 from monitor.server.store.canary_reads import VersionTraffic, read_version_traffic, version_first_seen
 
@@ -350,7 +350,9 @@ def compare(
     first_seen = {v: version_first_seen(conn, model, v) for v in (baseline, candidate)}
     for version, seen in first_seen.items():
         if seen is None:
-            raise UnknownSubject(f"version {version!r} of {model!r} has sent no prediction yet")
+            known = model_versions(conn, model)
+            have = f"; its versions: {listing(known)}" if known else ""
+            raise UnknownSubject(f"version {version!r} of {model!r} has sent no prediction yet{have}")
     if since is None:
         since = first_seen[candidate]
         assert since is not None

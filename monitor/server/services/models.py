@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from monitor.errors import RegistryConflict
+from monitor.errors import RegistryConflict, UnknownName
 from monitor.server.store import tables as t
 from monitor.wire import ModelSpec
 
@@ -134,3 +134,48 @@ def version_first_seen(conn: Connection) -> list[tuple[str, str, datetime]]:
     """(model, version, first prediction time) of every model version."""
     v = t.model_versions.c
     return [(r.model, r.version, r.first_seen) for r in conn.execute(sa.select(v.model, v.version, v.first_seen))]
+
+
+#: Names a message lists before it says how many more there are.
+LISTED_NAMES = 20
+
+
+def listing(names: list[str]) -> str:
+    """``a, b, c`` (sorted as given), at most :data:`LISTED_NAMES` of them and how many more."""
+    shown = ", ".join(names[:LISTED_NAMES])
+    return shown + (f" and {len(names) - LISTED_NAMES} more" if len(names) > LISTED_NAMES else "")
+
+
+def require_models(conn: Connection, names: Iterable[str]) -> None:
+    """Raise :class:`UnknownName` for the first of ``names`` that is not registered, saying which
+    models are. For command-line tools and administrators: an API answer must not list models a
+    key bound to others could not see."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return
+    known = model_names(conn)
+    registered = set(known)
+    missing = [n for n in wanted if n not in registered]
+    if not missing:
+        return
+    what = f"no model {missing[0]!r}" if len(missing) == 1 else f"no models {listing([repr(n) for n in missing])}"
+    if not known:
+        raise UnknownName(f"{what}: no model is registered yet (cvmon models register NAME, or PUT /v1/models/NAME)")
+    raise UnknownName(f"{what}; registered models: {listing(known)}")
+
+
+def model_versions(conn: Connection, model: str) -> list[str]:
+    """The versions of ``model`` that sent predictions, oldest first."""
+    v = t.model_versions.c
+    query = sa.select(v.version).where(v.model == model).order_by(v.first_seen, v.version)
+    return list(conn.execute(query).scalars())
+
+
+def require_versions(conn: Connection, model: str, versions: Iterable[str]) -> None:
+    """Raise :class:`UnknownName` for the first of ``versions`` of a registered ``model`` that has
+    sent no prediction, saying which versions have."""
+    known = model_versions(conn, model)
+    for version in versions:
+        if version not in known:
+            have = f"; its versions: {listing(known)}" if known else ""
+            raise UnknownName(f"version {version!r} of {model!r} has sent no prediction yet{have}")
