@@ -20,13 +20,13 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from monitor.server.exporters.latest import replace_latest
 from prometheus_client.parser import text_fd_to_metric_families, text_string_to_metric_families
 
 from monitor.server.exporters.collectors import QualityExposition
 from monitor.server.exporters.escaping import displayable, escape_label_value
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
+from monitor.server.store.latest import replace_latest
 from tests.slo.golden import require_promtool
 
 END = datetime(2026, 11, 20, 15, tzinfo=UTC)
@@ -98,7 +98,7 @@ def _store(engine, model: str, cohort_values: list[str], version: str) -> None:
         for metric in ("accuracy", "latency_p95_ms")
     ]  # fmt: skip
     with write_transaction(engine) as conn:
-        replace_latest(conn, model, ["1h"], t.metric_latest.c.metric.is_not(None), rows, cohort_keys=("camera",))
+        replace_latest(conn, model, ["1h"], t.metric_latest.c.metric.is_not(None), rows)
 
 
 def test_stored_cohort_values_and_versions_render_for_every_reader(db, model_name):
