@@ -13,7 +13,8 @@ What they prove, for digits-latency (99 % over 30 days):
   ratios would not.
 
 and for digits-recall-7 (95 % over 7 days) that the scaled 84m/7m page detects a 10x burn at its
-detection time (0.05 x 7d / 10 = 50.4 min).
+detection time (0.05 x 7d / 10 = 50.4 min); for digits-cost (a time slice: one event per evaluated
+hour) that hours over the bound open its default tickets and that it never pages.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from monitor.server.slo.render import render_rules, rules_file_name
 from monitor.server.slo.spec import SLO
 from tests.slo.golden import REPO, assert_current
 from tests.slo.promtool_cases import (
+    COST_SLO_NAME,
     SCALED_SLO_NAME,
     SLO_NAME,
     Scenario,
+    cost_overrun_scenario,
     firing_at,
     render_test_file,
     scaled_window_scenario,
@@ -47,6 +50,7 @@ STEMS = [
     "sparse-events-no-page",
     "uneven-traffic-uses-totals",
     "window-7d-burn-10x-pages",
+    "cost-overrun-tickets-no-page",
 ]
 
 
@@ -55,18 +59,21 @@ def slo(example_slos: tuple[SLO, ...]) -> SLO:
     return next(s for s in example_slos if s.name == SLO_NAME)
 
 
-def _files(slo: SLO, scaled: SLO) -> dict[str, str]:
+def _files(slo: SLO, scaled: SLO, cost: SLO) -> dict[str, str]:
     files = {
         f"{sc.stem}.yml": render_test_file(slo, sc, f"../{rules_file_name(slo)}") for sc in scenarios(slo)
     }
     sc = scaled_window_scenario(scaled)
     files[f"{sc.stem}.yml"] = render_test_file(scaled, sc, f"../{rules_file_name(scaled)}")
+    sc = cost_overrun_scenario(cost)
+    files[f"{sc.stem}.yml"] = render_test_file(cost, sc, f"../{rules_file_name(cost)}")
     return files
 
 
 def test_committed_promtool_tests_are_current(slo: SLO, example_slos: tuple[SLO, ...]) -> None:
     scaled = next(s for s in example_slos if s.name == SCALED_SLO_NAME)
-    files = _files(slo, scaled)
+    cost = next(s for s in example_slos if s.name == COST_SLO_NAME)
+    files = _files(slo, scaled, cost)
     assert sorted(files) == sorted(f"{s}.yml" for s in STEMS)
     assert_current(TESTS_DIR, files, pattern="*.yml")
 
