@@ -205,9 +205,15 @@ def read_annotations(conn: Connection, model: str, ids: Sequence[str]) -> dict[s
     query = sa.select(a.prediction_id, a.annotator, a.label, a.audit, a.labelled_at).where(a.model == model)
     rows: list[Any] = []
     if conn.dialect.name == "postgresql":
-        # one array parameter however many ids: an index scan of the primary key
-        wanted = sa.bindparam("annotated_ids", list(ids), type_=ARRAY(sa.Text))
-        rows = list(conn.execute(query.where(a.prediction_id == sa.any_(wanted))).all()) if ids else []
+        if ids:
+            # one primary-key probe per id (the ids one array parameter): with ``= ANY(ids)`` a
+            # table without statistics yet is read through the (model, received_at) index, every
+            # annotation of the model tested against every id, for each hour evaluated.
+            # OFFSET 0 keeps the planner from flattening the probe into a join of its choosing.
+            wanted = sa.bindparam("annotated_ids", list(ids), type_=ARRAY(sa.Text))
+            keys = sa.func.unnest(wanted).table_valued("pid").render_derived()
+            probe = query.where(a.prediction_id == keys.c.pid).offset(0).lateral("probe")
+            rows = list(conn.execute(sa.select(*probe.c).select_from(keys).join(probe, sa.true())).all())
     else:
         for start in range(0, len(ids), _KEYS_PER_QUERY):
             rows += conn.execute(query.where(a.prediction_id.in_(list(ids[start : start + _KEYS_PER_QUERY])))).all()
