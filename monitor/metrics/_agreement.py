@@ -34,7 +34,7 @@ union (integer counts, summed). A late annotation changes its item's contributio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Final
 
@@ -146,6 +146,16 @@ class AgreementState:
             pairs,
             per_annotator,
         )
+
+    def widen(self, num_classes: int) -> AgreementState:
+        """The same counts over a class list that grew by appending classes: labels are class
+        indices, which appending keeps, so widening is exact and states from before and after a
+        model gained classes merge."""
+        if num_classes < self.num_classes:
+            raise ValueError(f"cannot narrow a state of {self.num_classes} classes to {num_classes}")
+        if num_classes == self.num_classes:
+            return self
+        return replace(self, num_classes=num_classes)
 
     def to_bytes(self) -> bytes:
         """Compact, versioned bytes (see :mod:`monitor.metrics._codec`); no pickle."""

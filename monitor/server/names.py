@@ -47,6 +47,11 @@ METRICS: Final[tuple[MetricName, ...]] = (
     MetricName("cvmon_inference_latency_seconds", "summary", "Inference latency reported with predictions over the window; quantile is 0.5, 0.95 or 0.99.", (*_QUALITY, "quantile"), True),
     MetricName("cvmon_inference_error_ratio", "gauge", "Predictions with status error / all predictions in the window.", _QUALITY, True),
     MetricName("cvmon_confusion_matrix_predictions", "gauge", "Confusion-matrix cell (rows true, columns predicted) in the window.", (*_QUALITY, "true_class", "predicted_class"), False),
+    # cost and label quality (the seed's M12 and M10; docs/quality.md)
+    MetricName("cvmon_cost_per_1k_inferences", "gauge", "Cost of 1 000 inferences in the window, in the currency of costs: in cvmon.yaml (device-hours priced per device class, plus the fixed cost per 1 000 requests).", _QUALITY, True),
+    MetricName("cvmon_label_agreement_ratio", "gauge", "Percent agreement of annotators on the window's multiply-annotated predictions (agreeing pairs of labels within an item).", _QUALITY, True),
+    MetricName("cvmon_label_krippendorff_alpha", "gauge", "Krippendorff's alpha (nominal) of the annotators on the window's multiply-annotated predictions: 1 perfect, 0 chance, below 0 worse than chance.", _QUALITY, True),
+    MetricName("cvmon_label_multi_annotated_coverage_ratio", "gauge", "Predictions with two or more annotators / predictions in the window: where the agreement sample comes from.", _QUALITY, True),
     # counters read from the database, so every API replica and restart agree
     MetricName("cvmon_predictions_total", "counter", "Predictions stored.", ("model", "version")),
     MetricName("cvmon_ground_truth_total", "counter", "Ground-truth records stored (first revisions).", ("model", "version")),

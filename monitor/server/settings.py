@@ -314,6 +314,13 @@ class Settings:
                     source=self.config_path,
                     line=line,
                 )
+            if slo.sli == "cost" and self.costs is None:
+                raise ConfigError(
+                    f"SLO {slo.name!r} (cost) bounds cost per 1 000 inferences: add costs: with device-hour "
+                    "prices (docs/quality.md)",
+                    source=self.config_path,
+                    line=line,
+                )
             if len(slo.cohort) > 1 or any(key not in self.cohort_keys for key, _ in slo.cohort):
                 raise ConfigError(
                     f"SLO {slo.name!r} ({slo.sli}) reads the evaluation slice of its cohort, so its cohort "

@@ -331,3 +331,20 @@ def test_values_are_finite_fractions():
     m = agreement_metrics(state_of(synth(90, items=200, classes=4, annotators=5)))
     for value in (m.percent_agreement, m.krippendorff_alpha):
         assert value is not None and math.isfinite(value)
+
+
+def test_widening_is_exact_and_lets_states_of_a_grown_class_list_merge():
+    """A model's class list only grows by appending: an hour counted over 3 classes merges with
+    one counted over 5, and the merge is the state of all the annotations counted over 5."""
+    data = synth(95, items=200, classes=3, annotators=4, audit_rate=0.2)
+    half = len(data.items) // 2
+    first = {data.items[i] for i in range(half)}
+    old = state_of(data, [i for i, u in enumerate(data.items) if u in first])
+    new_idx = [i for i, u in enumerate(data.items) if u not in first]
+    new = agreement_state([data.items[i] for i in new_idx], [data.annotators[i] for i in new_idx],
+                          [data.labels[i] for i in new_idx], num_classes=5, audit=[data.audit[i] for i in new_idx])  # fmt: skip
+    whole = agreement_state(data.items, data.annotators, data.labels, num_classes=5, audit=data.audit)
+    assert AgreementState.merge(old.widen(5), new).to_bytes() == whole.to_bytes()
+    assert old.widen(3) is old
+    with pytest.raises(ValueError, match="narrow"):
+        old.widen(2)

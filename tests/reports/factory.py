@@ -13,8 +13,10 @@ from monitor.server.reports.data import (
     ClassRow,
     CohortRow,
     Confusion,
+    DisputedClass,
     DriftHit,
     DriftTrend,
+    LabelQuality,
     ReliabilityBin,
     ReliabilityCurve,
     ReportData,
@@ -68,6 +70,20 @@ def version(name: str = "mlp-v1", **changes: Any) -> VersionSummary:
         latency_p99_ms=WeekValue(35.0, 33.0, 12_000, 11_800),
         error_rate=WeekValue(0.001, 0.001, 12_000, 11_800),
         label_latency_p50_s=WeekValue(2700.0, 2650.0, 7_200, 7_100),
+        cost_per_1k=WeekValue(0.0508, 0.049, 12_000, 11_800),
+    )
+    return replace(base, **changes)
+
+
+def label_quality(alpha: float = 0.74, items: int = 600, **changes: Any) -> LabelQuality:
+    """A week in which annotators mostly agree, least on two classes."""
+    base = LabelQuality(
+        items=WeekValue(float(items), 540.0),
+        single=6_600,
+        agreement=WeekValue(0.88, 0.9, items, 540),
+        alpha=WeekValue(alpha, 0.78, items, 540),
+        disputed_items=96,
+        most_disputed=(DisputedClass("class-004", 210, 0.61, 41), DisputedClass("class-007", 180, 0.72, 30)),
     )
     return replace(base, **changes)
 
@@ -167,5 +183,7 @@ def report(n_classes: int = 10, *, names: list[str] | None = None, seed: int = 0
         ),
         latency_trend=(Series("mlp-v1", days([20.0] * 7 + [21.0] * 7)),),
         error_trend=(Series("mlp-v1", days([0.001] * 14)),),
+        currency="USD",
+        labels=label_quality(),
     )
     return replace(data, **changes)

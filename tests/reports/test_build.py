@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from monitor.metrics import classification_metrics, probability_states
+from monitor.server.jobs import run_once
 from monitor.server.reports.build import build_report_data
 from monitor.server.reports.data import ReportError
 from monitor.server.slo.spec import load_slos
@@ -163,3 +164,67 @@ def test_an_unknown_model_or_a_week_not_starting_on_monday_is_refused(db, model_
         build_report_data(
             db.engine, model_name, s.WEEK_START + timedelta(days=1), settings=settings, clock=lambda: s.REPORT_TIME
         )
+
+
+def test_cost_per_version_and_the_most_disputed_classes_come_from_the_stored_states(make_api, model_name):
+    """Cost per 1 000 by version from the 7d windows, and the week's disputed classes merged from
+    the agreement states of every version, equal the docs' formula and a count by hand."""
+    from collections import Counter, defaultdict
+
+    from monitor.metrics import CostPrices
+
+    clock = s.SimClock(s.WEEK_START + timedelta(days=2))
+    prices = CostPrices(device_hour=(("cpu", 0.10), ("NVIDIA T4", 0.60)), per_1k_requests=0.05)
+    api = make_api(clock=clock, cohort_keys=("camera",), costs=prices)
+    tuesday = s.WEEK_START + timedelta(days=1, hours=9)
+    records, annotations = [], []
+    rng = np.random.default_rng(4)
+    for i in range(48):
+        version = "v1" if i < 16 else "v2"
+        resources = {"device": "cpu", "batch_size": 1} if version == "v1" else {"device": "NVIDIA T4", "batch_size": 8}
+        latency = 20.0 + i if version == "v1" else 40.0 + 8 * ((i - 16) // 8)  # v2: calls of 8, one latency each
+        records.append({"prediction_id": f"q{i}", "model": model_name, "model_version": version, "timestamp": (tuesday + timedelta(minutes=i)).isoformat(),
+                        "probabilities": [0.7, 0.1, 0.1, 0.1], "latency_ms": latency, "resources": resources, "cohort": {"camera": "cam-a"}})  # fmt: skip
+        true = int(rng.integers(4))
+        for who, skill in (("alice", 0.9), ("bob", 0.7), ("carol", 0.5)):
+            annotations.append((f"q{i}", who, true if rng.random() < skill else int(rng.integers(4))))
+    with api.admin() as c:
+        c.put(f"/v1/models/{model_name}", json={"task": "classification", "classes": s.CLASSES})
+        assert c.post("/v1/predictions", json={"records": records}).json()["accepted"] == 48
+        body = c.post("/v1/ground-truth", json={"records": [
+            {"prediction_id": pid, "model": model_name, "label": s.CLASSES[label], "annotator": who,
+             "timestamp": (tuesday + timedelta(hours=2)).isoformat()} for pid, who, label in annotations]}).json()  # fmt: skip
+        assert body["accepted"] == len(annotations)
+    clock.now = s.REPORT_TIME
+    (outcome,) = run_once(api.db.engine, api.settings, clock=clock, models=[model_name], jobs=["evaluate"])
+    assert outcome.status == "ok", outcome.detail
+    data = build_report_data(api.db.engine, model_name, s.WEEK_START, settings=api.settings, clock=clock)
+
+    by_version = {v.version: v for v in data.versions}
+    v1_seconds = sum(20.0 + i for i in range(16)) / 1000
+    want_v1 = 1000 * (0.10 * v1_seconds / 3600 + 0.05 * 16 / 1000) / 16
+    want_v2 = 1000 * (0.60 * sum(8 * (40.0 + 8 * k) / 8 for k in range(4)) / 1000 / 3600 + 0.05 * 4 / 1000) / 32
+    assert data.currency == "USD"
+    assert (by_version["v1"].cost_per_1k.current, by_version["v1"].cost_per_1k.n) == (pytest.approx(want_v1, rel=1e-12), 16)
+    assert (by_version["v2"].cost_per_1k.current, by_version["v2"].cost_per_1k.n) == (pytest.approx(want_v2, rel=1e-12), 32)
+
+    labels = data.labels
+    assert labels is not None and labels.items.current == 48 and labels.items.previous is None
+    agree: Counter[int] = Counter()
+    values: Counter[int] = Counter()
+    disputed: Counter[int] = Counter()
+    by_item: dict[str, list[int]] = defaultdict(list)
+    for pid, _, label in annotations:
+        by_item[pid].append(label)
+    for item in by_item.values():
+        for c, k in Counter(item).items():
+            agree[c] += k * (k - 1) / 2
+            values[c] += k
+            disputed[c] += len(set(item)) > 1
+    want = sorted((c for c in values if disputed[c]), key=lambda c: (agree[c] / values[c], -disputed[c], s.CLASSES[c]))
+    assert [d.name for d in labels.most_disputed] == [s.CLASSES[c] for c in want]
+    for d in labels.most_disputed:
+        c = s.CLASSES.index(d.name)
+        assert (d.labels, d.disputed) == (values[c], disputed[c])
+        assert d.specific_agreement == pytest.approx(agree[c] / values[c], abs=1e-12)
+    assert labels.disputed_items == sum(len(set(v)) > 1 for v in by_item.values())

@@ -232,3 +232,13 @@ def test_six_hours_of_data_are_charted_over_those_hours_and_one_day_is_not_chart
 def local(tag: str) -> str:
     """An element's name without the namespace html5lib gives SVG content."""
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def test_cost_per_version_and_the_most_disputed_classes_are_shown():
+    html = render_report(report(10))
+    assert "cost / 1\u202f000 inferences" in html and "0.0508 USD" in html and "0.0490 USD" in html
+    quality = html[html.index("<h3>Label quality") : html.index('<section id="calibration">')]
+    assert "most disputed classes" in quality and "Annotators agreed on 88.0% of label pairs" in quality
+    assert quality.index("class-004") < quality.index("class-007") and "61.0%" in quality
+    bare = render_report(report(10, labels=None, currency=None))
+    assert "most disputed" not in bare and "cost / 1" not in bare

@@ -289,3 +289,51 @@ def test_a_cohort_far_below_its_version_is_an_action_even_without_last_week():
     assert action.text.startswith(
         "Accuracy on camera cam-7 is 65.0 points below mlp-v1 as a whole (30.0% vs 95.0%, n=2\u202f400) — check the camera"
     )
+
+
+def test_the_service_verdict_says_what_1000_inferences_cost():
+    assert service_verdict(quiet()) == (
+        "Latency p95 21 ms (+5% vs last week), error rate 0.10%, 0.0508 USD per 1\u202f000 inferences over 12\u202f000 predictions."
+    )
+    unpriced = replace(quiet(), versions=(version(cost_per_1k=WeekValue(None)),), currency=None)
+    assert "inferences" not in service_verdict(unpriced)
+
+
+def test_the_label_verdict_names_the_class_annotators_agree_on_least():
+    from monitor.server.reports.verdicts import labels_verdict
+
+    assert labels_verdict(quiet()) == (
+        "Annotators agreed on 88.0% of label pairs over 600 predictions with two or more annotators "
+        "(Krippendorff's alpha 0.74, 0.78 last week); 96 were disputed, most often over 'class-004' "
+        "(61.0% of its labels agreed)."
+    )
+    assert labels_verdict(replace(quiet(), labels=None)) == ""
+
+
+def test_annotators_who_agree_little_are_an_action_before_the_metrics_are_trusted():
+    from tests.reports.factory import label_quality
+
+    assert build_actions(quiet()) == ()  # alpha 0.74: tentative conclusions hold
+    low = replace(quiet(), labels=label_quality(alpha=0.55))
+    (action,) = build_actions(low)
+    assert action.urgency == "this week" and action.text.startswith(
+        "Annotators agree little (Krippendorff's alpha 0.55 over 600 multiply-annotated predictions, below 0.667), "
+        "above all on 'class-004' and 'class-007'"
+    )
+    # too few multiply-annotated predictions to say
+    assert build_actions(replace(quiet(), labels=label_quality(alpha=0.2, items=12))) == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0508333, "0.0508 USD"),
+        (0.00725, "0.00725 USD"),
+        (12.44, "12.4 USD"),
+        (1240.4, "1\u202f240 USD"),
+        (0.0, "0 USD"),
+        (None, "–"),
+    ],
+)
+def test_money_keeps_three_significant_digits(value, text):
+    assert fmt.money(value, "USD") == text

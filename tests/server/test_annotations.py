@@ -278,3 +278,38 @@ def test_effective_label(annotations, policy, expected):
 def test_an_unknown_policy_is_refused():
     with pytest.raises(ValueError, match="newest, majority, exclude"):
         effective_label([], "vote")
+
+
+def test_annotations_of_labels_joined_by_housekeeping_recompute_their_hour(db, model_name):
+    """Labels and annotations committed concurrently with their predictions, unseen by them: the
+    hour's evaluation may already count the annotations (it reads them by prediction), so the
+    waiting labels that housekeeping joins recompute the hour instead of merging as increments,
+    which would count the items twice."""
+    register(db.engine, model_name, "newest")
+    put_predictions(db.engine, predictions(model_name))
+    a = [("p0", "alice", 0), ("p0", "bob", 0), ("p1", "alice", 0), ("p1", "bob", 1)]
+    with write_transaction(db.engine) as conn:  # as if stored by a transaction that missed the predictions
+        conn.execute(sa.insert(t.label_annotations), [
+            {"model": model_name, "prediction_id": pid, "annotator": who, "labelled_at": NOW, "received_at": NOW,
+             "label": label, "audit": False} for pid, who, label in a
+        ])
+        conn.execute(sa.insert(t.ground_truth_pending), [
+            {"model": model_name, "prediction_id": pid, "labelled_at": NOW, "received_at": NOW, "label": label}
+            for pid, label in (("p0", 0), ("p1", 1))
+        ])  # fmt: skip
+    assert evaluate(db, model_name) == (None, 0)  # the hour counts the annotations, not yet the labels
+    with write_transaction(db.engine) as conn:
+        assert adopt_waiting_ground_truth(conn, now=NOW) >= 2
+    with db.engine.connect() as conn:
+        increments = conn.execute(sa.select(sa.func.count()).where(t.label_increments.c.model == model_name)).scalar_one()
+        dirty = conn.execute(sa.select(sa.func.count()).where(t.dirty_hours.c.model == model_name)).scalar_one()
+    assert (increments, dirty) == (0, 1)
+    assert evaluate(db, model_name) == (0.5, 2)  # p0 (cat) right, p1 (dog) wrong
+    m = t.metric_latest.c
+    with db.engine.connect() as conn:
+        got = dict(conn.execute(
+            sa.select(m.metric, m.value).where(m.model == model_name, m.window == "1d", m.cohort_key == "", m["class"] == "",
+                                               m.metric.in_(["label_agreement", "disputed_items", "multi_annotated_coverage"]))
+        ).all())  # fmt: skip
+    # two items, one disputed: agreeing ordered pairs 2 of 4; 2 of 7 predictions multiply annotated
+    assert got == {"label_agreement": 0.5, "disputed_items": 1.0, "multi_annotated_coverage": pytest.approx(2 / 7)}

@@ -57,6 +57,11 @@ def test_rows_become_series_with_every_label_value_intact(db, model_name):
         row(model_name, "reliability_accuracy", 0.4, cls="3", cohort=("camera", "cam-1")),  # whole versions only
         row(model_name, "accuracy", 0.1, cohort=("site", "berlin")),  # not a configured cohort key
         row(model_name, "brier", 0.2),  # stored for the API, not exported
+        row(model_name, "cost_per_1k", 0.0508, cohort=("camera", "cam-1")),
+        row(model_name, "krippendorff_alpha", -0.25),  # worse than chance
+        row(model_name, "label_agreement", 0.5),
+        row(model_name, "multi_annotated_coverage", 0.0, cohort=("camera", HOSTILE)),
+        row(model_name, "fleiss_kappa", 0.3),  # stored for the API, not exported
     ])  # fmt: skip
     text = render(db.engine, QualityExposition(("camera",)), model_name)
     base = {"model": model_name, "version": "v1", "window": "1d"}
@@ -67,6 +72,10 @@ def test_rows_become_series_with_every_label_value_intact(db, model_name):
         ("cvmon_confusion_matrix_predictions", frozenset({**base, "true_class": "cat", "predicted_class": HOSTILE}.items())): 7.0,
         ("cvmon_inference_latency_seconds", frozenset({**base, "quantile": "0.99", "camera": ""}.items())): 0.25,
         ("cvmon_ece_ratio", frozenset({**base, "camera": ""}.items())): math.inf,
+        ("cvmon_cost_per_1k_inferences", frozenset({**base, "camera": "cam-1"}.items())): 0.0508,
+        ("cvmon_label_krippendorff_alpha", frozenset({**base, "camera": ""}.items())): -0.25,
+        ("cvmon_label_agreement_ratio", frozenset({**base, "camera": ""}.items())): 0.5,
+        ("cvmon_label_multi_annotated_coverage_ratio", frozenset({**base, "camera": HOSTILE}.items())): 0.0,
     }  # fmt: skip
     # Prometheus's own parser agrees the text is well formed (HELP and TYPE once per family)
     check = subprocess.run([require_promtool(), "check", "metrics"], input=text, capture_output=True, text=True)

@@ -431,7 +431,46 @@ def all_scenarios(slos: Sequence[SLO]) -> list[Scenario]:
         out += [burn_pages(by_name[name]), half_burn_silent(by_name[name])]
     out += [ticket_not_page(main), sparse_version(main), uneven_traffic(main), canary(main), oscillating(main)]
     out.append(ten_x_seven_days(by_name["digits-recall-7"]))
+    out.append(cost_overrun_scenario(by_name[COST_SLO_NAME]))
     return out
+
+
+#: The cost SLO of examples/cvmon.yaml: a time slice whose default alerts are tickets only.
+COST_SLO_NAME = "digits-cost"
+
+
+def cost_overrun_scenario(slo: SLO) -> Scenario:
+    """A day of evaluation hours within budget, then every hour over it: each hour is one event,
+    counted five minutes after it ends. The cost SLO's default recipe keeps the workbook's two
+    tickets (3x over 1d / 2h, 1x over 3d / 6h) and no page: both tickets open, nobody is paged."""
+    assert slo.sli == "cost" and slo.objective == 0.95 and slo.window_s == 30 * 86400, "sized for 95 % / 30d"
+    assert {a.severity for a in slo.alerts} == {"ticket"}, "a cost SLO's default alerts are tickets"
+    fast, slow = slo.alerts
+    history = 24 * 60
+    end = history + 10 * 60 + 7
+    hourly = [1 if m % 60 == 5 and m > 5 else 0 for m in range(end)]
+    bad = [x if m > history else 0 for m, x in enumerate(hourly)]
+    scenario = _checked(
+        slo,
+        Scenario(
+            "cost-overrun-tickets-no-page",
+            slo.name,
+            "a cost SLO: hours over the bound open its tickets (1d/2h, 3d/6h), and it never pages",
+            {"v1": hourly, "v2": hourly},
+            {"v1": bad, "v2": [0] * end},
+            notes=(
+                "One event per evaluated hour and version, counted 5 minutes after the hour; 24 hours "
+                "within the bound, then every hour of v1 above it while v2 stays within it.",
+            ),
+        ),
+        [
+            (history + 1, "a day within the bound: nothing fires"),
+            (history + 2 * 60 + 6, "2 bad hours: 2 of 26 over 3d, above 1x; 2 of 24 over 1d, below 3x"),
+            (history + 10 * 60 + 6, "10 bad hours: both tickets"),
+        ],
+    )
+    assert [c.firing for c in scenario.checks] == [(), (("v1", slow),), (("v1", fast), ("v1", slow))]
+    return scenario
 
 
 # --------------------------------------------------------------------------------------------

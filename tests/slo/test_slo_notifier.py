@@ -173,7 +173,7 @@ notifier:
 
 def test_example_config_loads_as_settings():
     s = Settings.load({"CVMON_CONFIG": str(REPO / "examples" / "cvmon.yaml")})
-    assert len(s.slos) == 13 and s.notifier is None  # the notifier example is commented out
+    assert len(s.slos) == 15 and s.notifier is None  # the notifier example is commented out
 
 
 def test_example_notifier_block_is_valid():

@@ -15,7 +15,9 @@ minute: ``evaluate_alerts`` per version and ``hold``):
   the same input never pages with ``per_version: false`` (rules summed over versions);
 * a burn oscillating around the factor keeps one page firing and resolves once, ``keep_firing_for``
   after the burn -- and the same input flaps with rules without ``keep_firing_for``;
-* on a 7-day SLO the scaled 84m/7m page detects a 10x burn at its detection time (50.4 min).
+* on a 7-day SLO the scaled 84m/7m page detects a 10x burn at its detection time (50.4 min);
+* a cost SLO (a time slice: one event per evaluated hour) opens its default tickets on hours over
+  the bound and never pages.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ STEMS = [
     "canary-40x-pages-per-version",
     "oscillating-burn-does-not-flap",
     "window-7d-burn-10x-pages",
+    "cost-overrun-tickets-no-page",
 ]
 
 

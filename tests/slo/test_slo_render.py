@@ -192,7 +192,9 @@ def test_cli_check_explains_each_alert() -> None:
     assert result.exit_code == 0, result.output
     assert "digits-latency: digits, latency <= 0.05, 0.99 over 30d" in result.output
     assert "pages only with >= 35 events in 1h" in result.output
-    assert result.output.rstrip().endswith("13 SLOs ok")
+    assert "digits-cost: digits, cost <= 0.005, 0.95 over 30d" in result.output
+    assert "digits-label-quality: digits, label_quality krippendorff_alpha >= 0.667, 0.9 over 30d" in result.output
+    assert result.output.rstrip().endswith("15 SLOs ok")
 
 
 @pytest.mark.parametrize("args", [["slo", "--help"], ["slo", "render", "--help"], ["slo", "check", "--help"]])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from monitor.server.jobs import run_once
@@ -153,3 +154,47 @@ def test_slo_jobs_run_only_for_models_with_slos(db, model_name):
     order = [o.job for o in outcomes if o.model == model_name]
     assert order.index("evaluate") < order.index("slo") < order.index("notify")  # slices need evaluated hours
     assert jobs[(model_name, "notify")] == "notifier not configured"
+
+
+def test_cost_and_label_quality_slices(db, model_name):
+    """cost: an hour is bad when its cost per 1 000 inferences is above the bound (an upper bound,
+    samples = priced predictions); label_quality: when its label agreement, or Krippendorff's
+    alpha if the SLO says so, is below it (a lower bound, samples = multiply-annotated items)."""
+    from monitor.metrics import CostPrices
+
+    m = model_name
+    tickets = "alerting: {alerts: [{severity: ticket, long_window: 1d, short_window: 2h, budget_fraction: 0.1}]}"
+    settings = Settings(
+        slos=load_slos(f"""
+slos:
+  - {{name: cost, model: {m}, sli: cost, objective: 0.95, window: 30d, threshold: 0.01}}
+  - {{name: agree, model: {m}, sli: label_quality, objective: 0.9, window: 30d, threshold: 0.9, min_samples: 10, {tickets}}}
+  - {{name: alpha, model: {m}, sli: label_quality, metric: krippendorff_alpha, objective: 0.9, window: 30d,
+      threshold: 0.667, min_samples: 10, {tickets}}}
+"""),
+        costs=CostPrices((("cpu", 0.1),)),
+    )
+    rows = [
+        point(m, H - 3 * HOUR, "cost_per_1k", 0.008, 500),  # good
+        point(m, H - 2 * HOUR, "cost_per_1k", 0.012, 500),  # bad: above 0.01
+        point(m, H - 1 * HOUR, "cost_per_1k", 0.050, 12),  # too few priced predictions
+        point(m, H - 3 * HOUR, "label_agreement", 0.95, 40),  # good
+        point(m, H - 3 * HOUR, "krippendorff_alpha", 0.60, 40),  # bad for alpha: below 0.667
+        point(m, H - 2 * HOUR, "label_agreement", 0.85, 40),  # bad
+        point(m, H - 2 * HOUR, "krippendorff_alpha", 0.70, 40),  # good
+        point(m, H - 1 * HOUR, "label_agreement", 0.10, 5),  # too few multiply-annotated items
+    ]
+    with write_transaction(db.engine) as conn:
+        register_model(conn, m, "classification", ["cat", "dog"], 0.5, now=NOW)
+        conn.execute(sa.insert(t.metric_points), rows)
+    detail = slo_job(db.engine, m, settings=settings, clock=lambda: NOW)
+    assert detail.startswith("6 time slices counted"), detail
+    assert counts(db.engine, m) == {("cost", "v1"): (2, 1), ("agree", "v1"): (2, 1), ("alpha", "v1"): (2, 1)}
+
+
+def test_a_cost_slo_needs_prices():
+    from monitor.errors import ConfigError
+
+    slos = load_slos("slos:\n  - {name: c, model: m, sli: cost, objective: 0.95, window: 30d, threshold: 0.01}\n")
+    with pytest.raises(ConfigError, match="add costs: with device-hour prices"):
+        Settings(slos=slos).validate()

@@ -18,7 +18,7 @@ def load(text: str) -> tuple[SLO, ...]:
 
 def test_example_config_loads(example_slos: tuple[SLO, ...]) -> None:
     by_name = {s.name: s for s in example_slos}
-    assert len(by_name) == len(example_slos) == 13
+    assert len(by_name) == len(example_slos) == 15
     assert {s.sli for s in example_slos} == {
         "latency",
         "availability",
@@ -28,6 +28,8 @@ def test_example_config_loads(example_slos: tuple[SLO, ...]) -> None:
         "ece",
         "drift",
         "map",
+        "cost",
+        "label_quality",
     }
     recall = by_name["digits-recall-7"]
     assert (recall.class_name, recall.window, recall.objective) == ("7", "7d", 0.95)
@@ -43,6 +45,13 @@ def test_example_config_loads(example_slos: tuple[SLO, ...]) -> None:
         ("10m", "5m"), ("12m", "5m"),
     ]  # fmt: skip
 
+    # a cost SLO without alerting gets the recipe's tickets only: 3x over 1d / 2h, 1x over 3d / 6h
+    cost = by_name["digits-cost"]
+    assert cost.time_slice and not cost.lower_bound
+    assert [(a.severity, a.long_window, a.short_window, a.burn_rate) for a in cost.alerts] == [
+        ("ticket", "1d", "2h", pytest.approx(3.0)), ("ticket", "3d", "6h", pytest.approx(1.0))]  # fmt: skip
+    quality = by_name["digits-label-quality"]
+    assert (quality.metric, quality.threshold, quality.min_samples, quality.lower_bound) == ("krippendorff_alpha", 0.667, 20, True)
 
 def test_per_version_and_keep_firing_for() -> None:
     a, b = load(
@@ -310,6 +319,32 @@ BAD = [
         "detector applies only to drift",
         id="detector-on-accuracy",
     ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: cost\n    objective: 0.95\n    window: 30d\n",
+        2,
+        "needs threshold: the largest acceptable cost per 1 000 inferences",
+        id="cost-without-threshold",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: label_quality\n    threshold: 95\n    objective: 0.9\n    window: 30d\n",
+        5,
+        "threshold for label_quality is a fraction in (0, 1)",
+        id="label-quality-threshold-as-percent",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: label_quality\n    metric: kappa\n    threshold: 0.8\n"
+        "    objective: 0.9\n    window: 30d\n",
+        5,
+        "metric must be one of label_agreement | krippendorff_alpha, not 'kappa'",
+        id="label-quality-unknown-metric",
+    ),
+    pytest.param(
+        "slos:\n  - name: a\n    model: m\n    sli: cost\n    metric: label_agreement\n    threshold: 0.8\n"
+        "    objective: 0.9\n    window: 30d\n",
+        5,
+        "metric applies only to label_quality, not cost",
+        id="metric-on-cost",
+    ),
 ]
 
 
@@ -321,3 +356,30 @@ def test_errors_point_at_the_line(text: str, line: int, message: str) -> None:
     assert (err.source, err.line) == ("cvmon.yaml", line), str(err)
     assert str(err).startswith(f"cvmon.yaml:{line}: ")
     assert message in str(err)
+
+
+def test_label_quality_bounds_percent_agreement_unless_told_otherwise() -> None:
+    (plain, alpha) = load(
+        """
+        slos:
+          - {name: q, model: m, sli: label_quality, objective: 0.9, window: 30d, threshold: 0.95,
+             alerting: {alerts: [{severity: ticket, long_window: 1d, short_window: 2h, budget_fraction: 0.1}]}}
+          - {name: a, model: m, sli: label_quality, metric: krippendorff_alpha, objective: 0.9, window: 30d,
+             threshold: 0.8, alerting: {alerts: [{severity: ticket, long_window: 1d, short_window: 2h, burn_rate: 3}]}}
+        """
+    )
+    assert (plain.metric, plain.lower_bound, plain.time_slice) == ("label_agreement", True, True)
+    assert alpha.metric == "krippendorff_alpha"
+
+
+def test_a_cost_slo_pages_only_when_told_to() -> None:
+    (default, paging) = load(
+        """
+        slos:
+          - {name: c, model: m, sli: cost, objective: 0.95, window: 7d, threshold: 0.02}
+          - {name: p, model: m, sli: cost, objective: 0.95, window: 30d, threshold: 0.02,
+             alerting: {alerts: [{severity: page, long_window: 6h, short_window: 30m, budget_fraction: 0.05}]}}
+        """
+    )
+    assert {a.severity for a in default.alerts} == {"ticket"} and len(default.alerts) == 2
+    assert [a.severity for a in paging.alerts] == ["page"]

@@ -121,8 +121,9 @@ def check_cmd(config: Path) -> None:
     slos = _load(config)
     for slo in slos:
         what = slo.sli + (f" {slo.class_name!r}" if slo.class_name else "")
-        what += f" <= {slo.threshold:g}" if slo.threshold is not None and slo.sli != "map" else ""
-        what += f" >= {slo.threshold:g}" if slo.threshold is not None and slo.sli == "map" else ""
+        what += f" {slo.metric}" if slo.metric else ""
+        if slo.threshold is not None:
+            what += f" {'>=' if slo.lower_bound else '<='} {slo.threshold:g}"
         cohort = "".join(f" {k}={v}" for k, v in slo.cohort)
         scope = "per version" if slo.per_version else "summed over versions"
         click.echo(f"{slo.name}: {slo.model}{cohort}, {what}, {slo.objective:g} over {slo.window}, {scope}")

@@ -75,6 +75,10 @@ EXPORTS: dict[str, Export] = {
         "cvmon_confusion_matrix_predictions", class_label=("true_class", "predicted_class"), separator=CELL_SEPARATOR
     ),
     "estimated_accuracy": Export("cvmon_estimated_accuracy_ratio"),
+    "cost_per_1k": Export("cvmon_cost_per_1k_inferences"),
+    "label_agreement": Export("cvmon_label_agreement_ratio"),
+    "krippendorff_alpha": Export("cvmon_label_krippendorff_alpha"),
+    "multi_annotated_coverage": Export("cvmon_label_multi_annotated_coverage_ratio"),
     "drift_score": Export("cvmon_drift_score", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
     "drift_p_value": Export("cvmon_drift_p_value", class_label=_DRIFT, separator=DRIFT_SEPARATOR),
     "drift_effect_size": Export("cvmon_drift_effect_size", class_label=_DRIFT, separator=DRIFT_SEPARATOR),

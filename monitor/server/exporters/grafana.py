@@ -5,7 +5,8 @@ names table (:data:`monitor.server.names.METRIC`) and checks the labels it match
 so renaming or dropping a metric or a label makes generation fail instead of leaving a blank
 panel. ``cvmon grafana render --out grafana/`` writes::
 
-    grafana/dashboards/cvmon-executive.json   SLO status and budget left, accuracy / mAP trend, incidents
+    grafana/dashboards/cvmon-executive.json   SLO status and budget left, accuracy / mAP trend, cost per
+                                              1 000 inferences, label agreement, incidents
     grafana/dashboards/cvmon-oncall.json      burn rates, latency p50/p95/p99 by version, error rate,
                                               precision / recall of chosen classes, recent drift
     grafana/dashboards/cvmon-debug.json       confusion matrix, reliability diagram, per-cohort breakdown,
@@ -331,6 +332,17 @@ def executive(q: _Queries) -> dict[str, Any]:
         panel("timeseries", "Predictions per second", "Traffic per model.",
               [Target(f"sum by (model) (rate({q.sel('cvmon_predictions_total', MODEL)}[$__rate_interval]))",
                       "{{model}}")], unit="reqps"),
+        row("Cost and label quality"),
+        panel("timeseries", "Cost per 1 000 inferences",
+              "Device-hours priced per device class (costs: in cvmon.yaml, in its currency) plus the fixed "
+              "cost per 1 000 requests, per model and version. A batch shares its call's device time.",
+              [Target(q.sel("cvmon_cost_per_1k_inferences", *MVW), "{{model}} {{version}}")], lo=0),
+        panel("timeseries", "Label agreement",
+              "How often annotators agree on multiply-annotated predictions, and Krippendorff's alpha "
+              "(1 perfect, 0 chance). Quality metrics rest on labels people agree on.",
+              [Target(q.sel("cvmon_label_agreement_ratio", *MVW), "{{model}} {{version}} agreement"),
+               Target(q.sel("cvmon_label_krippendorff_alpha", *MVW), "{{model}} {{version}} alpha")],
+              hi=1),
         row("Incidents"),
         panel("state-timeline", "Budget-burn incidents", "When each SLO's CvmonErrorBudgetBurn alert fired.",
               [Target(f"max by (slo, severity) ({q.alerts(MODEL)})", "{{slo}} {{severity}}")],
@@ -345,7 +357,8 @@ def executive(q: _Queries) -> dict[str, Any]:
                       instant=True)], w=12, h=5, steps=(("green", None), ("orange", 1))),
     ]
     return _dashboard("cvmon-executive", "cvmon / executive",
-                      "SLO status and error budget left, model quality trend, incidents.", panels, q,
+                      "SLO status and error budget left, model quality trend, cost per 1 000 inferences, "
+                      "label agreement, incidents.", panels, q,
                       time_from="now-30d")
 
 
@@ -479,11 +492,17 @@ def debug(q: _Queries) -> dict[str, Any]:
                           f"{{{{{key}}}}}")], w=8, unit="s"),
             panel("timeseries", f"Label coverage by {key}", f"Labelled / predicted per {key}.",
                   [Target(q.sel("cvmon_label_coverage_ratio", *MVW, cohort, whole=False), f"{{{{{key}}}}}")],
-                  w=12, unit="percentunit", hi=1),
+                  w=8, unit="percentunit", hi=1),
+            panel("timeseries", f"Multiply-annotated coverage by {key}",
+                  f"Predictions with two or more annotators / predictions, per {key}: a {key} missing from "
+                  "the agreement sample has label quality nobody measures.",
+                  [Target(q.sel("cvmon_label_multi_annotated_coverage_ratio", *MVW, cohort, whole=False),
+                          f"{{{{{key}}}}}")],
+                  w=8, unit="percentunit", hi=1),
             panel("timeseries", f"Drift score by {key}", f"Drift detector scores per {key}.",
                   [Target(q.sel("cvmon_drift_score", *MVW, cohort, whole=False),
                           f"{{{{{key}}}}} {{{{detector}}}}")],
-                  w=12),
+                  w=8),
         ]
     panels += [
         row("Labels"),

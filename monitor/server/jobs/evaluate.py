@@ -123,16 +123,16 @@ def _refresh_windows(
             return 0
         states = ev.window_states(conn, spec.name, plan, cache)
     computed_at = datetime.now(UTC)
-    history = ev.window_rows(spec, plan.aligned, states, confusion=False, computed_at=computed_at)
+    history = ev.window_rows(spec, plan.aligned, states, config, confusion=False, computed_at=computed_at)
     if engine.dialect.name != "postgresql":  # computed before SQLite's write lock is taken
         rows = list(history)
-        latest = list(ev.window_rows(spec, plan.latest, states, confusion=True, computed_at=computed_at))
+        latest = list(ev.window_rows(spec, plan.latest, states, config, confusion=True, computed_at=computed_at))
         with write_transaction(engine) as conn:
             ev.store_windows(conn, spec, plan, rows, latest)
         return len(plan.spans)
     # PostgreSQL: the history rows are computed as the COPY sends them, so the server stores one
     # window's rows while the next one's are computed; the transaction holds no lock a reader waits for
     with write_transaction(engine) as conn:
-        latest = list(ev.window_rows(spec, plan.latest, states, confusion=True, computed_at=computed_at))
+        latest = list(ev.window_rows(spec, plan.latest, states, config, confusion=True, computed_at=computed_at))
         ev.store_windows(conn, spec, plan, history, latest)
     return len(plan.spans)

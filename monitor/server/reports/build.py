@@ -17,6 +17,9 @@ trends                      ``metric_points``, the 1d window, both weeks: one po
 per-class table, confusion  ``eval_states`` of the whole versions, merged over both weeks and every
                             version (classification: exact counts); detection: the 7d per-class
                             points of the busiest version
+cost per 1 000 inferences   ``metric_points``, the 7d window, per version (``cost_per_1k``)
+label quality               ``eval_states`` (agreement states) of the whole versions, merged per
+                            week over every version: agreement, alpha, most disputed classes
 drift                       ``metric_points`` rows ``drift_score`` / ``drift_p_value`` /
                             ``drift_detected`` (+ ``drift_threshold`` when written), class
                             ``<detector>:<feature>``, the shortest
@@ -36,15 +39,17 @@ from typing import Final
 
 from sqlalchemy import Connection, Engine
 
-from monitor.metrics import ClassificationState, classification_metrics
+from monitor.metrics import AgreementState, ClassificationState, agreement_metrics, classification_metrics
 from monitor.server.reports.data import (
     DEFAULT_ALPHA,
     EMPTY,
     ClassRow,
     CohortRow,
     Confusion,
+    DisputedClass,
     DriftHit,
     DriftTrend,
+    LabelQuality,
     ReliabilityBin,
     ReliabilityCurve,
     ReportData,
@@ -80,7 +85,10 @@ _WEEK_METRICS: Final = (
     "ece",
     "dece",
     "estimated_accuracy",
+    "cost_per_1k",
 )
+#: Classes the report lists as the most disputed.
+MOST_DISPUTED: Final = 10
 _RELIABILITY: Final = ("reliability_accuracy", "reliability_confidence")
 _DETECTION_CLASS_METRICS: Final = ("ap", "precision", "recall")
 _TREND_METRICS: Final = (
@@ -122,9 +130,9 @@ def build_report_data(
         trend_window, trend_rows = _trend(conn, model, daily, hourly, week)
         drift_window, drift_rows = _drift_rows(conn, model, week)
         estimates = _estimates(conn, model, week)
-        merged = (
-            (history.whole_classification(conn, spec, week.start, week.end),
-             history.whole_classification(conn, spec, week.previous.start, week.start))
+        wholes = (
+            (history.whole_model(conn, spec, week.start, week.end),
+             history.whole_model(conn, spec, week.previous.start, week.start))
             if spec.task == "classification" else None
         )  # fmt: skip
         slos = [s for s in settings.slos if s.model == model]
@@ -136,9 +144,12 @@ def build_report_data(
     trend_days = _trend_starts(week, trend_window)
     alpha = getattr(settings, "drift_alpha", None)
     drift = _drift_trends(drift_rows, slos, alpha)
-    if merged is not None:
+    labels = None
+    if wholes is not None:
+        merged = (wholes[0].classification, wholes[1].classification)
         classes, confusion = _classification_classes(spec.classes, *merged)
         overall = _accuracy(*merged)
+        labels = _label_quality(spec.classes, wholes[0].agreement, wholes[1].agreement)
     else:
         classes, confusion = _detection_classes(spec.classes, totals, busiest), None
         overall = totals.value(busiest, "", "", primary) if busiest else EMPTY
@@ -168,6 +179,8 @@ def build_report_data(
         estimate_trend=_estimate_trend(trend_rows, trend_days, busiest) if spec.task == "classification" else (),
         latency_trend=_version_series(trend_rows, "latency_p95_ms", trend_days, versions),
         error_trend=_version_series(trend_rows, "error_rate", trend_days, versions),
+        currency=None if settings.costs is None else settings.costs.currency,
+        labels=labels,
     )
 
 
@@ -299,6 +312,7 @@ def _versions(
                 latency_p99_ms=value("latency_p99_ms"),
                 error_rate=value("error_rate"),
                 label_latency_p50_s=value("label_latency_p50_seconds"),
+                cost_per_1k=value("cost_per_1k"),
             )
         )
     return tuple(out)
@@ -520,6 +534,39 @@ def _classification_classes(
     if current.n:
         confusion = Confusion(tuple(classes), tuple(tuple(int(x) for x in row) for row in now.confusion_matrix))
     return rows, confusion
+
+
+def _label_quality(
+    classes: Sequence[str], current: AgreementState | None, previous: AgreementState | None
+) -> LabelQuality | None:
+    """Agreement this week next to last week, and the classes of this week's disputed items, the
+    one annotators agree on least first (None when neither week has a multiply-annotated
+    prediction)."""
+    now = agreement_metrics(current) if current is not None else None
+    before = agreement_metrics(previous) if previous is not None else None
+    if not (now and now.items) and not (before and before.items):
+        return None
+
+    def week_value(attr: str) -> WeekValue:
+        return WeekValue(
+            getattr(now, attr) if now else None, getattr(before, attr) if before else None,
+            now.items if now else 0, before.items if before else 0,
+        )  # fmt: skip
+
+    disputed = [
+        DisputedClass(name, c.values, c.specific_agreement, c.disputed)
+        for name, c in zip(classes, now.per_class if now else (), strict=False)
+        if c.disputed
+    ]
+    disputed.sort(key=lambda d: (d.specific_agreement if d.specific_agreement is not None else 2.0, -d.disputed, d.name))
+    return LabelQuality(
+        items=WeekValue(float(now.items) if now else None, float(before.items) if before else None),
+        single=now.single if now else 0,
+        agreement=week_value("percent_agreement"),
+        alpha=week_value("krippendorff_alpha"),
+        disputed_items=now.disputed if now else 0,
+        most_disputed=tuple(disputed[:MOST_DISPUTED]),
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -97,6 +97,36 @@ class VersionSummary:
     latency_p99_ms: WeekValue
     error_rate: WeekValue
     label_latency_p50_s: WeekValue
+    #: cost per 1 000 inferences (``n``: the priced predictions); EMPTY without prices
+    cost_per_1k: WeekValue = EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class DisputedClass:
+    """One class in the annotators' multiply-annotated sample of the week."""
+
+    name: str
+    #: its labels on items with two or more annotators
+    labels: int
+    #: the share of those labels whose partners in the item said the same (None: no partner)
+    specific_agreement: float | None
+    #: items with a label of the class whose annotators did not all agree
+    disputed: int
+
+
+@dataclass(frozen=True, slots=True)
+class LabelQuality:
+    """How far annotators agree on the week's multiply-annotated predictions (every version)."""
+
+    #: predictions with two or more annotators (``n`` of the agreement figures), and with one
+    items: WeekValue
+    single: int
+    #: percent agreement and Krippendorff's alpha (nominal), this week and last
+    agreement: WeekValue
+    alpha: WeekValue
+    disputed_items: int
+    #: the classes annotators agree on least, lowest specific agreement first
+    most_disputed: tuple[DisputedClass, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +292,10 @@ class ReportData:
     estimate_trend: tuple[Series, ...]
     latency_trend: tuple[Series, ...]
     error_trend: tuple[Series, ...]
+    #: the currency of cost per 1 000 inferences (``costs:`` of cvmon.yaml); None: no prices
+    currency: str | None = None
+    #: annotator agreement of the week (classification models with multiply-annotated predictions)
+    labels: LabelQuality | None = None
 
     @property
     def primary_metric(self) -> str:

@@ -72,6 +72,22 @@ def signed_decimal(delta: float | None, digits: int = 3) -> str:
     return _sign(f"{delta:+.{digits}f}")
 
 
+def money(value: float | None, currency: str | None = None) -> str:
+    """An amount with three significant digits below 100 (cost per 1 000 inferences are often
+    fractions of a cent): ``0.0508 USD``, ``0.00725 USD``, ``12.4 EUR``, ``1 240 USD``."""
+    if not _defined(value):
+        return NONE
+    assert value is not None
+    if value == 0:
+        text = "0"
+    elif abs(value) >= 100:
+        text = num(value)
+    else:
+        digits = max(0, 2 - math.floor(math.log10(abs(value))))
+        text = _sign(f"{value:.{digits}f}")
+    return f"{text} {currency}" if currency else text
+
+
 def ms(value: float | None) -> str:
     """A latency in milliseconds: ``23 ms``, ``4.2 ms``, ``1.2 s``."""
     if not _defined(value):

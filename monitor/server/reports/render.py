@@ -55,6 +55,7 @@ def environment() -> Environment:
         decimal=fmt.decimal,
         signed_decimal=fmt.signed_decimal,
         ms=fmt.ms,
+        money=fmt.money,
         duration=fmt.duration,
         when=fmt.when,
         day=fmt.day,

@@ -53,6 +53,8 @@ LATENCY_CHANGE: Final = 0.20
 URGENT_DROP: Final = 0.05
 #: Gap between the label-free estimate and realised accuracy that makes the estimate untrustworthy.
 ESTIMATE_GAP: Final = 0.05
+#: Krippendorff's alpha below which conclusions from labels are not even tentative (his bound).
+ALPHA_TENTATIVE: Final = 0.667
 _MARGIN: Final = 0.05
 _FEATURE_ORDER: Final = {
     "embedding": 0,
@@ -101,6 +103,8 @@ class Verdicts:
     actions_line: str
     changes: tuple[Notable, ...]
     actions: tuple[Action, ...]
+    #: annotator agreement ("" without a multiply-annotated prediction)
+    labels: str = ""
 
 
 def verdicts(data: ReportData) -> Verdicts:
@@ -116,6 +120,7 @@ def verdicts(data: ReportData) -> Verdicts:
         actions_line=actions_verdict(actions),
         changes=changes,
         actions=actions,
+        labels=labels_verdict(data),
     )
 
 
@@ -299,9 +304,30 @@ def service_verdict(data: ReportData) -> str:
     text = f"Latency p95 {fmt.ms(p95.current)}"
     if p95.previous:
         text += f" ({fmt.relative(p95.current, p95.previous)} vs last week)"
-    text += f", error rate {fmt.pct(errors.current, 2)} over {fmt.num(version.predictions.current)} predictions{where}"
+    text += f", error rate {fmt.pct(errors.current, 2)}"
+    if version.cost_per_1k.current is not None:
+        text += f", {fmt.money(version.cost_per_1k.current, data.currency)} per 1{fmt.NNBSP}000 inferences"
+    text += f" over {fmt.num(version.predictions.current)} predictions{where}"
     if errors.current is not None and errors.current > ERROR_RATE_TARGET:
         text += f"; the error rate is above the {ERROR_RATE_TARGET:.0%} target"
+    return _sentence(text)
+
+
+def labels_verdict(data: ReportData) -> str:
+    """How far annotators agree this week, and where they agree least."""
+    q = data.labels
+    if q is None or not q.items.current:
+        return "" if q is None else "No prediction had two or more annotators this week; label agreement is unmeasured."
+    text = (
+        f"Annotators agreed on {fmt.pct(q.agreement.current)} of label pairs over {fmt.num(q.items.current)} "
+        f"predictions with two or more annotators (Krippendorff's alpha {fmt.decimal(q.alpha.current, 2)}"
+    )
+    if q.alpha.previous is not None:
+        text += f", {fmt.decimal(q.alpha.previous, 2)} last week"
+    text += f"); {fmt.num(q.disputed_items)} were disputed"
+    if q.most_disputed:
+        worst = q.most_disputed[0]
+        text += f", most often over {worst.name!r} ({fmt.pct(worst.specific_agreement)} of its labels agreed)"
     return _sentence(text)
 
 
@@ -325,6 +351,7 @@ def build_actions(data: ReportData) -> tuple[Action, ...]:
     actions += _version_drift_actions(data)
     actions += _class_actions(data)
     actions += _label_actions(data)
+    actions += _agreement_actions(data)
     actions += _calibration_actions(data)
     actions += _service_actions(data)
     order = {u: i for i, u in enumerate(URGENCIES)}
@@ -523,6 +550,23 @@ def _label_actions(data: ReportData) -> list[Action]:
             )
         )
     return out
+
+
+def _agreement_actions(data: ReportData) -> list[Action]:
+    """Labels annotators do not agree on judge a model on noise: fix the labelling first."""
+    q = data.labels
+    if q is None or q.alpha.current is None or q.alpha.n < MIN_LABELS or q.alpha.current >= ALPHA_TENTATIVE:
+        return []
+    names = _listing([f"{d.name!r}" for d in q.most_disputed], limit=3)
+    where = f", above all on {names}" if names else ""
+    return [
+        Action(
+            "this week",
+            f"Annotators agree little (Krippendorff's alpha {fmt.decimal(q.alpha.current, 2)} over "
+            f"{fmt.num(q.alpha.n)} multiply-annotated predictions, below {ALPHA_TENTATIVE}){where} — review the "
+            "labelling guidelines and audit a sample before trusting the quality metrics of those classes.",
+        )
+    ]
 
 
 def _calibration_actions(data: ReportData) -> list[Action]:

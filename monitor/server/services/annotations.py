@@ -21,6 +21,11 @@ Under ``majority`` and ``exclude`` the effective label is timed by the newest of
 prediction's annotations (its ``labelled_at``, and so its label latency). Detection labels are
 not annotations: whatever the annotator, their newest revision wins.
 
+Every stored annotation of a known prediction changes its hour's annotator agreement
+(``eval_states.agreement``): the ingest service's ``Changes`` marks the hour for recomputation,
+except for a prediction's first annotations when they give it its first label, which reach the
+hour as a label increment (their item is new to the hour's state, so adding it is exact).
+
 A label the ``exclude`` policy takes back is deleted from ``ground_truth`` (its hour is marked
 for recomputation) or ``ground_truth_pending`` and noted in ``withdrawn_labels``; the counters
 of first labels (labelled predictions, SLO quality events) keep their count, so when the label
@@ -125,6 +130,7 @@ def annotate(
     ``changes``, which the caller applies at the end of its transaction."""
     ids = sorted({g.prediction_id for g in group})
     current = _annotations(conn, model, ids)
+    had_annotations = {pid for pid, _ in current}
     changed: dict[tuple[str, str], dict[str, Any]] = {}
     new: list[GroundTruth] = []
     for g in group:  # oldest first: the newest revision of an annotator wins inside the batch too
@@ -143,6 +149,9 @@ def annotate(
         return [], 0
     _upsert(conn, list(changed.values()), pg=conn.dialect.name == "postgresql")
     touched = sorted({pid for pid, _ in changed})
+    # agreement counts every annotation: the hours of these predictions change (Changes.apply)
+    known = prediction_keys(conn, model, touched)
+    changes.annotated(model, {pid: (known[pid][0], pid in had_annotations) for pid in touched if pid in known})
     withdrawn = _withdrawn(conn, model, touched)
     if policy == DEFAULT_POLICY:
         # today's single-label path, revision by revision (ties resolve as they always did)

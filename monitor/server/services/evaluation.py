@@ -36,6 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
+from monitor.metrics import CostPrices
 from monitor.server.services.drift_features import JOB_METRICS as DRIFT_JOB_METRICS
 from monitor.server.services.state_cache import HourStateCache, RowVersion
 from monitor.server.services.states import (
@@ -76,8 +77,11 @@ MAX_PARTS = 8
 @dataclass(frozen=True)
 class EvalConfig:
     cohort_keys: tuple[str, ...]
+    #: cohort values per key evaluated apart; annotators whose accuracy is reported, likewise
     max_cohort_values: int
     windows: tuple[tuple[str, int], ...]  # (name, seconds)
+    #: prices of cost per 1 000 inferences (``costs:`` of cvmon.yaml); None: no cost metric
+    costs: CostPrices | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EvalConfig:
@@ -85,6 +89,7 @@ class EvalConfig:
             cohort_keys=tuple(settings.cohort_keys),
             max_cohort_values=settings.max_cohort_values,
             windows=tuple((w, parse_window(w)) for w in settings.windows),
+            costs=settings.costs,
         )
 
 
@@ -397,22 +402,37 @@ METRIC_ROW_COLUMNS = ("model", "window", "window_start", "window_end", "version"
 
 
 def window_rows(
-    spec: ModelSpec, spans: Iterable[WindowSpan], states: WindowStates, *, confusion: bool, computed_at: datetime
+    spec: ModelSpec,
+    spans: Iterable[WindowSpan],
+    states: WindowStates,
+    config: EvalConfig,
+    *,
+    confusion: bool,
+    computed_at: datetime,
 ) -> Iterator[tuple[object, ...]]:
     """The metric rows of each window (in :data:`METRIC_ROW_COLUMNS` order), computed as they are
     consumed: a COPY stores one window's rows while the next one's are computed."""
     for span in spans:
-        yield from _span_rows(spec, span, states.of(span), confusion=confusion, computed_at=computed_at)
+        yield from _span_rows(spec, span, states.of(span), config, confusion=confusion, computed_at=computed_at)
 
 
 def _span_rows(
-    spec: ModelSpec, span: WindowSpan, slices: dict[SliceKey, SliceState], *, confusion: bool, computed_at: datetime
+    spec: ModelSpec,
+    span: WindowSpan,
+    slices: dict[SliceKey, SliceState],
+    config: EvalConfig,
+    *,
+    confusion: bool,
+    computed_at: datetime,
 ) -> list[tuple[object, ...]]:
     rows: list[tuple[object, ...]] = []
     for key, state in sorted(slices.items()):
         whole = key.cohort_key == ""
         coverage = state.labelled / state.predictions if state.predictions else None
-        points: list[Point] = slice_points(state, spec, span.seconds, per_class=whole, confusion=confusion and whole)
+        points: list[Point] = slice_points(
+            state, spec, span.seconds, per_class=whole, confusion=confusion and whole,
+            costs=config.costs, max_annotators=config.max_cohort_values,
+        )  # fmt: skip
         rows += [
             (spec.name, span.name, span.start, span.end, key.version, key.cohort_key, key.cohort_value,
              p.metric, p.cls, p.value, p.sample_count, coverage, computed_at)

@@ -1,4 +1,5 @@
-"""The metric history and what is merged from hour states on demand (confusion matrices).
+"""The metric history and what is merged from hour states on demand (confusion matrices, a
+week's exact class counts and annotator agreement).
 
 Read by the API (``GET /v1/models/{model}/metrics``, ``/confusion-matrix``), the console and the
 reports; written by the evaluate and drift jobs.
@@ -14,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from monitor.metrics import ClassificationState
+from monitor.metrics import AgreementState, ClassificationState
 from monitor.server.services.evaluation import load_window
 from monitor.server.services.states import SliceState
 from monitor.server.store import tables as t
@@ -135,10 +136,29 @@ def windows_with(conn: Connection, model: str, metric: str, since: datetime, unt
     return list(conn.execute(query.distinct()).scalars())
 
 
+@dataclass(frozen=True)
+class WholeModel:
+    """A classification model's exact counts over a span, every version together, over its
+    current classes: labelled predictions, and its annotations (None without any)."""
+
+    classification: ClassificationState
+    agreement: AgreementState | None
+
+
+def whole_model(conn: Connection, spec: ModelSpec, start: datetime, end: datetime) -> WholeModel:
+    """The :class:`WholeModel` of ``[start, end)``, merged from the hour states."""
+    whole = [s for k, s in load_window(conn, spec.name, start, end).items() if not k.cohort_key]
+    merged = SliceState.merge(*whole) if whole else None
+    n = len(spec.classes)
+    classification = None if merged is None else merged.classification
+    agreement = None if merged is None else merged.agreement
+    return WholeModel(
+        ClassificationState.empty(n) if classification is None else classification.widen(n),
+        None if agreement is None else agreement.widen(n),
+    )
+
+
 def whole_classification(conn: Connection, spec: ModelSpec, start: datetime, end: datetime) -> ClassificationState:
     """The classification state of every version together over ``[start, end)``, widened to the
     model's current classes (empty when nothing is labelled)."""
-    whole = [s for k, s in load_window(conn, spec.name, start, end).items() if not k.cohort_key]
-    merged = SliceState.merge(*whole).classification if whole else None
-    n = len(spec.classes)
-    return ClassificationState.empty(n) if merged is None else merged.widen(n)
+    return whole_model(conn, spec, start, end).classification

@@ -349,8 +349,12 @@ def adopt_waiting_ground_truth(conn: Connection, *, now: datetime, slos: Sequenc
         keys = by_model[model]
         w.upsert_ground_truth(conn, [{**row, "prediction_ts": keys[row["prediction_id"]][0]} for row in waiting])
         first = {row["prediction_id"]: keys[row["prediction_id"]] for row in waiting}
-        # their hours may have been evaluated already: merged in as increments
+        # their hours may have been evaluated already: merged in as increments; a classification
+        # label's annotations were stored while the prediction was unknown, and the hour's
+        # evaluation may have counted them already: that hour is recomputed instead
         changes.first_labels(model, first)
+        changes.annotated(model, {row["prediction_id"]: (keys[row["prediction_id"]][0], True)
+                                  for row in waiting if row.get("label") is not None})  # fmt: skip
         changes.label_events(conn, model, [(ts, pid) for pid, (ts, _) in first.items()])
         moved += len(waiting)
     changes.apply(conn, now)
@@ -380,6 +384,9 @@ class Changes:
         self.dirty: set[tuple[str, datetime]] = set()
         #: model -> (ts, prediction id) of predictions that got their first label
         self.first: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+        #: model -> prediction id -> (ts, whether it had annotations before) of stored predictions
+        #: that got annotations
+        self.annotations: dict[str, dict[str, tuple[datetime, bool]]] = defaultdict(dict)
         self.slo: Tally = {}
 
     def _version(self, model: str, version: str, ts: datetime) -> list[Any]:
@@ -408,6 +415,14 @@ class Changes:
         self.labelled(model, first.values())
         self.first[model] += [(ts, pid) for pid, (ts, _) in first.items()]
 
+    def annotated(self, model: str, predictions: dict[str, tuple[datetime, bool]]) -> None:
+        """Stored predictions that got annotations (id -> (ts, whether they had some before)):
+        their hours' agreement changes. :meth:`apply` marks those hours dirty, except where the
+        annotations are a prediction's first and come with its first label: the label increment
+        brings the new item to its hour, exactly (an item's later annotations change its weight,
+        which only a recomputation of the hour gets right)."""
+        self.annotations[model].update(predictions)
+
     def label_events(self, conn: Connection, model: str, keys: Sequence[tuple[datetime, str]]) -> None:
         """Quality events of predictions that got their first label in this transaction (read
         back with it, after it was written)."""
@@ -426,6 +441,9 @@ class Changes:
     def apply(self, conn: Connection, now: datetime) -> None:
         """Write everything collected, in the lock order."""
         pg = conn.dialect.name == "postgresql"
+        for model, annotated in sorted(self.annotations.items()):
+            first = {pid for _, pid in self.first.get(model, ())}
+            self.dirty.update((model, hour_floor(ts)) for pid, (ts, before) in annotated.items() if before or pid not in first)
         # 4. a first label of an hour already evaluated is an increment; one of an hour waiting to be
         # recomputed moves the hour's mark instead (the recompute reads it with the hour's rows)
         for model, keys in sorted(self.first.items()):

@@ -16,13 +16,20 @@ from typing import Any, NamedTuple, TypedDict
 import numpy as np
 
 from monitor.metrics import (
+    AgreementState,
     CalibrationState,
     ClassificationState,
+    CostPrices,
+    CostState,
     DetectionState,
+    agreement_metrics,
+    agreement_state,
     calibration_metrics,
     calibration_state_from_confidences,
     classification_metrics,
     classification_state,
+    cost_metrics,
+    cost_state,
     detection_metrics,
     probability_states,
 )
@@ -53,11 +60,17 @@ class StateColumns(TypedDict):
     detection: bytes | None
     latency: bytes
     label_latency: bytes
+    agreement: bytes | None
+    cost: bytes | None
 
 
 @dataclass(frozen=True)
 class SliceState:
-    """Everything the metrics of a slice need, for one hour or a merge of hours."""
+    """Everything the metrics of a slice need, for one hour or a merge of hours.
+
+    ``agreement``: the annotations of the slice's predictions (classification; None without
+    any). ``cost``: its predictions' latencies by device and batch size (None for what late
+    labels add, which brings no predictions)."""
 
     predictions: int
     errors: int
@@ -67,6 +80,8 @@ class SliceState:
     detection: DetectionState | None
     latency: QuantileSketch
     label_latency: QuantileSketch
+    agreement: AgreementState | None = None
+    cost: CostState | None = None
 
     @classmethod
     def merge(cls, *states: SliceState) -> SliceState:
@@ -81,6 +96,8 @@ class SliceState:
             detection=_merge(DetectionState, [s.detection for s in states]),
             latency=QuantileSketch.merge(*(s.latency for s in states)),
             label_latency=QuantileSketch.merge(*(s.label_latency for s in states)),
+            agreement=_merge(AgreementState, _same_agreement_classes([s.agreement for s in states])),
+            cost=_merge(CostState, [s.cost for s in states]),
         )
 
     def blobs(self) -> StateColumns:
@@ -94,6 +111,8 @@ class SliceState:
             "detection": None if self.detection is None else self.detection.to_bytes(),
             "latency": self.latency.to_bytes(),
             "label_latency": self.label_latency.to_bytes(),
+            "agreement": None if self.agreement is None else self.agreement.to_bytes(),
+            "cost": None if self.cost is None else self.cost.to_bytes(),
         }
 
     @classmethod
@@ -107,7 +126,15 @@ class SliceState:
             detection=None if row.detection is None else DetectionState.from_bytes(row.detection),
             latency=QuantileSketch.from_bytes(row.latency),
             label_latency=QuantileSketch.from_bytes(row.label_latency),
+            agreement=None if row.agreement is None else AgreementState.from_bytes(row.agreement),
+            cost=None if row.cost is None else CostState.from_bytes(row.cost),
         )
+
+
+def _same_agreement_classes(states: list[AgreementState | None]) -> list[AgreementState | None]:
+    """Agreement states of hours before and after the class list grew merge over the longer list."""
+    widest = max((s.num_classes for s in states if s is not None), default=0)
+    return [None if s is None else s.widen(widest) for s in states]
 
 
 def merge_classification(states: Sequence[ClassificationState | None], num_classes: int = 0) -> ClassificationState | None:
@@ -208,7 +235,37 @@ def _group_state(rows: Rows, idx: np.ndarray, spec: ModelSpec, labels_only: bool
         detection=det,
         latency=QuantileSketch.empty() if labels_only else QuantileSketch.of(rows.latency_ms[idx]),
         label_latency=QuantileSketch.of(label_delay),
+        agreement=_agreement(rows, idx, len(spec.classes)) if spec.task == "classification" else None,
+        cost=None if labels_only else _cost(rows, idx),
     )
+
+
+def _agreement(rows: Rows, idx: np.ndarray, num_classes: int) -> AgreementState | None:
+    """The agreement counts of the annotations of ``idx`` (every prediction, labelled or not: a
+    disputed one may have no label under the ``exclude`` policy); None when there are none.
+
+    In ``labels_only`` states (late labels) too: a late label merged as an increment is its
+    prediction's first annotation, so its item is new to the hour's state and adding it is exact.
+    Any later annotation marks the hour for recomputation (services/ingest.py, ``Changes``)."""
+    if rows.annotations is None:
+        return None
+    items: list[int] = []
+    annotators: list[str] = []
+    labels: list[int] = []
+    audit: list[bool] = []
+    for i in idx.tolist():
+        for a in rows.annotations[i]:
+            items.append(i)
+            annotators.append(a.annotator)
+            labels.append(a.label)
+            audit.append(a.audit)
+    if not items:
+        return None
+    return agreement_state(np.array(items), annotators, np.array(labels), num_classes=num_classes, audit=np.array(audit))
+
+
+def _cost(rows: Rows, idx: np.ndarray) -> CostState:
+    return cost_state(rows.latency_ms[idx], devices=[rows.device[i] for i in idx.tolist()], batch_sizes=rows.batch_size[idx])
 
 
 def _classification(rows: Rows, idx: np.ndarray, num_classes: int) -> tuple[ClassificationState | None, CalibrationState | None]:
@@ -257,8 +314,19 @@ class Point(NamedTuple):
 MAX_CONFUSION_CELLS = 200
 
 
-def slice_points(state: SliceState, spec: ModelSpec, window_seconds: float, *, per_class: bool, confusion: bool) -> list[Point]:
-    """The named metrics of a slice over a window of ``window_seconds``."""
+def slice_points(
+    state: SliceState,
+    spec: ModelSpec,
+    window_seconds: float,
+    *,
+    per_class: bool,
+    confusion: bool,
+    costs: CostPrices | None = None,
+    max_annotators: int = 0,
+) -> list[Point]:
+    """The named metrics of a slice over a window of ``window_seconds``. ``costs``: the prices
+    cost per 1 000 inferences needs (None: no cost). ``max_annotators``: annotators whose
+    accuracy a whole version reports, those with the most audited items."""
     n = state.predictions
     points = [
         Point("predictions", "", float(n), n),
@@ -278,6 +346,42 @@ def slice_points(state: SliceState, spec: ModelSpec, window_seconds: float, *, p
         points += _calibration_points(state.calibration, per_class=per_class)
     if state.detection is not None:
         points += _detection_points(state.detection, spec, per_class=per_class)
+    if spec.task == "classification":
+        points += _agreement_points(state, spec, per_class=per_class, max_annotators=max_annotators)
+    if costs is not None and state.cost is not None:
+        cost = cost_metrics(state.cost, costs)
+        points.append(Point("cost_per_1k", "", cost.cost_per_1k, cost.costed))
+    return points
+
+
+def _agreement_points(state: SliceState, spec: ModelSpec, *, per_class: bool, max_annotators: int) -> list[Point]:
+    """Label quality from the annotations of the slice's predictions (docs/quality.md).
+
+    ``multi_annotated_coverage`` is in every slice, 0 without annotations: per cohort it shows
+    whether the multiply-annotated sample, on which agreement is measured, covers the cohort."""
+    n = state.predictions
+    if state.agreement is None:
+        return [Point("multi_annotated_coverage", "", 0.0, n)] if n else []
+    m = agreement_metrics(state.agreement)
+    points = [Point("multi_annotated_coverage", "", m.items / n, n)] if n else []
+    if m.items:
+        points += [
+            Point("label_agreement", "", m.percent_agreement, m.items),
+            Point("krippendorff_alpha", "", m.krippendorff_alpha, m.items),
+            Point("fleiss_kappa", "", m.fleiss_kappa, m.items),
+            Point("disputed_items", "", float(m.disputed), m.items),
+        ]
+    if not per_class:
+        return points
+    for name, pc in zip(spec.classes, m.per_class, strict=False):
+        if pc.values:
+            points += [
+                Point("specific_agreement", name, pc.specific_agreement, pc.values),
+                Point("disputed_items", name, float(pc.disputed), pc.values),
+            ]
+    # named annotators only: the unnamed one ("") would read as a whole-slice row
+    audited = sorted((a for a in m.annotators if a.audited and a.annotator), key=lambda a: (-a.audited, a.annotator))
+    points += [Point("annotator_accuracy", a.annotator, a.accuracy, a.audited) for a in audited[:max_annotators]]
     return points
 
 

@@ -138,6 +138,8 @@ _SUBJECT: Final = {
     "ece": "evaluation windows with ECE <= {threshold}",
     "drift": "evaluation windows with drift score <= {threshold}",
     "map": "evaluation windows with mAP >= {threshold}",
+    "cost": "evaluation windows with cost per 1000 inferences <= {threshold}",
+    "label_quality": "evaluation windows with {metric} >= {threshold}",
 }
 
 
@@ -151,7 +153,7 @@ def _humanize(seconds: float) -> str:
 def alert_annotations(slo: SLO, alert: BurnAlert) -> dict[str, str]:
     """The annotations of one alert. They are constant text (no templates), so a promtool test
     can state them and Alertmanager shows them as they are."""
-    subject = _SUBJECT[slo.sli].format(threshold=_num(slo.threshold or 0), cls=slo.class_name)
+    subject = _SUBJECT[slo.sli].format(threshold=_num(slo.threshold or 0), cls=slo.class_name, metric=slo.metric)
     cohort = "".join(f", {k}={v}" for k, v in slo.cohort)
     guard = f" Needs at least {alert.min_events} events in {alert.long_window}." if alert.min_events else ""
     if slo.per_version:

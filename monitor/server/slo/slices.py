@@ -1,9 +1,13 @@
-"""Time-slice SLIs (ece, drift, map): one event per SLO, model version and evaluation hour.
+"""Time-slice SLIs (ece, drift, map, cost, label_quality): one event per SLO, model version and
+evaluation hour.
 
 The evaluate job writes the metrics of every aligned 1h window to ``metric_points``. Once an hour
 has ended (and is not waiting to be recomputed), and its slice holds at least the SLO's
-``min_samples`` labelled samples, it becomes one event of each time-slice SLO of the model: bad
-when its ECE is above the threshold, its mAP@[.5:.95] below it, or its drift score above it.
+``min_samples`` samples, it becomes one event of each time-slice SLO of the model: bad when its
+ECE is above the threshold, its mAP@[.5:.95] below it, its drift score above it, its cost per
+1 000 inferences above it, or its label agreement (or Krippendorff's α) below it. The samples are
+labelled predictions (ece), images (map), current samples (drift), priced predictions (cost) and
+multiply-annotated predictions (label_quality): the ``sample_count`` of the stored point.
 
 Each (SLO, version, hour) is counted once: ``slo_slices`` remembers it, and the event goes into
 ``slo_events`` at the minute it is counted, in the same transaction. It is never changed
@@ -36,7 +40,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from monitor.server.slo.events import Tally, add_events, minute_floor
-from monitor.server.slo.spec import SLO
+from monitor.server.slo.spec import LABEL_QUALITY_METRICS, SLO
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.tables import FEATURE_SEPARATOR
@@ -48,8 +52,15 @@ SLICE_WINDOW: Final = "1h"
 SLICE: Final = timedelta(hours=1)
 #: Hours that ended longer ago than this are never counted (see the module docstring).
 LOOKBACK: Final = timedelta(days=1)
-#: The stored metric each time-slice SLI reads.
-SLICE_METRICS: Final = {"ece": "ece", "map": "map", "drift": "drift_score"}
+#: The stored metric each time-slice SLI reads (label_quality: the SLO's ``metric``).
+SLICE_METRICS: Final = {"ece": "ece", "map": "map", "drift": "drift_score", "cost": "cost_per_1k"}
+
+
+def slice_metric(slo: SLO) -> str:
+    """The stored metric whose 1h points are the SLO's time slices."""
+    if slo.sli == "label_quality":
+        return slo.metric or LABEL_QUALITY_METRICS[0]
+    return SLICE_METRICS[slo.sli]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +75,10 @@ class Slice:
 
     @property
     def bad(self) -> bool:
-        """Whether the hour breaks the SLO's bound (mAP is a lower bound, the others upper)."""
+        """Whether the hour breaks the SLO's bound (mAP and label quality are lower bounds, the
+        others upper)."""
         assert self.slo.threshold is not None
-        if self.slo.sli == "map":
+        if self.slo.lower_bound:
             return self.value < self.slo.threshold
         return self.value > self.slo.threshold
 
@@ -74,7 +86,7 @@ class Slice:
 def slice_of(slo: SLO, rows: list[Any]) -> tuple[float, int] | None:
     """The value and sample count of ``slo`` in one hour's ``metric_points`` rows of one version
     and slice, or None when the hour has no value for it."""
-    metric = SLICE_METRICS[slo.sli]
+    metric = slice_metric(slo)
     if slo.sli != "drift":
         for row in rows:
             if row.metric == metric and row.cls == "":
@@ -111,7 +123,7 @@ def due_slices(engine: Engine, model: str, slos: list[SLO], now: datetime) -> li
             sa.select(mp.version, mp.window_start, mp.cohort_key, mp.cohort_value, mp.metric, mp["class"].label("cls"),
                       mp.value, mp.sample_count)
             .where(mp.model == model, mp.window == SLICE_WINDOW, mp.window_start >= earliest, mp.window_end <= now,
-                   mp.metric.in_(sorted({SLICE_METRICS[s.sli] for s in slos})), mp.value.is_not(None))
+                   mp.metric.in_(sorted({slice_metric(s) for s in slos})), mp.value.is_not(None))
         ).all()  # fmt: skip
         # an hour waiting to be recomputed has stale metrics: count it once it is fresh
         dirty = set(conn.execute(sa.select(t.dirty_hours.c.hour_start).where(t.dirty_hours.c.model == model)).scalars())

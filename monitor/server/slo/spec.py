@@ -10,15 +10,18 @@
       - name: digits-accuracy         # unique; letters, digits, '.', '_', '-'
         model: digits
         sli: accuracy                 # latency | availability | accuracy | precision | recall
-                                      # | ece | drift | map
+                                      # | ece | drift | map | cost | label_quality
         objective: 0.95               # fraction of good events (good time slices), in (0, 1)
         window: 30d                   # 12h, 7d, 30d, 4w, ...
         class: "7"                    # precision / recall only, required there
         threshold: 0.2                # latency (seconds), ece / drift (upper bound), map (lower
-                                      # bound); required for those, refused for the others
+                                      # bound), cost (upper bound, currency per 1 000 inferences),
+                                      # label_quality (lower bound); required for those only
         detector: pca_ks              # drift only, required: which detector's score is bounded
-        min_samples: 30               # ece / drift / map only, optional: labelled samples an
-                                      # evaluation hour needs to count as an event (default 30)
+        metric: krippendorff_alpha    # label_quality only: label_agreement (default) or
+                                      # krippendorff_alpha
+        min_samples: 30               # time slices only, optional: samples an evaluation hour
+                                      # needs to count as an event (default 30)
         cohort: {camera: cam-3}       # optional
         alerting:                     # optional, overrides slo_alerting for this SLO
           min_events: 20
@@ -56,12 +59,21 @@ from monitor.server.slo.burnrate import (
     parse_duration,
 )
 
-SLI = Literal["latency", "availability", "accuracy", "precision", "recall", "ece", "drift", "map"]
+SLI = Literal[
+    "latency", "availability", "accuracy", "precision", "recall", "ece", "drift", "map", "cost", "label_quality"
+]
 SLIS: Final[tuple[str, ...]] = get_args(SLI)
 #: SLIs whose events are evaluation windows (time slices) rather than predictions or labels.
-TIME_SLICE_SLIS: Final = frozenset({"ece", "drift", "map"})
+TIME_SLICE_SLIS: Final = frozenset({"ece", "drift", "map", "cost", "label_quality"})
+#: Time-slice SLIs whose threshold is a lower bound (the others' is an upper bound).
+LOWER_BOUND_SLIS: Final = frozenset({"map", "label_quality"})
+#: SLIs whose default alerts are the recipe's tickets only: a cost overrun is worth a ticket in
+#: working hours, not a page at night.
+TICKET_SLIS: Final = frozenset({"cost"})
+#: The agreement figures a label_quality SLO may bound (stored metric names), the default first.
+LABEL_QUALITY_METRICS: Final = ("label_agreement", "krippendorff_alpha")
 _NEEDS_CLASS: Final = frozenset({"precision", "recall"})
-_NEEDS_THRESHOLD: Final = frozenset({"latency", "ece", "drift", "map"})
+_NEEDS_THRESHOLD: Final = frozenset({"latency", "ece", "drift", "map", "cost", "label_quality"})
 
 #: SLO names become label values, rule-group names and file names: keep them plain.
 _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9])?")
@@ -74,8 +86,8 @@ _MIN_SLO_WINDOW_S: Final = 3600
 DEFAULT_MIN_SAMPLES: Final = 30
 
 _SLO_KEYS: Final = (
-    "name", "model", "sli", "objective", "window", "class", "threshold", "detector", "min_samples", "cohort",
-    "alerting",
+    "name", "model", "sli", "objective", "window", "class", "threshold", "detector", "metric", "min_samples",
+    "cohort", "alerting",
 )  # fmt: skip
 _ALERTING_KEYS: Final = ("min_events", "per_version", "alerts")
 _ALERT_KEYS: Final = (
@@ -105,6 +117,8 @@ class SLO:
     #: Alerts decide per model version (a canary pages on its own counts, its guard on its own
     #: events), in the rendered rules and the notifier alike; False: on the sum over versions.
     per_version: bool = True
+    #: label_quality only: the agreement figure bounded (one of :data:`LABEL_QUALITY_METRICS`).
+    metric: str | None = None
 
     @property
     def window(self) -> str:
@@ -118,8 +132,14 @@ class SLO:
 
     @property
     def time_slice(self) -> bool:
-        """Whether events are evaluation windows (ece, drift, map) rather than predictions."""
+        """Whether events are evaluation windows (ece, drift, map, cost, label_quality) rather
+        than predictions."""
         return self.sli in TIME_SLICE_SLIS
+
+    @property
+    def lower_bound(self) -> bool:
+        """Whether the threshold is the smallest good value (map, label_quality)."""
+        return self.sli in LOWER_BOUND_SLIS
 
 
 def load_slos(text: str, source: str = "cvmon.yaml") -> tuple[SLO, ...]:
@@ -349,13 +369,14 @@ class _Reader:
         self,
         keys: dict[str, tuple[Any, Any]],
         name: str,
+        sli: str,
         objective: float,
         window_s: int,
         options: _AlertingOptions,
     ) -> tuple[BurnAlert, ...]:
-        """The SLO's alerts: ``options.alerts`` applied to it, else the scaled workbook recipe;
-        each checked with :func:`alert_problems` (errors at the entry, or at the SLO's objective
-        or window line for the built-in recipe)."""
+        """The SLO's alerts: ``options.alerts`` applied to it, else the scaled workbook recipe
+        (its tickets only for :data:`TICKET_SLIS`); each checked with :func:`alert_problems`
+        (errors at the entry, or at the SLO's objective or window line for the built-in recipe)."""
         if options.alerts is None:
             if window_s < MIN_RECIPE_SLO_WINDOW_S:
                 raise self.error(
@@ -365,6 +386,8 @@ class _Reader:
                     "set alerting.alerts for this SLO (see docs/slo.md, \"Short SLO windows\")",
                 )
             alerts = default_alerts(objective, window_s)
+            if sli in TICKET_SLIS:
+                alerts = tuple(a for a in alerts if a.severity == "ticket")
             if options.min_events is not None:
                 alerts = tuple(_with_guard(a, options.min_events) for a in alerts)
             for alert in alerts:
@@ -455,7 +478,8 @@ class _Reader:
             threshold = self._threshold(keys["threshold"][1], sli)
         elif "threshold" in keys:
             raise self.error(
-                keys["threshold"][0], f"threshold applies only to latency, ece, drift and map, not {sli}"
+                keys["threshold"][0],
+                f"threshold applies only to {', '.join(s for s in SLIS if s in _NEEDS_THRESHOLD)}, not {sli}",
             )
 
         detector = None
@@ -469,11 +493,24 @@ class _Reader:
             raise self.error(node, "a drift SLO needs detector: the detector whose score the threshold bounds "
                                    "(e.g. ks or pca_ks, whose scores lie in [0, 1])")
 
+        metric = None
+        if "metric" in keys:
+            if sli != "label_quality":
+                raise self.error(keys["metric"][0], f"metric applies only to label_quality, not {sli}")
+            metric = self.text(keys["metric"][1], "metric")
+            if metric not in LABEL_QUALITY_METRICS:
+                raise self.error(
+                    keys["metric"][1], f"metric must be one of {' | '.join(LABEL_QUALITY_METRICS)}, not {metric!r}"
+                )
+        elif sli == "label_quality":
+            metric = LABEL_QUALITY_METRICS[0]
+
         min_samples = DEFAULT_MIN_SAMPLES
         if "min_samples" in keys:
             if sli not in TIME_SLICE_SLIS:
                 raise self.error(
-                    keys["min_samples"][0], f"min_samples applies only to ece, drift and map, not {sli}"
+                    keys["min_samples"][0],
+                    f"min_samples applies only to {', '.join(s for s in SLIS if s in TIME_SLICE_SLIS)}, not {sli}",
                 )
             min_samples = self.count(keys["min_samples"][1], "min_samples")
             if min_samples < 1:
@@ -486,7 +523,7 @@ class _Reader:
         options = defaults
         if "alerting" in keys:
             options = self.alerting(keys["alerting"][1], "alerting", defaults)
-        alerts = self.resolve_alerts(keys, name, objective, window_s, options)
+        alerts = self.resolve_alerts(keys, name, sli, objective, window_s, options)
         return SLO(
             name=name,
             model=model,
@@ -501,13 +538,14 @@ class _Reader:
             line=_line(node),
             min_samples=min_samples,
             per_version=options.per_version,
+            metric=metric,
         )
 
     def _threshold(self, node: Any, sli: str) -> float:
         value = self.number(node, "threshold")
         if value <= 0:
             raise self.error(node, f"threshold must be > 0, not {value:g}")
-        if sli in ("ece", "map") and value >= 1:
+        if sli in ("ece", "map", "label_quality") and value >= 1:
             raise self.error(node, f"threshold for {sli} is a fraction in (0, 1), not {value:g}")
         return value
 
@@ -530,6 +568,8 @@ _THRESHOLD_MEANING: Final[Mapping[str, str]] = {
     "ece": "the largest acceptable expected calibration error of an evaluation window",
     "drift": "the largest acceptable drift score of an evaluation window",
     "map": "the smallest acceptable mAP of an evaluation window",
+    "cost": "the largest acceptable cost per 1 000 inferences of an evaluation window (currency of costs:)",
+    "label_quality": "the smallest acceptable label agreement (or Krippendorff's alpha) of an evaluation window",
 }
 
 

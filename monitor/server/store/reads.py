@@ -2,7 +2,8 @@
 
 Used by the evaluation jobs: an hour of one model (``read_hour``), the predictions whose labels
 arrived after their hour was evaluated (``take_increments``) or a set of predictions by key
-(``read_keys``). Packed arrays stay
+(``read_keys``). The first two also read the annotations of classification predictions
+(``read_annotations``), which annotator agreement is computed from. Packed arrays stay
 ``bytes`` here; the jobs decode them with ``numpy.frombuffer``.
 """
 
@@ -34,6 +35,8 @@ class Rows:
     ts: NDArray[np.float64]  # Unix seconds
     status: NDArray[np.int8]
     latency_ms: NDArray[np.float64]  # NaN when not reported
+    device: list[str | None]  # the resources of the inference call (None, 0: not reported)
+    batch_size: NDArray[np.int64]
     labelled: NDArray[np.bool_]
     labelled_at: NDArray[np.float64]  # Unix seconds, NaN when unlabelled
     # classification
@@ -48,6 +51,9 @@ class Rows:
     gt_boxes: list[bytes | None]
     gt_classes: list[bytes | None]
     gt_crowd: list[bytes | None]
+    #: every annotator's current label of each prediction (classification; see
+    #: :func:`read_annotations`); None when they were not read
+    annotations: list[tuple[Annotated, ...]] | None = None
 
     def __len__(self) -> int:
         return len(self.prediction_id)
@@ -58,7 +64,10 @@ class Rows:
         picked: dict[str, Any] = {}  # one column per field, each of its own type
         for f in fields(self):
             column = getattr(self, f.name)
-            picked[f.name] = column[idx] if isinstance(column, np.ndarray) else [column[i] for i in idx]
+            if column is None:
+                picked[f.name] = None
+            else:
+                picked[f.name] = column[idx] if isinstance(column, np.ndarray) else [column[i] for i in idx]
         return Rows(**picked)
 
 
@@ -71,7 +80,7 @@ _LABEL_COLUMNS = {"classification": ("label",), "detection": ("boxes", "box_clas
 
 def _predictions(task: str) -> sa.Select[Any]:
     p = t.predictions.c
-    return sa.select(p.prediction_id, p.model_version, p.cohort, p.ts, p.status, p.latency_ms,
+    return sa.select(p.prediction_id, p.model_version, p.cohort, p.ts, p.status, p.latency_ms, p.device, p.batch_size,
                      *(p[c] for c in _PREDICTION_COLUMNS[task]))  # fmt: skip
 
 
@@ -107,7 +116,7 @@ def read_hour(conn: Connection, model: str, task: str, hour_start: datetime) -> 
     p, g = t.predictions.c, t.ground_truth.c
     preds = conn.execute(_predictions(task).where(p.model == model, p.ts >= hour_start, p.ts < end)).all()
     labels = conn.execute(_labels(task).where(g.model == model, g.prediction_ts >= hour_start, g.prediction_ts < end)).all()
-    return _rows(preds, {r.prediction_id: r for r in labels}, task)
+    return _rows(preds, {r.prediction_id: r for r in labels}, task, _annotations_of(conn, model, task, preds))
 
 
 def read_keys(conn: Connection, model: str, task: str, keys: Sequence[tuple[datetime, str]]) -> Rows:
@@ -162,7 +171,7 @@ def take_increments(conn: Connection, model: str, task: str, limit: int) -> Rows
         labels: dict[str, Any] = {
             r.prediction_id: _Label._make(getattr(r, f"gt_{f}", None) for f in _Label._fields) for r in found if r.gt_prediction_id
         }
-        return _rows(found, labels, task)
+        return _rows(found, labels, task, _annotations_of(conn, model, task, found))
     wanted = first.subquery("wanted")
     keys = sa.select(wanted.c.prediction_ts.label("ts"), wanted.c.prediction_id.label("pid")).subquery("keys")
     last = conn.execute(sa.select(keys.c.ts, keys.c.pid).order_by(keys.c.ts.desc(), keys.c.pid.desc()).limit(1)).first()
@@ -173,7 +182,62 @@ def take_increments(conn: Connection, model: str, task: str, limit: int) -> Rows
     # the increments read above, by their order (this snapshot too)
     up_to = sa.tuple_(sa.literal(last.ts, inc.prediction_ts.type), sa.literal(last.pid, inc.prediction_id.type))
     conn.execute(sa.delete(t.label_increments).where(inc.model == model, sa.tuple_(inc.prediction_ts, inc.prediction_id) <= up_to))
-    return _rows(preds, labels, task)
+    return _rows(preds, labels, task, _annotations_of(conn, model, task, preds))
+
+
+class Annotated(NamedTuple):
+    """One annotator's current label of a prediction (a row of ``label_annotations``)."""
+
+    annotator: str
+    label: int
+    audit: bool
+
+
+def read_annotations(conn: Connection, model: str, ids: Sequence[str]) -> dict[str, tuple[Annotated, ...]]:
+    """The annotations of the predictions ``ids`` of ``model``, by prediction (those without
+    none), in annotator order.
+
+    An item has one reference: of several audits of a prediction only the newest is kept (ties
+    broken by the greater annotator name, as the label policies break them); the older ones
+    are superseded references, neither audits nor peer labels.
+    """
+    a = t.label_annotations.c
+    query = sa.select(a.prediction_id, a.annotator, a.label, a.audit, a.labelled_at).where(a.model == model)
+    rows: list[Any] = []
+    if conn.dialect.name == "postgresql":
+        if ids:
+            # one primary-key probe per id (the ids one array parameter): with ``= ANY(ids)`` a
+            # table without statistics yet is read through the (model, received_at) index, every
+            # annotation of the model tested against every id, for each hour evaluated.
+            # OFFSET 0 keeps the planner from flattening the probe into a join of its choosing.
+            wanted = sa.bindparam("annotated_ids", list(ids), type_=ARRAY(sa.Text))
+            keys = sa.func.unnest(wanted).table_valued("pid").render_derived()
+            probe = query.where(a.prediction_id == keys.c.pid).offset(0).lateral("probe")
+            rows = list(conn.execute(sa.select(*probe.c).select_from(keys).join(probe, sa.true())).all())
+    else:
+        for start in range(0, len(ids), _KEYS_PER_QUERY):
+            rows += conn.execute(query.where(a.prediction_id.in_(list(ids[start : start + _KEYS_PER_QUERY])))).all()
+    by_item: dict[str, list[Any]] = {}
+    for r in rows:
+        by_item.setdefault(r.prediction_id, []).append(r)
+    out: dict[str, tuple[Annotated, ...]] = {}
+    for pid, found in by_item.items():
+        audits = [r for r in found if r.audit]
+        reference = max(audits, key=lambda r: (r.labelled_at, r.annotator)) if audits else None
+        out[pid] = tuple(
+            Annotated(r.annotator, r.label, r.audit)
+            for r in sorted(found, key=lambda r: r.annotator)
+            if not r.audit or r is reference
+        )
+    return out
+
+
+def _annotations_of(conn: Connection, model: str, task: str, preds: Sequence[Any]) -> dict[str, tuple[Annotated, ...]] | None:
+    """The annotations of ``preds`` for a classification model; None for detection (its labels
+    are not annotations)."""
+    if task != "classification":
+        return None
+    return read_annotations(conn, model, [r.prediction_id for r in preds])
 
 
 class _Label(NamedTuple):
@@ -248,11 +312,14 @@ class _CommonColumns(TypedDict):
     ts: NDArray[np.float64]
     status: NDArray[np.int8]
     latency_ms: NDArray[np.float64]
+    device: list[str | None]
+    batch_size: NDArray[np.int64]
     labelled: NDArray[np.bool_]
     labelled_at: NDArray[np.float64]
+    annotations: list[tuple[Annotated, ...]] | None
 
 
-def _rows(preds: Sequence[Any], labels: dict[str, Any], task: str) -> Rows:
+def _rows(preds: Sequence[Any], labels: dict[str, Any], task: str, annotations: dict[str, tuple[Annotated, ...]] | None = None) -> Rows:
     n = len(preds)
     got = [labels.get(r.prediction_id) for r in preds]
     empty: list[bytes | None] = [None] * n
@@ -263,8 +330,11 @@ def _rows(preds: Sequence[Any], labels: dict[str, Any], task: str) -> Rows:
         "ts": _seconds([r.ts for r in preds]),
         "status": np.array([r.status for r in preds], dtype=np.int8),
         "latency_ms": np.array([np.nan if r.latency_ms is None else r.latency_ms for r in preds], dtype=np.float64),
+        "device": [r.device for r in preds],
+        "batch_size": np.array([r.batch_size or 0 for r in preds], dtype=np.int64),
         "labelled": np.array([g is not None for g in got], dtype=bool),
         "labelled_at": _seconds([None if g is None else g.labelled_at for g in got]),
+        "annotations": None if annotations is None else [annotations.get(r.prediction_id, ()) for r in preds],
     }
     if task == "classification":
         return Rows(

@@ -335,6 +335,10 @@ eval_states = Table(
     Column("label_latency", LargeBinary, nullable=True),
     Column("computed_at", UTCDateTime, nullable=False),
     Column("part", Integer, nullable=False, server_default="0"),
+    # annotator agreement of the slice's predictions and its usage for cost per inference
+    # (monitor.metrics AgreementState, CostState); null when the slice has none
+    Column("agreement", LargeBinary, nullable=True),
+    Column("cost", LargeBinary, nullable=True),
     PrimaryKeyConstraint("model", "hour_start", "version", "cohort_key", "cohort_value", "part"),
 )
 
