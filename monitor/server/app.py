@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from monitor import __version__
-from monitor.server.api import compare, health, ingest, models, prometheus, query, reference
+from monitor.server.api import compare, health, ingest, labelling, models, prometheus, query, reference, samples
 from monitor.server.api import reports as report_api
 from monitor.server.api.deps import AppState, utc_now
 from monitor.server.exporters.service import TimingMiddleware
@@ -31,7 +31,8 @@ DESCRIPTION = """cvmon stores predictions and delayed ground truth of computer-v
 them into quality metrics, drift, SLOs and alerts.
 
 Authenticate with `Authorization: Bearer <key>`; create keys with `cvmon keys create`.
-Scopes: `ingest` (POST predictions / ground truth), `read` (GET), `admin` (register models).
+Scopes: `ingest` (POST predictions / ground truth / samples), `read` (GET), `admin` (register models),
+`samples` (view and export sample images; every access is logged).
 A key bound to models can only touch those models.
 """
 
@@ -99,6 +100,8 @@ def create_app(
     app.include_router(reference.router)
     app.include_router(report_api.router)
     app.include_router(compare.router)
+    app.include_router(samples.router)
+    app.include_router(labelling.router)
     app.include_router(prometheus.router)
     app.include_router(health.router)
     app.add_middleware(TimingMiddleware, metrics=state.service_metrics)

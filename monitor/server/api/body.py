@@ -16,6 +16,22 @@ CLIENT_CLOSED_REQUEST = 499
 
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed JSON body; 413 over ``limit`` bytes (compressed or not), 400/415 when unreadable."""
+    raw = await read_body(request, limit)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    # Python's json.dumps writes NaN and Infinity, which strict JSON (orjson) refuses. Parse them
+    # on this slow path so the record holding one is rejected by itself, not the whole batch.
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body's bytes, gunzipped; 413 over ``limit`` bytes (compressed or not), 415 for an
+    unknown Content-Encoding."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -37,16 +53,7 @@ async def read_json(request: Request, limit: int) -> Any:
         raw = _gunzip(raw, limit)
     elif encoding not in ("identity", ""):
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"unsupported Content-Encoding {encoding!r}; use gzip")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        error = exc
-    # Python's json.dumps writes NaN and Infinity, which strict JSON (orjson) refuses. Parse them
-    # on this slow path so the record holding one is rejected by itself, not the whole batch.
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from None
+    return raw
 
 
 def _gunzip(raw: bytes, limit: int) -> bytes:

@@ -19,6 +19,7 @@ from monitor.server.exporters.collectors import QualityExposition
 from monitor.server.exporters.service import ServiceMetrics
 from monitor.server.services.ingest import CohortPolicy
 from monitor.server.services.keys import ApiKey, verify_key
+from monitor.server.services.samples import SampleRuntime
 from monitor.server.settings import Settings
 from monitor.server.store.partitions import PartitionManager
 
@@ -41,12 +42,15 @@ class AppState:
     cohort_policy: CohortPolicy = field(init=False)
     service_metrics: ServiceMetrics = field(init=False)
     quality_exposition: QualityExposition = field(init=False)
+    #: None when no model has opted in to samples
+    samples: SampleRuntime | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = KeyCache(self.engine, ttl_seconds=self.settings.key_cache_seconds)
         self.cohort_policy = CohortPolicy(self.settings)
         self.service_metrics = ServiceMetrics(CollectorRegistry())
         self.quality_exposition = QualityExposition(self.settings.cohort_keys)
+        self.samples = SampleRuntime.from_settings(self.settings.samples)
 
 
 class KeyCache:
@@ -131,3 +135,4 @@ def require(scope: str) -> Callable[..., Principal]:
 IngestAuth = Annotated[Principal, Depends(require("ingest"))]
 ReadAuth = Annotated[Principal, Depends(require("read"))]
 AdminAuth = Annotated[Principal, Depends(require("admin"))]
+SamplesAuth = Annotated[Principal, Depends(require("samples"))]

@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "monitor.server.cli.demo",
     "monitor.server.cli.report",
     "monitor.server.cli.canary",
+    "monitor.server.cli.samples",
 )
 
 

@@ -13,7 +13,8 @@ def keys_group() -> None:
 
 
 @keys_group.command("create")
-@click.option("--scopes", required=True, help="Comma-separated: ingest (send data), read (query), admin (register models).")
+@click.option("--scopes", required=True, help="Comma-separated: ingest (send data), read (query), admin (register models), "
+              "samples (view and export sample images; every access is logged).")
 @click.option("--models", default=None, help="Comma-separated models the key is limited to (default: every model).")
 @click.option("--name", default="", help="A label to recognise the key by in `cvmon keys list`.")
 def create(scopes: str, models: str | None, name: str) -> None:

@@ -18,7 +18,9 @@ from sqlalchemy import Connection
 
 from monitor.server.store import tables as t
 
-SCOPES = ("ingest", "read", "admin")
+#: ``samples``: view and export sample images (the only raw inputs cvmon stores); kept apart from
+#: ``read`` so that dashboards and Prometheus never hold a key that opens images.
+SCOPES = ("ingest", "read", "admin", "samples")
 _KEY = re.compile(r"cvm_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 
