@@ -84,9 +84,12 @@ class SamplePolicy:
 
 @cache
 def pillow_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("PIL") is not None
+    """Whether the ``images`` extra (Pillow) is installed; imported once, on the first array."""
+    try:
+        import PIL.Image  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def check_image(image: Any) -> Any:

@@ -23,6 +23,14 @@ from pathlib import Path
 from typing import Any
 
 
+#: obstore's ClientConfig keys; every other option is the store's configuration.
+_CLIENT_OPTIONS = frozenset({
+    "allow_http", "allow_invalid_certificates", "connect_timeout", "default_content_type", "default_headers",
+    "pool_idle_timeout", "pool_max_idle_per_host", "proxy_url", "proxy_ca_certificate", "proxy_excludes",
+    "randomize_addresses", "read_timeout", "root_certificate", "timeout", "user_agent",
+})  # fmt: skip
+
+
 class ObjectMissing(LookupError):
     """The object is not in the store (deleted by retention or a re-encryption)."""
 
@@ -42,9 +50,11 @@ class ObjectStore:
             path.mkdir(parents=True, exist_ok=True)
             self._store = obstore.store.LocalStore(path)
         else:
-            # every value as text: the config keys of obstore take strings ("true", "9000")
-            config = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items()}
-            self._store = obstore.store.from_url(url, config=config)  # type: ignore[call-overload]
+            # HTTP client settings (allow_http, timeouts, proxies) and the store's own (endpoint,
+            # region, credentials) go to two different arguments of obstore
+            client = {k: v for k, v in options.items() if k in _CLIENT_OPTIONS}
+            config = {k: v for k, v in options.items() if k not in _CLIENT_OPTIONS}
+            self._store = obstore.store.from_url(url, config=config, client_options=client)  # type: ignore[call-overload]
 
     def put(self, key: str, data: bytes) -> None:
         import obstore
