@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from monitor.sdk import Client, SamplePolicy
 from tests.samples.conftest import Store, digit_image, png, register, sample_settings
 

@@ -18,6 +18,8 @@ from monitor.server.api.samples import query_time, runtime, spec_or_404
 from monitor.server.api.schemas import IngestResponse, Rejection, problems
 from monitor.server.services import label_formats, labelling, queues
 from monitor.server.services.ingest import IngestResult, ingest_ground_truth
+from monitor.server.services.sample_crypto import UnknownKey
+from monitor.server.services.samples import Tampered
 from monitor.server.store.engine import write_transaction
 
 router = APIRouter(prefix="/v1", tags=["labelling"])
@@ -163,6 +165,10 @@ def export(
         with write_transaction(state.engine) as conn:
             out = labelling.export_queue(conn, rt, spec, queue, format, principal=principal.label, now=state.clock(),
                                          pending_only=not include_labelled)  # fmt: skip
+    except UnknownKey as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}; add it back to samples.keys") from None
+    except Tampered as exc:
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     if out is None:

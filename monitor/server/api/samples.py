@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -20,10 +21,20 @@ from monitor.server.services import sample_overlay, sample_views
 from monitor.server.services.ingest import batch_records, record_models
 from monitor.server.services.models import model_spec
 from monitor.server.services.sample_audit import Accessed, access_log, record_access
-from monitor.server.services.samples import SampleRuntime, ingest_samples, read_bytes, stored_object
+from monitor.server.services.sample_crypto import UnknownKey
+from monitor.server.services.samples import (
+    ObjectMissing,
+    SampleRuntime,
+    StoredObject,
+    Tampered,
+    ingest_samples,
+    read_bytes,
+    stored_object,
+)
 from monitor.server.store.engine import write_transaction
 from monitor.wire import ModelSpec, parse_timestamp
 
+log = logging.getLogger("cvmon.api")
 router = APIRouter(prefix="/v1", tags=["samples"])
 
 SampleId = Annotated[str, Path(pattern=r"^[0-9a-f]{24}$", description="The sample's id (24 hex digits).")]
@@ -109,6 +120,8 @@ class SampleOut(BaseModel):
     masking: str
     #: stored unmasked (a keep policy): each view is a PII exposure
     exposed: bool
+    #: the encryption key the bytes are sealed with
+    key_id: str
     version: str | None
     predicted_at: datetime | None
     status: str | None
@@ -273,10 +286,23 @@ def get_sample_image(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sample {sample_id} of model {model!r}")
         record_access(conn, model, [Accessed(sample_id, view.exposed)], principal=principal.label, action="view",
                       detail=f"image overlay={overlay}", now=state.clock())  # fmt: skip
-    data = read_bytes(rt, obj)
+    data = read_stored(rt, obj)
     if overlay == "boxes":
         return Response(sample_overlay.draw(data, view, threshold=threshold), media_type="image/png", headers=IMAGE_HEADERS)
     return Response(data, media_type=obj.media_type, headers=IMAGE_HEADERS)
+
+
+def read_stored(rt: SampleRuntime, obj: StoredObject) -> bytes:
+    """The plaintext, or a clear answer when the store or the key ring cannot give it."""
+    try:
+        return read_bytes(rt, obj)
+    except ObjectMissing:
+        raise HTTPException(status.HTTP_410_GONE, f"sample {obj.sample_id}: its image is no longer stored (retention)") from None
+    except UnknownKey as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}; add it back to samples.keys") from None
+    except Tampered as exc:
+        log.error("%s", exc)
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from None
 
 
 class OverlayBox(BaseModel):

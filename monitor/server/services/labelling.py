@@ -20,7 +20,7 @@ from monitor.errors import WireError
 from monitor.server.services import label_formats as fmt
 from monitor.server.services import queues, sample_views
 from monitor.server.services.sample_audit import Accessed, record_access
-from monitor.server.services.samples import SampleRuntime, StoredObject, read_bytes
+from monitor.server.services.samples import ObjectMissing, SampleRuntime, StoredObject, read_bytes
 from monitor.server.store import tables as t
 from monitor.wire import ModelSpec
 
@@ -54,7 +54,10 @@ def export_queue(
             continue
         obj = StoredObject(spec.name, view.sample_id, view.key_id, _object_key(conn, spec.name, view.sample_id),
                            view.media_type, bytes.fromhex(view.sha256))  # fmt: skip
-        items.append((view, read_bytes(runtime, obj)))
+        try:
+            items.append((view, read_bytes(runtime, obj)))
+        except ObjectMissing:
+            continue  # deleted by retention after this transaction's snapshot
     record_access(conn, spec.name, [Accessed(v.sample_id, v.exposed) for v, _ in items], principal=principal,
                   action="export", detail=f"queue {queue} as {form}", now=now)  # fmt: skip
     queues.mark_exported(conn, spec.name, queue, [v.prediction_id for v, _ in items], now=now)

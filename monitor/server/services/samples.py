@@ -39,7 +39,9 @@ from monitor.server.services.sample_audit import bump
 from monitor.server.services.sample_crypto import KeyRing, seal, unseal
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
-from monitor.server.store.objects import ObjectStore
+from monitor.server.store.objects import ObjectMissing, ObjectStore
+
+__all__ = ["ObjectMissing", "SampleRuntime", "StoredObject", "Tampered", "ingest_samples", "read_bytes"]
 from monitor.wire_images import ImageLimits, Sample, parse_sample
 
 
@@ -212,11 +214,23 @@ class StoredObject:
     sha256: bytes
 
 
+class Tampered(ValueError):
+    """The stored bytes do not open as this sample: altered, or another sample's object."""
+
+
 def read_bytes(runtime: SampleRuntime, obj: StoredObject) -> bytes:
-    """The plaintext image of a stored sample (checked against its hash)."""
-    data = unseal(runtime.keys, obj.key_id, runtime.store.get(obj.object_key), associated_data(obj.model, obj.sample_id))
+    """The plaintext image of a stored sample, authenticated (AES-GCM tag, bound to the sample)
+    and checked against its hash. Raises :class:`ObjectMissing`, :class:`UnknownKey` or
+    :class:`Tampered`."""
+    from cryptography.exceptions import InvalidTag
+
+    sealed = runtime.store.get(obj.object_key)
+    try:
+        data = unseal(runtime.keys, obj.key_id, sealed, associated_data(obj.model, obj.sample_id))
+    except (InvalidTag, ValueError):
+        raise Tampered(f"sample {obj.sample_id}: the stored bytes do not open as this sample (altered or moved)") from None
     if hashlib.sha256(data).digest() != obj.sha256:
-        raise ValueError(f"sample {obj.sample_id}: the stored bytes do not match their hash")
+        raise Tampered(f"sample {obj.sample_id}: the stored bytes do not match their hash")
     return data
 
 
