@@ -105,7 +105,7 @@ def create_app(
     app.include_router(prometheus.router)
     app.include_router(health.router)
     app.add_middleware(TimingMiddleware, metrics=state.service_metrics)
-    for schema in ingest.SCHEMAS:  # referenced by the hand-validated ingest request bodies
+    for schema in (*ingest.SCHEMAS, *samples.SCHEMAS):  # referenced by the hand-validated request bodies
         _add_schema(app, schema)
     # Starlette types a handler's exception as Exception, though it is only called with the registered class
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]

@@ -69,7 +69,7 @@ def test_recorded_label_studio_payloads_become_ground_truth(make_api: Any, model
 class _Recorder(BaseHTTPRequestHandler):
     received: list[dict[str, Any]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server interface
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         type(self).received.append(json.loads(body))
         self.send_response(200)
@@ -128,6 +128,7 @@ def test_a_round_trip_through_a_real_label_studio(make_api: Any, model_name: str
             exported = ls.get(f"/api/projects/{project['id']}/export", params={"exportType": "JSON"}).content
     finally:
         recorder.shutdown()
+        recorder.server_close()
         studio_cm.__exit__(None, None, None)
     with api.client(ingest) as http:
         again = http.post(f"/v1/models/{model_name}/labels/import", params={"format": "label-studio"}, content=exported).json()

@@ -16,7 +16,7 @@ from monitor.errors import LimitExceeded, WireError
 from monitor.server.api.body import read_json
 from monitor.server.api.deps import AdminAuth, AppState, IngestAuth, Principal, SamplesAuth, StateDep
 from monitor.server.api.models import ModelName
-from monitor.server.api.schemas import Rejection, problems
+from monitor.server.api.schemas import Rejection, SampleBatch, problems
 from monitor.server.services import sample_overlay, sample_views
 from monitor.server.services.ingest import batch_records, record_models
 from monitor.server.services.models import model_spec
@@ -36,6 +36,8 @@ from monitor.wire import ModelSpec, parse_timestamp
 
 log = logging.getLogger("cvmon.api")
 router = APIRouter(prefix="/v1", tags=["samples"])
+#: The hand-validated request body, published for /docs (app.py adds it to the schema).
+SCHEMAS = (SampleBatch,)
 
 SampleId = Annotated[str, Path(pattern=r"^[0-9a-f]{24}$", description="The sample's id (24 hex digits).")]
 _ERRORS = problems(401, 403, 404, 422, 503)
@@ -68,6 +70,7 @@ class SampleIngestResponse(BaseModel):
 @router.post(
     "/samples",
     response_model=SampleIngestResponse,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SampleBatch"}}}}},
     responses={**problems(400, 401, 403, 413, 415, 503), 422: {"description": "No sample was accepted, or samples are off."}},
     summary="Store sample images",
 )

@@ -185,6 +185,8 @@ def select(
     # the pool's embeddings are scaled so that no dimension dominates the distances
     spread = points.std(axis=0)
     points = points / np.where(spread > 0, spread, 1.0)
+    top = float(scores[pool].max()) if len(pool) else 0.0
+    weight = scores[pool] / top if top > 0 else np.ones(len(pool))
     chosen: list[int] = []
     nearest = np.full(len(pool), np.inf)
     first = [j for j, p in enumerate(pool) if room(int(classes[p]))]
@@ -202,5 +204,7 @@ def select(
         allowed[chosen] = False
         if not allowed.any():
             break
-        j = int(np.argmax(np.where(allowed, nearest, -np.inf)))
+        # the farthest point, each distance weighted by the candidate's score (Sener & Savarese's
+        # core-set on an uncertainty pool): coverage without giving up the hard images
+        j = int(np.argmax(np.where(allowed, nearest * weight, -np.inf)))
     return [int(pool[j]) for j in chosen]
