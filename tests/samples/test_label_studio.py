@@ -11,7 +11,7 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -54,7 +54,7 @@ def test_recorded_label_studio_payloads_become_ground_truth(make_api: Any, model
     created, updated = json.loads((PAYLOADS / "label-studio-1.23.2-webhooks.json").read_text())
     export = json.loads((PAYLOADS / "label-studio-1.23.2-export.json").read_text())
     for body in (created, updated, *export):
-        task = body["task"] if "task" in body else body
+        task = body.get("task", body)
         task["data"].update(prediction_id=pid, model=model_name)
     ingest = api.create_key(["ingest"], [model_name])
     with api.client(ingest) as http:
@@ -67,7 +67,7 @@ def test_recorded_label_studio_payloads_become_ground_truth(make_api: Any, model
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
