@@ -14,8 +14,8 @@ serial) never reaches the store.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Final
 
 import numpy as np
@@ -60,13 +60,21 @@ class Protected:
     dropped: str | None = None
 
 
-@cache
+#: Cascades per thread: a CascadeClassifier keeps working buffers, so one object is not shared by
+#: the server's threads (loading one takes ~50 ms, once per thread and cascade).
+_LOCAL = threading.local()
+
+
 def _cascade(name: str) -> Any:
     import cv2
 
-    classifier = cv2.CascadeClassifier(cv2.data.haarcascades + name)  # type: ignore[attr-defined]
-    if classifier.empty():  # pragma: no cover - an OpenCV wheel without its data
-        raise RuntimeError(f"OpenCV's cascade {name} is missing; install opencv-python-headless<5 (it ships them)")
+    loaded: dict[str, Any] = _LOCAL.__dict__.setdefault("cascades", {})
+    classifier = loaded.get(name)
+    if classifier is None:
+        classifier = cv2.CascadeClassifier(cv2.data.haarcascades + name)  # type: ignore[attr-defined]
+        if classifier.empty():  # pragma: no cover - an OpenCV wheel without its data
+            raise RuntimeError(f"OpenCV's cascade {name} is missing; install opencv-python-headless<5 (it ships them)")
+        loaded[name] = classifier
     return classifier
 
 
