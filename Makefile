@@ -55,7 +55,7 @@ bench-quick: dev
 	$(BIN)/python bench/pipeline.py --quick
 
 bench: dev
-	for b in ingest metrics pipeline sdk drift report size canary; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in ingest metrics pipeline sdk drift report size canary active; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) cvmon.db cvmon.db-wal cvmon.db-shm .pytest_cache

@@ -7,7 +7,10 @@
    runs — once against a null transport (answers 200 at once: the caller's cost alone) and once
    against a real local server (the sender competes with the caller for the GIL). In the same run
    and the same harness: ``queue.SimpleQueue.put``, prometheus_client ``Counter.inc`` and an empty
-   call (the timer's own cost, included in every figure).
+   call (the timer's own cost, included in every figure). With sample capture on
+   (``samples=SamplePolicy``) and a 640×480 RGB frame passed as ``image``: a policy that keeps
+   none of these images (the decision alone: rate, confidence), and a realistic one (1 % rate
+   and a reservoir of 10 an hour: a few kept, their copies in the p99).
 2. Sustained: records/s through the SDK into a local ``cvmon serve`` (a scratch SQLite database,
    or ``--database-url``): log as fast as possible, then ``flush()``; the clock stops when the
    server has acknowledged every record.
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.sdk import Client, MockTransport, Request, Resources, Response
+from monitor.sdk import Client, MockTransport, Request, Resources, Response, SamplePolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,9 +103,10 @@ def local_server(database_url: str | None) -> Iterator[tuple[str, str]]:
             proc.wait(30)
 
 
-def client(url: str, key: str | None, spool: str, *, null: bool, max_queue: int) -> Client:
+def client(url: str, key: str | None, spool: str, *, null: bool, max_queue: int, samples: SamplePolicy | None = None) -> Client:
     return Client(url, api_key=key, model="bench-sdk", version=uuid.uuid4().hex[:8], classes=CLASSES, spool_dir=spool,
-                  max_queue=max_queue, transport=MockTransport(_null) if null else None, exit_timeout=0)  # fmt: skip
+                  max_queue=max_queue, transport=MockTransport(_null) if null else None, exit_timeout=0,
+                  samples=samples)  # fmt: skip
 
 
 def main() -> None:
@@ -149,6 +153,18 @@ def main() -> None:
         row("log_classification + resources as a dict, null transport",
             lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, resources=res_dict), drain=mon)  # fmt: skip
         mon.close(60)
+        # sample capture on: none of these images is kept (top probability >= 0.1 with 10 classes)
+        frame = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+        mon = client("http://null.invalid", None, spool, null=True, max_queue=n + 10_000,
+                     samples=SamplePolicy(rate=0.0, low_confidence=0.1))  # fmt: skip
+        row("log_classification + image, capture on, none kept, null transport",
+            lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, image=frame), drain=mon)  # fmt: skip
+        mon.close(60)
+        mon = client("http://null.invalid", None, spool, null=True, max_queue=n + 10_000,
+                     samples=SamplePolicy(rate=0.01, low_confidence=0.1, reservoir_per_hour=10))  # fmt: skip
+        row("log_classification + image, 1% + reservoir 10/h, null transport",
+            lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, image=frame), drain=mon)  # fmt: skip
+        mon.close(60)
         with local_server(args.database_url) as (url, key):
             mon = client(url, key, spool, null=False, max_queue=n + 10_000)
             row("log_classification, local server", lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort), drain=mon)
@@ -156,6 +172,11 @@ def main() -> None:
                 lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, embedding=emb), drain=mon)  # fmt: skip
             row("log_classification + resources, local server",
                 lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, resources=res), drain=mon)  # fmt: skip
+            mon.flush(600)
+            mon.close(60)
+            mon = client(url, key, spool, null=False, max_queue=n + 10_000, samples=SamplePolicy(rate=0.0, low_confidence=0.1))
+            row("log_classification + image, capture on, none kept, local server",
+                lambda: mon.log_classification(probs, latency_ms=12.1, cohort=cohort, image=frame), drain=mon)  # fmt: skip
             mon.flush(600)
             mon.close(60)
             counter_p50 = rows[2][1]

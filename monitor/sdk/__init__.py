@@ -4,6 +4,7 @@ Standard library and numpy only. Start with :class:`Client`; its docstring is th
 """
 
 from monitor.sdk._client import Client, Stats, TimedPrediction, embedding_sampled
+from monitor.sdk._samples import SamplePolicy
 from monitor.sdk._transport import HTTPTransport, MockTransport, Request, Response, Transport
 from monitor.wire import Resources
 
@@ -14,6 +15,7 @@ __all__ = [
     "Request",
     "Resources",
     "Response",
+    "SamplePolicy",
     "Stats",
     "TimedPrediction",
     "Transport",

@@ -22,6 +22,7 @@ from typing import Any, Final, Self
 from monitor.sdk._records import (
     GROUND_TRUTH,
     PREDICTION,
+    SAMPLE,
     TRACE_KEY,
     check_boxes,
     check_embedding,
@@ -30,6 +31,7 @@ from monitor.sdk._records import (
     check_resources,
     unix_seconds,
 )
+from monitor.sdk._samples import Keeper, SamplePolicy, check_image
 from monitor.sdk._sender import MAX_BATCH_RECORDS, Counters, Flush, Options, Sender, Stop
 from monitor.sdk._spool import Spool
 from monitor.sdk._trace import current_ids
@@ -76,7 +78,7 @@ class TimedPrediction:
     """The record being built inside :meth:`Client.timed`; set its outputs in the block."""
 
     __slots__ = (
-        "_start", "box_classes", "box_scores", "boxes", "cohort", "confidence", "embedding", "input_hash",
+        "_start", "box_classes", "box_scores", "boxes", "cohort", "confidence", "embedding", "image", "input_hash",
         "latency_ms", "predicted_class", "prediction_id", "probabilities", "request_id", "resources",
     )  # fmt: skip
 
@@ -96,6 +98,8 @@ class TimedPrediction:
         self.boxes: Any = None
         self.box_classes: Any = None
         self.box_scores: Any = None
+        #: The input image (encoded bytes or an H×W×C uint8 array), for the samples policy.
+        self.image: Any = None
         #: Set when the block ends.
         self.latency_ms: float | None = None
         self._start = 0.0
@@ -119,6 +123,7 @@ class _Timed:
         common: dict[str, Any] = {
             "latency_ms": rec.latency_ms, "cohort": rec.cohort, "prediction_id": rec.prediction_id,
             "request_id": rec.request_id, "input_hash": rec.input_hash, "resources": rec.resources,
+            "image": rec.image,
         }  # fmt: skip
         if exc_type is not None:
             c._log_error(**common)  # the exception propagates: __exit__ returns None
@@ -188,6 +193,13 @@ class Client:
     by the prediction id (:func:`embedding_sampled`), to bound bandwidth and storage.
     ``embedding_dtype="float16"`` halves their size on the wire.
 
+    **Samples.** With ``samples=SamplePolicy(...)``, a log call's ``image`` (encoded JPEG, PNG
+    or WebP bytes, or an H×W×C uint8 RGB array: ``pip install 'cvmon[images]'``) is kept when
+    the policy says so (errors, low confidence, a rate per cohort, an hourly reservoir; see
+    :class:`SamplePolicy`), thumbnailed on the sender thread and sent to ``/v1/samples``, where
+    the server masks faces and licence plates and encrypts it. Without a policy ``image`` is
+    ignored; when nothing is kept the call costs a few hundred nanoseconds more.
+
     **Tracing.** When OpenTelemetry is in use in the process (``opentelemetry.trace`` imported),
     each prediction carries the current span's W3C ``trace_id`` and ``span_id`` (``trace=False``
     turns this off). The SDK never imports OpenTelemetry itself.
@@ -225,6 +237,7 @@ class Client:
         trace: bool = True,
         exit_timeout: float = 5.0,
         transport: Transport | None = None,
+        samples: SamplePolicy | None = None,
     ) -> None:
         """
         Parameters
@@ -245,6 +258,7 @@ class Client:
         timeout: of one HTTP request.
         exit_timeout: the longest :meth:`close` may hold up interpreter exit.
         transport: replaces the transport the URL picks (see :class:`MockTransport`).
+        samples: which input images to keep (see above); None keeps none.
         """
         if not model or not version:
             raise ValueError("model and version are required")
@@ -263,6 +277,7 @@ class Client:
             batch_size=batch_size, max_batch_bytes=max_batch_bytes, flush_interval=flush_interval,
             retry_deadline=retry_deadline, backoff_base=backoff_base, backoff_max=backoff_max,
             embedding_dtype=embedding_dtype,
+            sample_max_side=samples.max_side if samples else 0, sample_max_bytes=samples.max_bytes if samples else 0,
         )  # fmt: skip
         self._url = url
         self._timeout = timeout
@@ -276,6 +291,7 @@ class Client:
         self._one_in = embedding_one_in
         self._trace = trace
         self._exit_timeout = exit_timeout
+        self._samples = samples
         self._reset()
         _LIVE.add(self)
 
@@ -290,6 +306,7 @@ class Client:
         self._prefix = os.urandom(8).hex() + "-"
         self._ids = itertools.count(1)
         self._start_lock = threading.Lock()
+        self._keeper = Keeper(self._samples) if self._samples is not None else None
 
     # ---------------------------------------------------------------------------------------
     # hot path
@@ -308,6 +325,7 @@ class Client:
         request_id: str | None = None,
         input_hash: str | None = None,
         resources: Resources | Mapping[str, Any] | None = None,
+        image: Any = None,
     ) -> str:
         """Log one classification; returns its prediction id.
 
@@ -316,7 +334,8 @@ class Client:
         such as ``{"camera": "cam-3"}``. ``embedding``: a 1-D feature vector (up to 8192 values).
         ``timestamp``: Unix seconds or an aware datetime; default now. ``resources``: what the
         inference call used (:class:`monitor.sdk.Resources`: device, batch size, CPU time, GPU
-        utilisation and memory), for cost per inference; the adapters fill it.
+        utilisation and memory), for cost per inference; the adapters fill it. ``image``: the
+        input, kept as a sample when the client's ``samples`` policy says so.
         """
         pid = prediction_id or f"{self._prefix}{next(self._ids):x}"
         rec: dict[str, Any] = {"prediction_id": pid, "timestamp": unix_seconds(timestamp, time.time())}
@@ -331,7 +350,13 @@ class Client:
         else:
             raise ValueError("log_classification needs probabilities or predicted_class")
         self._common(rec, latency_ms, cohort, embedding, request_id, input_hash, resources)
-        self._put(PREDICTION, rec)
+        keeper = self._keeper
+        if image is None or keeper is None:
+            self._put(PREDICTION, rec)
+            return pid
+        # decided before the record is queued: the sender thread encodes records in place
+        unsure = keeper.unsure_classification(rec.get("probabilities"), rec.get("confidence"))
+        self._put_with_sample(keeper, rec, image, error=False, unsure=unsure)
         return pid
 
     def log_detection(
@@ -348,19 +373,24 @@ class Client:
         request_id: str | None = None,
         input_hash: str | None = None,
         resources: Resources | Mapping[str, Any] | None = None,
+        image: Any = None,
     ) -> str:
         """Log one image's detections; returns its prediction id.
 
         ``boxes``: ``(n, 4)`` x1, y1, x2, y2 in pixels; ``box_classes``: ``n`` class indices or
         names; ``box_scores``: ``n`` scores in [0, 1]. Log every box the model returns (not only
-        those above its operating threshold): mAP needs the low-scoring ones. ``resources`` as
-        for :meth:`log_classification`.
+        those above its operating threshold): mAP needs the low-scoring ones. ``resources`` and
+        ``image`` as for :meth:`log_classification`.
         """
         pid = prediction_id or f"{self._prefix}{next(self._ids):x}"
         rec: dict[str, Any] = {"prediction_id": pid, "timestamp": unix_seconds(timestamp, time.time())}
         rec.update(check_boxes(boxes, box_classes, box_scores))
         self._common(rec, latency_ms, cohort, embedding, request_id, input_hash, resources)
-        self._put(PREDICTION, rec)
+        keeper = self._keeper
+        if image is None or keeper is None:
+            self._put(PREDICTION, rec)
+            return pid
+        self._put_with_sample(keeper, rec, image, error=False, unsure=keeper.unsure_detection(rec["box_scores"]))
         return pid
 
     def log_ground_truth(
@@ -426,11 +456,25 @@ class Client:
         return _Timed(self, TimedPrediction(pid, cohort, request_id, resources))
 
     def _log_error(
-        self, *, prediction_id: str, latency_ms: float | None, cohort: Any, request_id: Any, input_hash: Any, resources: Any
+        self, *, prediction_id: str, latency_ms: float | None, cohort: Any, request_id: Any, input_hash: Any, resources: Any,
+        image: Any = None,
     ) -> None:
         rec: dict[str, Any] = {"prediction_id": prediction_id, "timestamp": time.time(), "status": "error"}
         self._common(rec, latency_ms, cohort, None, request_id, input_hash, resources)
+        if image is None or self._keeper is None:
+            self._put(PREDICTION, rec)
+        else:
+            self._put_with_sample(self._keeper, rec, image, error=True, unsure=False)
+
+    def _put_with_sample(self, keeper: Keeper, rec: dict[str, Any], image: Any, *, error: bool, unsure: bool) -> None:
+        """Queue the prediction, then the samples the keep policy releases (the prediction first,
+        so that its batch usually reaches the server before its sample)."""
+        image = check_image(image)
+        pid = rec["prediction_id"]
+        samples = keeper.offer(pid, rec["timestamp"], image, keeper.reason(pid, rec.get("cohort"), error=error, unsure=unsure))
         self._put(PREDICTION, rec)
+        for sample in samples:
+            self._put(SAMPLE, sample)
 
     def _common(
         self,
@@ -510,7 +554,11 @@ class Client:
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush within ``timeout`` seconds, spool what is left and stop the sender. True when
-        everything reached the server. Logging again later starts a new sender."""
+        everything reached the server. Logging again later starts a new sender. The samples
+        reservoir of the current hour is sent as it stands."""
+        if self._keeper is not None:
+            for sample in self._keeper.drain():
+                self._put(SAMPLE, sample)
         sender = self._sender
         if sender is None or not sender.is_alive():
             return True

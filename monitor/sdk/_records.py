@@ -27,7 +27,8 @@ from monitor.wire import DEFAULT_LIMITS, Resources, encode_array, parse_resource
 #: Queue item kinds: which endpoint a record goes to.
 PREDICTION: Final = "p"
 GROUND_TRUTH: Final = "g"
-PATHS: Final = {PREDICTION: "/v1/predictions", GROUND_TRUTH: "/v1/ground-truth"}
+SAMPLE: Final = "s"
+PATHS: Final = {PREDICTION: "/v1/predictions", GROUND_TRUTH: "/v1/ground-truth", SAMPLE: "/v1/samples"}
 
 #: Private key of a queued record holding ``(trace_id, span_id)`` as integers.
 TRACE_KEY: Final = "_trace"
@@ -162,3 +163,12 @@ def encode(record: dict[str, Any], model: str, version: str | None, embedding_dt
     if ids is not None:
         record["trace_id"], record["span_id"] = format_ids(ids)
     return _dumps(record).encode()
+
+
+def encode_sample(record: dict[str, Any], model: str, max_side: int, max_bytes: int) -> bytes:
+    """One sample record as JSON bytes, its image thumbnailed (:func:`monitor.sdk._samples.thumbnail`)."""
+    from monitor.sdk._samples import thumbnail
+
+    wire = {"prediction_id": record["prediction_id"], "model": model, "timestamp": record["timestamp"],
+            "reason": record["reason"], **thumbnail(record["image"], max_side, max_bytes)}  # fmt: skip
+    return _dumps(wire).encode()

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from monitor import __version__
-from monitor.sdk._records import PATHS, encode
+from monitor.sdk._records import PATHS, SAMPLE, encode, encode_sample
 from monitor.sdk._spool import Batch, Spool
 from monitor.sdk._transport import Response, Transport
 
@@ -69,6 +69,8 @@ class Options:
     backoff_base: float
     backoff_max: float
     embedding_dtype: str
+    sample_max_side: int = 0
+    sample_max_bytes: int = 0
     adopt_interval: float = 60.0
 
 
@@ -252,8 +254,11 @@ class Sender(threading.Thread):
                 if k != kind:
                     continue
                 try:
-                    part = encode(record, self._o.model, self._o.version if kind == "p" else None, self._o.embedding_dtype)
-                except (TypeError, ValueError) as exc:
+                    if kind == SAMPLE:
+                        part = encode_sample(record, self._o.model, self._o.sample_max_side, self._o.sample_max_bytes)
+                    else:
+                        part = encode(record, self._o.model, self._o.version if kind == "p" else None, self._o.embedding_dtype)
+                except (TypeError, ValueError, ImportError, OSError) as exc:  # OSError: an image Pillow cannot read
                     self._counters.add("rejected", 1)
                     self._warn("encode", logging.WARNING, "cvmon: record %s not sent: %s", record.get("prediction_id"), exc)
                     continue

@@ -6,7 +6,8 @@ Layout::
         <host>-<pid>-<random>/            one directory per live client process
             lock                          flock()ed by its owner for as long as it lives
             000000000042-p-500.gz         one batch: sequence, kind (p: predictions,
-                                          g: ground truth), record count; the gzip body as sent
+                                          g: ground truth, s: samples), record count; the gzip
+                                          body as sent
 
 Why a directory per process rather than one shared directory: forked web workers (gunicorn,
 uvicorn --workers) all log for the same model, and each must be able to spool at once without
@@ -37,7 +38,7 @@ from pathlib import Path
 
 log = logging.getLogger("monitor.sdk")
 
-_NAME = re.compile(r"(\d{12})-([pg])-(\d+)\.gz")
+_NAME = re.compile(r"(\d{12})-([pgs])-(\d+)\.gz")
 _LOCK = "lock"
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from monitor import __version__
 from monitor.server import console
-from monitor.server.api import compare, docs, health, ingest, models, prometheus, query, reference
+from monitor.server.api import compare, docs, health, ingest, labelling, models, prometheus, query, reference, samples
 from monitor.server.api import reports as report_api
 from monitor.server.api.body import BodyLimits
 from monitor.server.api.deps import AppState, utc_now
@@ -33,7 +33,8 @@ DESCRIPTION = """cvmon stores predictions and delayed ground truth of computer-v
 them into quality metrics, drift, SLOs and alerts.
 
 Authenticate with `Authorization: Bearer <key>`; create keys with `cvmon keys create`.
-Scopes: `ingest` (POST predictions / ground truth), `read` (GET), `admin` (register models).
+Scopes: `ingest` (POST predictions / ground truth / samples), `read` (GET), `admin` (register models),
+`samples` (view and export sample images; every access is logged).
 A key bound to models can only touch those models.
 """
 
@@ -126,6 +127,8 @@ def create_app(
     app.include_router(reference.router)
     app.include_router(report_api.router)
     app.include_router(compare.router)
+    app.include_router(samples.router)
+    app.include_router(labelling.router)
     app.include_router(prometheus.router)
     app.include_router(health.router)
     console.install(app)  # the pages at /, after the API so /v1, /metrics and /docs keep their routes
@@ -136,7 +139,7 @@ def create_app(
         read_timeout=settings.http_body_timeout_seconds,
     )
     app.add_middleware(TimingMiddleware, metrics=state.service_metrics)
-    for schema in ingest.SCHEMAS:  # referenced by the hand-validated ingest request bodies
+    for schema in (*ingest.SCHEMAS, *samples.SCHEMAS):  # referenced by the hand-validated request bodies
         _add_schema(app, schema)
     # Starlette types a handler's exception as Exception, though it is only called with the registered class
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]

@@ -76,6 +76,13 @@ METRICS: Final[tuple[MetricName, ...]] = (
     MetricName("cvmon_retraining_requests_total", "counter", "Retraining requests emitted (drift persisting with a quality drop).", ("model",)),
     MetricName("cvmon_automation_events_total", "counter", "Automation events emitted, by type.", ("model", "type")),
     MetricName("cvmon_webhook_deliveries", "gauge", "Automation webhook deliveries by state (pending, delivered, failed).", ("model", "endpoint", "state")),
+    # samples, privacy and labelling (the seed's M11 PII-exposure SLI)
+    MetricName("cvmon_pii_exposure_events_total", "counter", "Views of sample images stored unmasked (a keep privacy policy): PII exposure events.", ("model",)),
+    MetricName("cvmon_sample_access_total", "counter", "Sample images served, by action (view, export); every one is in the access log.", ("model", "action")),
+    MetricName("cvmon_samples_stored_total", "counter", "Sample images stored (masked and encrypted).", ("model",)),
+    MetricName("cvmon_samples_dropped_total", "counter", "Sample images not stored because of the privacy policy; reason is faces, plates or residual.", ("model", "reason")),
+    MetricName("cvmon_labelling_queue_items", "gauge", "Items of a labelling queue still without ground truth.", ("model", "queue")),
+    MetricName("cvmon_labelling_queue_age_seconds", "gauge", "How long the oldest unlabelled item of a labelling queue has waited.", ("model", "queue")),
     # the service itself
     MetricName("cvmon_ingest_records_total", "counter", "Records received by the ingest API; outcome is accepted, duplicate or rejected.", ("kind", "outcome")),
     MetricName("cvmon_http_request_duration_seconds", "histogram", "HTTP request duration.", ("method", "route", "status")),

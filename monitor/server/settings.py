@@ -56,6 +56,7 @@ CVMON_RETENTION_METRIC_POINTS    retention.metric_points      metric history (40
 -                                canary                       canary gates: metrics, tolerances, alpha (docs/canary.md)
 -                                automation                   automation webhooks and event thresholds (docs/canary.md)
 -                                costs                        device-hour prices for cost per inference (docs/quality.md)
+CVMON_SAMPLES_*                  samples                      sample images: models, store, keys, privacy (docs/samples.md)
 ==============================  ==========================  ========================================
 
 Lists in the environment are comma-separated.
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     from monitor.metrics import CostPrices
     from monitor.server.report_settings import ReportSettings
     from monitor.server.rollout_config import AutomationConfig, CanaryConfig
+    from monitor.server.sample_settings import SampleSettings
     from monitor.server.slo.receivers import NotifierConfig
     from monitor.server.slo.spec import SLO
 
@@ -185,6 +187,8 @@ class Settings:
     automation: AutomationConfig = field(default_factory=lambda: _default_automation(), repr=False)
     #: Device-hour prices (``costs:`` in cvmon.yaml; docs/quality.md); None: costs are not computed.
     costs: CostPrices | None = field(default=None, repr=False)
+    #: Sample images: opt-in models, object store, privacy, encryption keys (docs/samples.md).
+    samples: SampleSettings = field(default_factory=lambda: _default_samples(), repr=False)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -230,6 +234,9 @@ class Settings:
         values["canary"] = load_canary(values.get("extra", {}).get("canary"), source=values.get("config_path"))
         values["automation"] = load_automation(values.get("extra", {}).get("automation"), env, source=values.get("config_path"))
         values["costs"] = load_costs(values.get("extra", {}).get("costs"), source=values.get("config_path"))
+        from monitor.server.sample_settings import load_sample_settings
+
+        values["samples"] = load_sample_settings(values.get("extra", {}).get("samples"), env, source=values.get("config_path"))
         values.update(overrides)
         settings = cls(**values)
         settings.validate()
@@ -375,8 +382,8 @@ def parse_window(text: str) -> int:
 #: Fields that are not plain values (parsed by their own readers, never from one variable).
 _STRUCTURED = {
     "extra", "config_path", "config_text", "slos", "notifier", "reports", "retention", "canary", "automation", "costs",
-    "drift_min_effect",
-}
+    "drift_min_effect", "samples",
+}  # fmt: skip
 _SIMPLE_KEYS = {f.name for f in fields(Settings)} - _STRUCTURED - {"pii_drop", "pii_hash", "pii_hash_key"}
 _NOTIFIER_ENV = ("CVMON_NOTIFIER_PAGE_URL", "CVMON_NOTIFIER_TICKET_URL")
 
@@ -458,6 +465,12 @@ def _default_canary() -> CanaryConfig:
     from monitor.server.rollout_config import CanaryConfig
 
     return CanaryConfig()
+
+
+def _default_samples() -> SampleSettings:
+    from monitor.server.sample_settings import SampleSettings
+
+    return SampleSettings()
 
 
 def _default_automation() -> AutomationConfig:

@@ -46,7 +46,8 @@ def test_a_model_that_does_not_exist_is_refused_with_the_models_that_do(run, mod
     typo = model_name + "-typo"
     out = run(*(a.format(model=model_name, typo=typo) for a in args), code=1)
     (line,) = [x for x in out.splitlines() if x.startswith("Error:")]
-    assert f"no model '{typo}'; registered models: " in line and model_name in line.split("registered models: ")[1]
+    # the model it was meant to be comes first (other tests' models may fill the list itself)
+    assert f"no model '{typo}' (did you mean '{model_name}'?); registered models: " in line
 
 
 def test_nothing_is_silenced_by_a_typo_and_force_silences_a_model_before_it_exists(run, model_name):
@@ -80,4 +81,4 @@ def test_the_canary_gate_names_the_versions_there_are(run, make_api, model_name)
     out = run("canary", "check", "--model", model_name, "--baseline", "v3", "--candidate", "v4", code=3)
     assert f"version 'v4' of '{model_name}' has sent no prediction yet; its versions: v3" in out
     out = run("canary", "check", "--model", model_name + "-typo", "--baseline", "v3", "--candidate", "v4", code=3)
-    assert f"no model '{model_name}-typo'; registered models: " in out
+    assert f"no model '{model_name}-typo' (did you mean '{model_name}'?); registered models: " in out

@@ -6,6 +6,9 @@ that away from the tests that count every model of the shared test database.
 
 from __future__ import annotations
 
+import base64
+import secrets
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,6 +60,24 @@ def seed(c: httpx.Client, model: str, detector: str, now: datetime) -> None:
         for i in range(10)
     ]
     assert c.post("/v1/ground-truth", json={"records": labels}).json()["accepted"] == 25
+    # a sample image for each prediction of the first few, and a labelling queue, so the sample
+    # browser and the labelling endpoints reach real rows too
+    image = base64.b64encode(_png()).decode()
+    samples = [{"prediction_id": pid, "model": name, "image": {"base64": image}} for name, pid in
+               [(model, f"p{i}") for i in range(15, 20)] + [(detector, f"d{i}") for i in range(3)]]  # fmt: skip
+    assert c.post("/v1/samples", json={"records": samples}).json()["accepted"] == 8
+    assert c.post(f"/v1/models/{model}/queues/hostile", json={"size": 3}).status_code == 200
+
+
+def _png() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +87,14 @@ def live() -> Iterator[Live]:
     from monitor.server.settings import Settings
     from monitor.server.store.engine import make_engine
 
-    with scratch_database("cvmon_hostile") as url:
-        settings = Settings(database_url=url, scheduler=False)
+    with scratch_database("cvmon_hostile") as url, tempfile.TemporaryDirectory() as tmp:
+        from monitor.server.sample_settings import load_sample_settings
+
+        samples = load_sample_settings({"models": {"*": {}}, "store": tmp,
+                                        "keys": {"k": base64.b64encode(secrets.token_bytes(32)).decode()}}, {})  # fmt: skip
+        settings = Settings(database_url=url, scheduler=False, samples=samples)
         engine = make_engine(url)
-        admin = create_key(url, ["ingest", "read", "admin"])
+        admin = create_key(url, ["ingest", "read", "admin", "samples"])
         server = ThreadServer(create_app(settings)).__enter__()
         try:
             live = Live(server.url, url, admin, "hostile-cls", "hostile-det", engine)

@@ -192,6 +192,16 @@ JsonContent = Annotated[None, Depends(require_json)]
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed JSON body; 413 over ``limit`` bytes (compressed or not), 400/415 when unreadable."""
     require_json(request)
+    body = await read_body(request, limit)
+    try:
+        return loads(body)
+    except WireError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is {exc}") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes | bytearray:
+    """The body's bytes, gunzipped (every member, or 400); 413 over ``limit`` bytes (compressed or
+    not), 415 for an unknown Content-Encoding."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "", "gzip"):
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"unsupported Content-Encoding {encoding[:40]!r}; use gzip")
@@ -205,16 +215,15 @@ async def read_json(request: Request, limit: int) -> Any:
         raise HTTPException(CLIENT_CLOSED_REQUEST, "the client closed the connection before sending the whole body") from None
     if len(raw) > limit:  # without BodyLimits in front (an app mounted elsewhere)
         raise too_large(limit)
+    if encoding != "gzip":
+        return raw
     lease: Lease | None = getattr(request.state, _LEASE_KEY, None)
     try:
-        body: bytes | bytearray = raw
-        if encoding == "gzip":
-            body = gunzip(raw, limit, None if lease is None else lease.take)
-            if lease is not None:  # the compressed bytes are dropped now
-                lease.give(len(raw))
-            del raw
-        return loads(body)
+        body = gunzip(raw, limit, None if lease is None else lease.take)
     except LimitExceeded:
         raise too_large(limit) from None
     except WireError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is {exc}") from None
+    if lease is not None:  # the compressed bytes are dropped now
+        lease.give(len(raw))
+    return body

@@ -20,6 +20,7 @@ from monitor.server.exporters.collectors import QualityExposition
 from monitor.server.exporters.service import ServiceMetrics
 from monitor.server.services.ingest import CohortPolicy
 from monitor.server.services.keys import ApiKey, verify_key
+from monitor.server.services.samples import SampleRuntime
 from monitor.server.settings import Settings
 from monitor.server.store.partitions import PartitionManager
 
@@ -43,6 +44,8 @@ class AppState:
     service_metrics: ServiceMetrics = field(init=False)
     quality_exposition: QualityExposition = field(init=False)
     body_budget: BodyBudget = field(init=False)
+    #: None when no model has opted in to samples
+    samples: SampleRuntime | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.body_budget = BodyBudget(self.settings.max_body_bytes_in_flight)
@@ -50,6 +53,7 @@ class AppState:
         self.cohort_policy = CohortPolicy(self.settings)
         self.service_metrics = ServiceMetrics(CollectorRegistry())
         self.quality_exposition = QualityExposition(self.settings.cohort_keys)
+        self.samples = SampleRuntime.from_settings(self.settings.samples)
 
 
 class KeyCache:
@@ -139,3 +143,4 @@ ReadAuth = Annotated[Principal, Depends(require("read"))]
 AdminAuth = Annotated[Principal, Depends(require("admin"))]
 #: GET /metrics: a key made for Prometheus (``metrics``) or any ``read`` key.
 ScrapeAuth = Annotated[Principal, Depends(require("metrics", "read"))]
+SamplesAuth = Annotated[Principal, Depends(require("samples"))]

@@ -10,6 +10,7 @@ from monitor.server.api.deps import Principal, ScrapeAuth, StateDep
 from monitor.server.api.schemas import problems
 from monitor.server.exporters.collectors import StoredMetricsCollector
 from monitor.server.exporters.rollouts import RolloutCollector
+from monitor.server.exporters.samples import SampleCollector
 from monitor.server.exporters.slo import SloCollector
 
 router = APIRouter(tags=["metrics"])
@@ -37,6 +38,7 @@ async def metrics(state: StateDep, principal: ScrapeAuth) -> Response:
     stored = CollectorRegistry()
     stored.register(StoredMetricsCollector(state.engine, principal.allows_model))
     stored.register(RolloutCollector(state.engine, state.clock, principal.allows_model))
+    stored.register(SampleCollector(state.engine, state.clock, principal.allows_model))
     if state.settings.slos:
         stored.register(SloCollector(state.engine, state.settings.slos, state.clock, principal.allows_model))
     service = sees_service_series(principal)

@@ -87,6 +87,30 @@ class GroundTruthRecord(BaseModel):
     audit: Annotated[bool, Field(description="A reviewed reference label: it scores the annotators.")] = False
 
 
+class SampleImage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base64: str
+    media_type: Literal["image/jpeg", "image/png", "image/webp"] | None = None
+
+
+class SampleRecord(BaseModel):
+    """The input image of one prediction (monitor.wire_images)."""
+
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: Annotated[str, Field(min_length=1, max_length=128)]
+    model: Annotated[str, Field(min_length=1, max_length=128)]
+    timestamp: Annotated[datetime | float | None, Field(description="When it was captured; default: now.")] = None
+    image: SampleImage
+    reason: Literal["error", "low_confidence", "rate", "reservoir", "manual"] = "manual"
+    source_size: Annotated[
+        list[int] | None, Field(min_length=2, max_length=2, description="[width, height] of the image the model saw, when shrunk.")
+    ] = None
+
+
+class SampleBatch(BaseModel):
+    records: Annotated[list[SampleRecord], Field(min_length=1)]
+
+
 class PredictionBatch(BaseModel):
     records: Annotated[list[PredictionRecord], Field(min_length=1)]
 

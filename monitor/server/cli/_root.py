@@ -23,6 +23,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "monitor.server.cli.report",
     "monitor.server.cli.canary",
     "monitor.server.cli.consume",
+    "monitor.server.cli.samples",
 )
 
 

@@ -14,7 +14,8 @@ def keys_group() -> None:
 
 @keys_group.command("create")
 @click.option("--scopes", required=True, type=TEXT, help="Comma-separated: ingest (send data), read (query), admin (register models), "
-              "metrics (GET /metrics only: the key for Prometheus).")  # fmt: skip
+              "metrics (GET /metrics only: the key for Prometheus), samples (view and export sample images; every access "
+              "is logged).")  # fmt: skip
 @click.option("--models", default=None, type=StoredText(8192), help="Comma-separated models the key is limited to (default: every model).")
 @click.option("--name", default="", type=StoredText(128), help="A label to recognise the key by in `cvmon keys list`.")
 @click.option("--force", is_flag=True, help="Bind the key to --models that are not registered yet.")

@@ -29,11 +29,12 @@ from monitor.server.jobs import slo as slo_jobs
 from monitor.server.jobs.drift import drift
 from monitor.server.jobs.evaluate import evaluate
 from monitor.server.jobs.report import report
-from monitor.server.jobs.retention import apply_retention
+from monitor.server.jobs.retention import apply_retention, expire_samples
 from monitor.server.jobs.runner import Job, Outcome, run_job
 from monitor.server.jobs.webhooks import has_webhooks, webhooks
 from monitor.server.services.ingest import adopt_waiting_ground_truth
 from monitor.server.services.models import model_names
+from monitor.server.services.samples import SampleRuntime
 from monitor.server.services.state_cache import HourStateCache
 from monitor.server.settings import Settings
 from monitor.server.store.engine import write_transaction
@@ -67,6 +68,8 @@ class Worker:
         #: Decoded hour states of the evaluate job (None when ``eval_state_cache_mb`` is 0).
         self.state_cache = HourStateCache(cache_bytes) if cache_bytes > 0 else None
         self.partitions = PartitionManager(engine)
+        #: The sample store and keys (None when no model opted in to samples).
+        self.samples = SampleRuntime.from_settings(settings.samples)
 
     def jobs(self) -> dict[str, Job]:
         """Every job by name, bound to what this worker keeps."""
@@ -104,6 +107,8 @@ class Worker:
         if adopted:
             log.info("joined %d waiting ground-truth records to their predictions", adopted)
         apply_retention(self.engine, self.settings.retention, now=self.clock(), partitions=self.partitions)
+        if self.samples is not None:
+            expire_samples(self.engine, self.samples, now=self.clock())
 
 
 def run_once(

@@ -13,6 +13,10 @@ late-label marks       predictions           label_increments, dirty_hours rows 
 hour states            eval_states           rows deleted by ``hour_start``
 metric history         metric_points         rows deleted by ``window_end``
 prediction identities  predictions           rows deleted once their prediction is gone
+sample images          samples.models.*      rows deleted by ``captured_at``, then their objects; day folders
+                       .retention            of the object store past the cutoff swept (orphans included)
+sample access log      samples.              rows deleted by ``at`` (the exported counters keep their totals)
+                       audit_retention
 =====================  ====================  ==============================================================
 
 On PostgreSQL the tables that grow with traffic are never deleted from row by row: a partition
@@ -29,12 +33,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
 from monitor.server.jobs.locks import job_lock
+from monitor.server.sample_settings import ModelSamplePolicy
 from monitor.server.services import retention as svc
+from monitor.server.services import samples as sample_svc
+from monitor.server.services.sample_audit import forget_access_before
+from monitor.server.services.samples import SampleRuntime
 from monitor.server.settings import Retention
 from monitor.server.store.engine import write_transaction
 from monitor.server.store.partitions import PartitionManager
@@ -88,4 +96,37 @@ def apply_retention(
     if result.dropped_partitions or any(result.deleted_rows.values()):
         log.info(result.summary())
     return result
+
+
+def expire_samples(engine: Engine, runtime: SampleRuntime, *, now: datetime) -> dict[str, int]:
+    """Delete samples past their model's retention (rows, then objects, then whole day folders of
+    the store) and access rows past ``samples.audit_retention``; returns counts by kind."""
+    out = {"samples": 0, "objects": 0, "sample_access": 0}
+    default = ModelSamplePolicy().retention  # a model no longer opted in keeps its samples this long
+    with job_lock(engine, "samples-retention", "") as held:
+        if not held:
+            return out
+        with engine.connect() as conn:
+            models = sample_svc.models_with_samples(conn)
+        for model in models:
+            policy = runtime.settings.policy(model)
+            keep = policy.retention if policy is not None else default
+            if keep is None:
+                continue
+            cutoff = now - timedelta(seconds=keep)
+            while True:
+                with write_transaction(engine) as conn:
+                    keys = sample_svc.expire(conn, model, cutoff)
+                runtime.store.delete(keys)  # after the commit: a reader of a deleted row finds no object, never the reverse
+                out["samples"] += len(keys)
+                out["objects"] += len(keys)
+                if len(keys) < 5000:
+                    break
+            out["objects"] += sample_svc.sweep_days(runtime.store, model, cutoff)
+        if runtime.settings.audit_retention is not None:
+            with write_transaction(engine) as conn:
+                out["sample_access"] = forget_access_before(conn, now - timedelta(seconds=runtime.settings.audit_retention))
+    if any(out.values()):
+        log.info("samples retention: %d samples, %d objects, %d access rows deleted", out["samples"], out["objects"], out["sample_access"])
+    return out
 

@@ -19,7 +19,9 @@ from sqlalchemy import Connection
 from monitor.server.store import tables as t
 
 #: ``metrics``: GET /metrics only (what Prometheus needs; a ``read`` key may scrape too).
-SCOPES = ("ingest", "read", "admin", "metrics")
+#: ``samples``: view and export sample images (the only raw inputs cvmon stores); kept apart from
+#: ``read`` so that dashboards and Prometheus never hold a key that opens images.
+SCOPES = ("ingest", "read", "admin", "metrics", "samples")
 _KEY = re.compile(r"cvm_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 

@@ -3,6 +3,7 @@ its versions, and the rule that classes are only ever appended."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -161,7 +162,9 @@ def require_models(conn: Connection, names: Iterable[str]) -> None:
     what = f"no model {missing[0]!r}" if len(missing) == 1 else f"no models {listing([repr(n) for n in missing])}"
     if not known:
         raise UnknownName(f"{what}: no model is registered yet (cvmon models register NAME, or PUT /v1/models/NAME)")
-    raise UnknownName(f"{what}; registered models: {listing(known)}")
+    close = difflib.get_close_matches(missing[0], known, n=3, cutoff=0.6)
+    hint = f" (did you mean {listing([repr(n) for n in close])}?)" if close else ""
+    raise UnknownName(f"{what}{hint}; registered models: {listing(known)}")
 
 
 def model_versions(conn: Connection, model: str) -> list[str]:

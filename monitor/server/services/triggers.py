@@ -13,8 +13,8 @@ retraining.requested         ... and accuracy over the streak (realised, else th
                              before it
 canary.verdict               a compared pair's verdict becomes pass or fail               services/canary.py (record)
 report.ready                 the weekly report is stored                                 jobs/report.py
-labelling.ready              a labelling queue is ready (emitted by the labelling         services.automation.emit
-                             feature, with its queue in ``data``)
+labelling.ready              a labelling queue is (re)built, with its name, strategy,     services/queues.py
+                             size and export URL in ``data``                              (build_queue)
 ==========================  ==========================================================  ==========================
 
 Every function takes the caller's connection, writes through :func:`~.automation.emit` (an

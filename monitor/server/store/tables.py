@@ -660,3 +660,100 @@ automation_attempts = Table(
     Column("error", Text, nullable=True),
     PrimaryKeyConstraint("model", "event_id", "endpoint", "attempt"),
 )
+
+
+# --------------------------------------------------------------------------------------------
+# samples, their access log and the labelling queues (monitor.server.services.samples, .queues)
+
+SampleId = String(32)
+
+#: Sample images: at most one per prediction. The bytes are in the object store under
+#: ``object_key``, sealed with AES-GCM under ``key_id``; this row is their metadata. ``sha256`` and
+#: ``size_bytes`` are of the stored plaintext (after masking, metadata stripped). ``faces`` /
+#: ``plates``: regions found; ``masking``: the policy applied (``faces:mask,plates:keep``);
+#: ``exposed``: stored unmasked under a ``keep`` policy, so a view of it is a PII exposure.
+samples = Table(
+    "samples",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("prediction_id", PredictionId, nullable=False),
+    Column("sample_id", SampleId, nullable=False),
+    Column("captured_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("media_type", String(16), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    # the size of the image the model saw, when the SDK shrank it: boxes are in its pixels
+    Column("source_width", Integer, nullable=True),
+    Column("source_height", Integer, nullable=True),
+    Column("size_bytes", Integer, nullable=False),
+    Column("sha256", LargeBinary(32), nullable=False),
+    Column("faces", SmallInteger, nullable=False),
+    Column("plates", SmallInteger, nullable=False),
+    Column("masking", String(64), nullable=False),
+    Column("exposed", Boolean, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("object_key", String(400), nullable=False),
+    PrimaryKeyConstraint("model", "prediction_id"),
+    Index("ix_samples_model_sample_id", "model", "sample_id", unique=True),
+    Index("ix_samples_model_captured_at", "model", "captured_at"),
+)
+
+#: Every view and export of a sample: who (``principal``: an API key id, ``auth-disabled``, or a
+#: console user), when, which sample and how (``action``: view, export). ``exposed`` copies the
+#: sample's flag: such a row is one PII exposure event.
+sample_access = Table(
+    "sample_access",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("access_id", String(32), nullable=False),
+    Column("sample_id", SampleId, nullable=False),
+    Column("principal", String(128), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("exposed", Boolean, nullable=False),
+    Column("detail", String(256), nullable=False),
+    PrimaryKeyConstraint("model", "at", "access_id"),
+    Index("ix_sample_access_model_sample_id", "model", "sample_id"),
+)
+
+#: Running totals per model that /metrics exports as counters (``stored``, ``dropped_faces``,
+#: ``dropped_plates``, ``views``, ``exports``, ``exposures``): raised in the transaction of what they
+#: count, never lowered, so retention of samples and of the access log never turns a counter back.
+sample_counts = Table(
+    "sample_counts",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("name", String(32), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    PrimaryKeyConstraint("model", "name"),
+)
+
+#: Labelling queues: a named selection of a model's samples to send to labellers (rebuilt whole).
+label_queues = Table(
+    "label_queues",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("queue", String(64), nullable=False),
+    Column("strategy", String(32), nullable=False),
+    Column("params", JSONType, nullable=False),
+    Column("built_at", UTCDateTime, nullable=False),
+    Column("size", Integer, nullable=False),
+    PrimaryKeyConstraint("model", "queue"),
+)
+
+#: The predictions of a queue in the order labellers should take them; labelled when their
+#: prediction has ground truth (read at query time, so labels from any source count).
+label_queue_items = Table(
+    "label_queue_items",
+    metadata,
+    Column("model", ModelName, nullable=False),
+    Column("queue", String(64), nullable=False),
+    Column("prediction_id", PredictionId, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("exported_at", UTCDateTime, nullable=True),
+    PrimaryKeyConstraint("model", "queue", "prediction_id"),
+)
