@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from monitor.server.jobs.webhooks import webhooks
 from monitor.server.rollout_config import AutomationConfig, WebhookEndpoint, load_automation
 from monitor.server.services import automation as auto
+from monitor.server.services.models import register_model
 from monitor.server.settings import Settings
 from monitor.server.store import tables as t
 from monitor.server.store.engine import write_transaction
@@ -45,6 +46,8 @@ def _settings(db: Any, url: str, **config: Any) -> Settings:
 def _emit(db: Any, settings: Settings, model: str, n: int, now: datetime) -> list[str]:
     ids = []
     with write_transaction(db.engine) as conn:
+        # events come from registered models (the CLI's `jobs run-once --model` checks the name)
+        register_model(conn, model, "classification", ["a", "b"], 0.5, now=now)
         for i in range(n):
             eid = auto.emit(conn, settings.automation, model=model, kind="canary.verdict", key=f"pair-{i}",
                             data={"verdict": "fail", "i": i}, now=now)  # fmt: skip

@@ -26,7 +26,7 @@ from tests.faults.servers import serve
 
 SECRET_CLASSES = ["b-secret-class-1", "b-secret-class-2"]
 #: Path parameters other than ``model`` and how to fill them (extend when a route adds one).
-PATH_SAMPLES = {"report_id": "latest"}
+PATH_SAMPLES = {"report_id": "latest", "sample_id": "0" * 24, "queue": "review"}
 #: Bodies for the operations that take one, by (method, path). The walk sends ``{}`` to any other
 #: operation with a body: a refusal must still not depend on whether the model exists.
 BODIES = {
@@ -35,9 +35,13 @@ BODIES = {
         "records": [{"prediction_id": "p-iso", "model": m, "model_version": "v1", "predicted_class": 0}]
     },
     ("post", "/v1/ground-truth"): lambda m: {"records": [{"prediction_id": "b0", "model": m, "label": 0}]},
+    ("post", "/v1/samples"): lambda m: {
+        "records": [{"prediction_id": "b0", "model": m, "timestamp": "2026-01-01T00:00:00Z",
+                     "image": {"base64": "iVBORw0KGgo=", "media_type": "image/png"}}]
+    },
 }
 #: Operations without a model in the path that still name one: in their body.
-MODEL_IN_BODY = {("post", "/v1/predictions"), ("post", "/v1/ground-truth")}
+MODEL_IN_BODY = {("post", "/v1/predictions"), ("post", "/v1/ground-truth"), ("post", "/v1/samples")}
 #: Operations that name no model at all; they must not mention B.
 GLOBAL = {("get", "/v1/models"), ("get", "/metrics"), ("get", "/healthz"), ("get", "/readyz")}
 

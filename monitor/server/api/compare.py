@@ -140,7 +140,7 @@ class FlaggerPayload(BaseModel):
     response_model=CompareOut,
     responses={
         202: {"description": "inconclusive"}, 412: {"description": "fail"}, 425: {"description": "inconclusive (strict)"},
-        **problems(401, 403, 404, 422, 503),
+        **problems(400, 401, 403, 404, 422, 503),
     },
     summary="Flagger webhook: the HTTP status is the verdict",
 )

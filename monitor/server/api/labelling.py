@@ -216,7 +216,7 @@ def _store(state: AppState, records: list[dict[str, Any]], skipped: list[tuple[i
 @router.post(
     "/models/{model}/labels/label-studio",
     response_model=LabelImportResponse,
-    responses={**problems(400, 401, 403, 404, 413, 503), 422: {"description": "No label was stored."}},
+    responses={**problems(400, 401, 403, 404, 413, 415, 503), 422: {"description": "No label was stored."}},
     summary="Label Studio's webhook",
 )
 async def label_studio_webhook(model: ModelName, request: Request, response: Response, state: StateDep, principal: IngestAuth) -> LabelImportResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -73,9 +73,12 @@ def make_engine(url: str, *, pool_size: int = 5, timeouts: DatabaseTimeouts | No
 
 
 def _guard(engine: Engine, seconds: float, *, ping_seconds: float) -> None:
-    """Put the engine's connections under a :class:`Watchdog`: armed while checked out, renewed
-    when a statement starts. The pool's pre-ping happens before any event a watchdog could arm
-    on, so the ping is done here instead, at checkout, under a deadline of its own."""
+    """Put the engine's connections under a :class:`Watchdog` while they wait on the server: from
+    the start of a statement to its result, and during a commit or a rollback. The caller's own work between statements (a bootstrap over the rows it read) is
+    not a server that does not answer, so it runs without a deadline. A statement whose rows are
+    streamed (``yield_per``) stays armed until the next statement or the check-in, since its
+    fetches wait on the server too. The pool's pre-ping happens before any event a watchdog could
+    arm on, so the ping is done here instead, at checkout, under a deadline of its own."""
     watchdog = Watchdog(seconds)
 
     def on_connect(dbapi_conn: Any, record: Any) -> None:
@@ -87,12 +90,32 @@ def _guard(engine: Engine, seconds: float, *, ping_seconds: float) -> None:
             try:
                 engine.dialect.do_ping(dbapi_conn)
             except Exception as error:  # any failure: the connection is unusable, the pool opens another
-                watchdog.disarm(dbapi_conn)
                 raise exc.DisconnectionError(f"pre-ping failed: {error}") from error
-        watchdog.arm(dbapi_conn)
+            finally:
+                watchdog.disarm(dbapi_conn)
 
     def on_statement(conn: Connection, *args: Any) -> None:
         watchdog.arm(conn.connection.dbapi_connection)
+
+    def on_result(conn: Connection, cursor: Any, statement: Any, parameters: Any, context: Any, executemany: Any) -> None:
+        options = context.execution_options if context is not None else {}
+        if not (options.get("stream_results") or options.get("yield_per")):
+            watchdog.disarm(conn.connection.dbapi_connection)
+
+    def waiting(call: Callable[[Any], None]) -> Callable[[Any], None]:
+        # commits and rollbacks, the pool's rollback on return included, go through the dialect
+        def guarded(conn: Any) -> None:
+            raw = getattr(conn, "dbapi_connection", conn)
+            watchdog.arm(raw)
+            try:
+                call(conn)
+            finally:
+                watchdog.disarm(raw)
+
+        return guarded
+
+    engine.dialect.do_commit = waiting(engine.dialect.do_commit)  # type: ignore[method-assign,assignment]
+    engine.dialect.do_rollback = waiting(engine.dialect.do_rollback)  # type: ignore[method-assign,assignment]
 
     def on_release(dbapi_conn: Any, *args: Any) -> None:
         if dbapi_conn is not None:
@@ -103,6 +126,7 @@ def _guard(engine: Engine, seconds: float, *, ping_seconds: float) -> None:
     for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached"):
         event.listen(engine.pool, name, on_release)
     event.listen(engine, "before_cursor_execute", on_statement)
+    event.listen(engine, "after_cursor_execute", on_result)
     event.listen(engine, "engine_disposed", lambda *_: watchdog.stop())
 
 
