@@ -3,7 +3,7 @@ real server over both databases."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -136,10 +136,12 @@ def test_canary_check_exit_codes(make_api, model_name, monkeypatch, tmp_path):
     assert result.output.count(" poll ") >= 2  # a line per poll until the timeout
 
 
-def _detections(model: str, version: str, n: int, *, jitter: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Images with 1-3 objects; the version's boxes are the truth moved by up to ``jitter`` pixels."""
+def _detections(
+    model: str, version: str, n: int, *, jitter: float, seed: int, start: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Images with 1-3 objects, one a second from ``start``; the version's boxes are the truth
+    moved by up to ``jitter`` pixels."""
     rng = np.random.default_rng(seed)
-    start = traffic.start_time()
     preds, labels = [], []
     for i in range(n):
         k = int(rng.integers(1, 4))
@@ -158,8 +160,10 @@ def _detections(model: str, version: str, n: int, *, jitter: float, seed: int) -
 def test_detection_models_are_judged_on_map_with_bootstrap_intervals(api, model_name):
     with api.admin() as client:
         traffic.register(client, model_name, task="detection")
-        traffic.send(client, *_detections(model_name, "v1", 80, jitter=2.0, seed=1))
-        traffic.send(client, *_detections(model_name, "v2", 80, jitter=12.0, seed=2))
+        # both versions from the same second: the comparison spans the time both were live
+        start = traffic.start_time()
+        traffic.send(client, *_detections(model_name, "v1", 80, jitter=2.0, seed=1, start=start))
+        traffic.send(client, *_detections(model_name, "v2", 80, jitter=12.0, seed=2, start=start))
         body = client.get(f"/v1/models/{model_name}/compare", params={"baseline": "v1", "candidate": "v2"}).json()
     metrics = {m["metric"]: m for m in body["metrics"]}
     assert sorted(metrics) == ["error_rate", "latency_p95", "map"]
