@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run serve test test-fast lint bench bench-quick venv dev clean
+.PHONY: run serve test test-fast test-label-studio lint bench bench-quick venv dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,27 @@ serve: venv
 	$(BIN)/cvmon db upgrade
 	$(BIN)/cvmon serve --host $(HOST) --port $(PORT)
 
-test: dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The suite runs in one pytest process per core, at most 4 (each holds its own PostgreSQL
+# database and servers; a module's tests stay in one process). TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+# Bytecode caching on for the tests even where the environment turns it off: without it every
+# pytest process rewrites the asserts of every test module again, and every cvmon subprocess a
+# test starts compiles the package again (collection alone 21 s instead of 11).
+PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
 
-# The tests not marked slow (@pytest.mark.slow: real servers restarted, large loads, browsers).
+test: dev
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS)
+
+# The tests not marked slow (@pytest.mark.slow: real servers restarted, large loads, browsers,
+# the hostile suite, end-to-end pipelines).
 test-fast: dev
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(XDIST) $(PYTEST_ARGS)
+
+# The round trip through a real Label Studio (installed into ~/.cache/cvmon-tests on first use:
+# minutes), left out of `make test` for the suite's time; the recorded payloads run there.
+test-label-studio: dev
+	CVMON_TEST_LABEL_STUDIO=1 $(PYTEST) tests/samples/test_label_studio.py $(PYTEST_ARGS)
 
 # Static checks: ruff's lint rules, mypy on the packages, and the layering contracts
 # (import-linter, [tool.importlinter] in pyproject.toml; docs/architecture.md draws them).

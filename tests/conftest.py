@@ -110,7 +110,9 @@ class Database:
         return self.kind == "postgresql"
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+#: `make test-fast` runs the PostgreSQL half (the production engine, with COPY, partitions and row
+#: locks); the SQLite half joins it in `make test`.
+@pytest.fixture(params=["postgresql", pytest.param("sqlite", marks=pytest.mark.slow)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """Each test using it runs twice: on the session's PostgreSQL database and on a fresh SQLite file
     (a copy of the session's migrated template)."""

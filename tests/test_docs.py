@@ -37,6 +37,7 @@ NOT_RUN = {
     "make run": "it is what this test starts (`cvmon demo`), after pip installs .venv",
     "make test": "the suite this test belongs to",
     "make test-fast": "a part of the suite this test belongs to",
+    "make test-label-studio": "installs and starts Label Studio: minutes, outside the suite's time",
     "make lint": "make installs the dev dependencies into .venv with pip first; CI runs it beside the tests",
     "make bench": "every benchmark: tens of minutes on a quiet machine",
     ".venv/bin/pytest": "a part of the suite this test belongs to",

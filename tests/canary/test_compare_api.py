@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from monitor.server.rollout_config import CanaryConfig, CanaryPolicy
 from tests.canary import traffic
 
+pytestmark = pytest.mark.slow  # comparisons over served traffic on both databases
+
 
 def _seed(api: Any, model: str, candidate: traffic.Version, n: int = 1500, labelled: float = 0.0) -> None:
     start = traffic.start_time()

@@ -20,6 +20,8 @@ from monitor.server.cli import _canary_templates as tpl
 from monitor.server.rollout_config import CanaryConfig, CanaryPolicy
 from tests.canary import argo, traffic
 
+pytestmark = pytest.mark.slow  # Argo and Flagger templates against a served cvmon
+
 SCHEMAS = Path(__file__).parent / "schemas"
 
 

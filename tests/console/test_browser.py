@@ -12,6 +12,8 @@ import pytest
 from tests.console.browser import chromium, contrast, not_blank, sign_in, tab  # noqa: F401 (fixture)
 from tests.console.seed import CLASSES
 
+pytestmark = pytest.mark.slow  # the console served and driven over HTTP or in Chromium
+
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 def test_signing_in_shows_the_fleet_without_a_request_leaving_this_machine(chromium, make_api, model_name):  # noqa: F811

@@ -12,6 +12,8 @@ import pytest
 
 from tests.console.seed import CLASSES
 
+pytestmark = pytest.mark.slow  # the console served and driven over HTTP or in Chromium
+
 SET_COOKIE = "set-cookie"
 
 

@@ -31,6 +31,8 @@ from tests.consumers.brokers import (
 )
 from tests.faults.servers import wait_for
 
+pytestmark = pytest.mark.slow  # the real NATS and Mosquitto servers
+
 LIMIT = 1 << 20  # the consumers' CVMON_MAX_BODY_BYTES in these tests
 
 

@@ -18,6 +18,8 @@ from testkit.servers import free_port
 from tests.faults.servers import PrivatePostgres, serve, wait_for
 from tests.server.records import cls_record, register
 
+pytestmark = pytest.mark.slow  # a frozen or locked database, servers started per test
+
 #: A client's patience: a request not answered in this time hangs as far as the test is concerned.
 CLIENT_TIMEOUT = 15
 

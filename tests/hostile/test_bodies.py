@@ -15,6 +15,8 @@ import pytest
 
 from tests.server.records import cls_record, register
 
+pytestmark = pytest.mark.slow  # the hostile suite: every endpoint driven with hostile input, servers per test
+
 ROOT = Path(__file__).resolve().parents[2]
 JSON = {"Content-Type": "application/json"}
 

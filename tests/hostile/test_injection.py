@@ -19,6 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.server.jobs import run_once
 from monitor.server.store import tables as t
 
+pytestmark = pytest.mark.slow  # the hostile suite: every endpoint driven with hostile input, servers per test
+
 HOSTILE = [
     "'); DROP TABLE predictions;--",
     '"; DELETE FROM models; --',

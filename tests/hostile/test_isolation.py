@@ -24,6 +24,8 @@ from monitor.server.services import keys as key_store
 from testkit.servers import free_port
 from tests.faults.servers import serve
 
+pytestmark = pytest.mark.slow  # the hostile suite: every endpoint driven with hostile input, servers per test
+
 SECRET_CLASSES = ["b-secret-class-1", "b-secret-class-2"]
 #: Path parameters other than ``model`` and how to fill them (extend when a route adds one).
 PATH_SAMPLES = {"report_id": "latest", "sample_id": "0" * 24, "queue": "review"}

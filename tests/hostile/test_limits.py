@@ -18,6 +18,8 @@ import pytest
 from tests.faults.servers import wait_for
 from tests.server.records import cls_record, register
 
+pytestmark = pytest.mark.slow  # the hostile suite: every endpoint driven with hostile input, servers per test
+
 LIMIT = 1 << 20  # 1 MiB keeps the test fast; the default (32 MiB) works the same way
 N = 10**8
 

@@ -9,6 +9,8 @@ import pytest
 
 from tests.server.records import register
 
+pytestmark = pytest.mark.slow  # the hostile suite: every endpoint driven with hostile input, servers per test
+
 
 def _cursor(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()

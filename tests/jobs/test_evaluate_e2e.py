@@ -23,6 +23,8 @@ from monitor.server.services.decode import image_key
 from monitor.server.store import tables as t
 from monitor.wire import encode_array
 
+pytestmark = pytest.mark.slow  # the evaluation pipeline end to end on both databases
+
 CLASSES = ["cat", "dog", "fox", "owl"]
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 HOURS = [NOW.replace(minute=0) - timedelta(hours=h) for h in (4, 3, 2, 1, 0)]

@@ -23,6 +23,8 @@ from monitor.sdk import Client, Resources
 from monitor.server.jobs import run_once
 from tests.slo.golden import require_promtool
 
+pytestmark = pytest.mark.slow  # the evaluation pipeline end to end on both databases
+
 CLASSES = ["cat", "dog", "fox", "owl"]
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 PAST = NOW.replace(minute=0) - timedelta(hours=2)  # the evaluated hour

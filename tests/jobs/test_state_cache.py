@@ -22,6 +22,8 @@ from monitor.server.store.engine import write_transaction
 
 from .test_evaluate_e2e import HOURS, NOW, assert_api_is_the_engine, evaluated, gt, synth
 
+pytestmark = pytest.mark.slow  # the evaluation pipeline end to end on both databases
+
 WEEK_BEFORE = NOW - timedelta(days=7)
 WHOLE = SliceKey("v1", "", "")
 

@@ -18,6 +18,8 @@ from monitor.server.store.bulk import bulk_insert
 from monitor.server.store.engine import write_transaction
 from tests.reports import synth as s
 
+pytestmark = pytest.mark.slow  # weekly reports built end to end on generated weeks
+
 
 def engine_metrics(posted, rows):
     labels, probs = posted.arrays(rows)

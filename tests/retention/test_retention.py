@@ -33,6 +33,8 @@ from testkit.servers import ThreadServer
 from tests.conftest import Database
 from tests.faults.servers import create_key, scratch_database
 
+pytestmark = pytest.mark.slow  # retention over generated days on both databases
+
 NOW = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
 DAY = 86400
 #: Ages of the data written, in days before NOW.

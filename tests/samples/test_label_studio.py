@@ -79,7 +79,15 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
+#: The real round trip costs about three minutes of the suite's CPU (a cached install: Label
+#: Studio's Django start and migrations) and up to nine on a fresh machine, more than the suite's
+#: 15-minute budget allows: `make test-label-studio` runs it (CVMON_TEST_LABEL_STUDIO=1); CI proves
+#: the formats with the recorded payloads above, as issue 25 allows.
+REAL = os.environ.get("CVMON_TEST_LABEL_STUDIO", "") == "1"
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not REAL, reason="a real Label Studio: make test-label-studio (CVMON_TEST_LABEL_STUDIO=1)")
 @pytest.mark.timeout(2400)  # the first run installs Label Studio (~5 min) and migrates its template (~4)
 def test_a_round_trip_through_a_real_label_studio(make_api: Any, model_name: str, tmp_path: Path) -> None:
     api, pids = _cvmon(make_api, model_name, tmp_path, 6)

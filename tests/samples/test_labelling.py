@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from monitor.sdk import Client, SamplePolicy
 from tests.samples.conftest import CLASSES, Store, digit_image, png, register, sample_settings
 
+pytestmark = pytest.mark.slow  # images through the SDK, OpenCV and the object stores
+
 N = 30
 
 

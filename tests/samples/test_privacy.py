@@ -14,6 +14,8 @@ import pytest
 from monitor.sdk import Client, SamplePolicy
 from tests.samples.conftest import KEY_A, Store, register, sample_settings
 
+pytestmark = pytest.mark.slow  # images through the SDK, OpenCV and the object stores
+
 
 def _post(api: Any, model: str, data: bytes, pid: str = "face-1") -> dict[str, Any]:
     body = {"records": [{"prediction_id": pid, "model": model, "image": {"base64": base64.b64encode(data).decode()}}]}

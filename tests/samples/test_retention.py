@@ -7,10 +7,13 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from monitor.server.sample_settings import load_sample_settings
 from tests.samples.conftest import KEY_A, Store, digit_image, png, register
+
+pytestmark = pytest.mark.slow  # images through the SDK, OpenCV and the object stores
 
 
 def test_samples_and_access_rows_expire_and_counters_stay(make_api: Any, store: Store, model_name: str) -> None:

@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from monitor.sdk import Client, SamplePolicy
 from tests.samples.conftest import Store, digit_image, png, register, sample_settings
+
+pytestmark = pytest.mark.slow  # images through the SDK, OpenCV and the object stores
 
 
 def _log(mon: Client, n: int) -> list[str]:

@@ -3,10 +3,13 @@ bound to one model learning nothing about another model's traffic."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.server.names import METRIC
 from tests.server.records import cls_record, register
+
+pytestmark = pytest.mark.slow  # scrapes of a served cvmon after evaluation
 
 #: Series that sum every model's traffic (per process): hidden from keys bound to models.
 SERVICE_WIDE = {"cvmon_ingest_records", "cvmon_http_request_duration_seconds"}

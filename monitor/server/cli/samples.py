@@ -9,7 +9,7 @@ from datetime import datetime
 
 import click
 
-from monitor.server.cli._common import load_settings, now, open_engine
+from monitor.server.cli._common import check_models, load_settings, now, open_engine
 
 
 @click.group("samples")
@@ -35,8 +35,9 @@ def keygen(key_id: str | None) -> None:
 
 @samples_group.command("rotate-keys")
 @click.option("--batch", default=200, show_default=True, help="Samples re-sealed per transaction.")
-def rotate_keys(batch: int) -> None:
-    """Re-seal every sample under the active key, so that old keys can leave the ring.
+@click.option("--model", "models", multiple=True, help="Only this model's samples (repeatable; default: every model).")
+def rotate_keys(batch: int, models: tuple[str, ...]) -> None:
+    """Re-seal every sample (or MODEL's) under the active key, so that old keys can leave the ring.
 
     Runs beside a live server: each batch writes new objects, updates their rows in one
     transaction and only then deletes the old objects. Safe to interrupt and run again."""
@@ -51,9 +52,10 @@ def rotate_keys(batch: int) -> None:
     active, _ = runtime.keys.active()
     total = 0
     try:
+        check_models(engine, models)
         while True:
             with write_transaction(engine) as conn:
-                done, old = reseal(conn, runtime, limit=batch)
+                done, old = reseal(conn, runtime, limit=batch, models=models or None)
             runtime.store.delete(old)
             total += done
             if done:

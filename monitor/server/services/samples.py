@@ -279,26 +279,30 @@ def models_with_samples(conn: Connection) -> list[str]:
     return list(conn.execute(sa.select(t.samples.c.model).distinct().order_by(t.samples.c.model)).scalars())
 
 
-def stale_keys(conn: Connection, active: str, *, limit: int) -> list[tuple[str, str, str, str, datetime, bytes]]:
-    """Samples sealed under another key than ``active``: (model, sample id, key id, object key,
-    captured at, sha256)."""
+def stale_keys(
+    conn: Connection, active: str, *, limit: int, models: Sequence[str] | None = None
+) -> list[tuple[str, str, str, str, datetime, bytes]]:
+    """Samples sealed under another key than ``active`` (of ``models``, default all): (model,
+    sample id, key id, object key, captured at, sha256)."""
     s = t.samples.c
-    rows = conn.execute(
-        sa.select(s.model, s.sample_id, s.key_id, s.object_key, s.captured_at, s.sha256)
-        .where(s.key_id != active).order_by(s.model, s.sample_id).limit(limit)
-    ).all()  # fmt: skip
+    query = sa.select(s.model, s.sample_id, s.key_id, s.object_key, s.captured_at, s.sha256).where(s.key_id != active)
+    if models is not None:
+        query = query.where(s.model.in_(list(models)))
+    rows = conn.execute(query.order_by(s.model, s.sample_id).limit(limit)).all()
     return [(r.model, r.sample_id, r.key_id, r.object_key, r.captured_at, bytes(r.sha256)) for r in rows]
 
 
-def reseal(conn: Connection, runtime: SampleRuntime, *, limit: int = 200) -> tuple[int, list[str]]:
-    """Re-seal up to ``limit`` samples under the active key: each is read, opened with its own
+def reseal(
+    conn: Connection, runtime: SampleRuntime, *, limit: int = 200, models: Sequence[str] | None = None
+) -> tuple[int, list[str]]:
+    """Re-seal up to ``limit`` samples (of ``models``, default all) under the active key: each is read, opened with its own
     key, sealed again and put under a new object key, and its row updated. Returns how many were
     re-sealed and the old object keys, to delete once this transaction has committed (until then
     readers of the old rows still find the old objects)."""
     active, _ = runtime.keys.active()
     done, old = 0, []
     s = t.samples.c
-    for model, sid, key_id, key, captured_at, digest in stale_keys(conn, active, limit=limit):
+    for model, sid, key_id, key, captured_at, digest in stale_keys(conn, active, limit=limit, models=models):
         aad = associated_data(model, sid)
         plain = unseal(runtime.keys, key_id, runtime.store.get(key), aad)
         if hashlib.sha256(plain).digest() != digest:
