@@ -23,7 +23,7 @@ What it reports (and writes to ``--json``):
 
     python bench/load.py [--duration 600] [--clients 4] [--rate 200] [--json out.json]
 
-The CI runs ``--duration 60`` (tests/scale/test_load.py) and checks the JSON; the 10-minute run
+The CI runs ``--duration 30`` (tests/scale/test_load.py) and checks the JSON; the 10-minute run
 is the one docs/operations.md quotes.
 """
 

@@ -124,6 +124,7 @@ def test_mqtt_kill9_twice_stores_every_record_once(db, mqtt_names: MqttNames, tm
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # the broker's restart; the kill -9 test covers both databases
 def test_mosquitto_restart_under_load(db, tmp_path: Path, model_name: str) -> None:
     """A private mosquitto is restarted while the SDK publishes 50 000 records through it and the
     consumer stores them: the broker keeps the consumer's session across the restart, the SDK

@@ -152,6 +152,7 @@ def _distinct_ids(db: Any, model: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)  # the broker's restart; the kill -9 test covers both databases
 def test_nats_server_restart_under_load(db, tmp_path: Path, model_name: str) -> None:
     """A private nats-server is restarted while the SDK publishes 50 000 records through it and the
     consumer stores them: the SDK retries and spools, the consumer reconnects, nothing is lost or

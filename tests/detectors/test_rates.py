@@ -139,9 +139,15 @@ NO_SHIFT = [
 ]
 
 
+#: Evidently's model method bootstraps on its own, ~0.4 s a window: half the trials, in the suite's time.
+FEWER_TRIALS = {"evidently-model-digits": NULL_TRIALS // 2}
+
+
 @pytest.mark.parametrize(("make", "source"), NO_SHIFT)
-def test_false_alarm_rate_holds_under_no_shift(make: Factory, source: Source, digits: Digits) -> None:
-    rate = flag_rate(make, source(digits), NULL_TRIALS, entropy=20260)
+def test_false_alarm_rate_holds_under_no_shift(make: Factory, source: Source, digits: Digits, request: pytest.FixtureRequest) -> None:
+    trials = FEWER_TRIALS.get(request.node.callspec.id, NULL_TRIALS)
+    rate = flag_rate(make, source(digits), trials, entropy=20260)
+    print(f"\n{request.node.callspec.id}: {rate:.3f} of {trials} no-shift windows flagged")
     assert rate <= MAX_FALSE_ALARM_RATE
 
 

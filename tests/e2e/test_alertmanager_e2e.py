@@ -65,6 +65,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)  # Prometheus and Alertmanager's part; the rules and the exporter run on both elsewhere
 def test_alertmanager_delivers_the_page_of_the_burning_version(make_api, model_name, tmp_path):
     prometheus, alertmanager = find_prometheus(), find_alertmanager()
     (slo,) = load_slos("slos:\n  - {name: lat, model: digits, sli: latency, objective: 0.99, window: 30d, threshold: 0.05}\n")

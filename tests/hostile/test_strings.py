@@ -21,7 +21,7 @@ from tests.server.records import CLASSES, cls_record, det_record, register
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Generating overly large repr")]
 
-EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+EXAMPLES = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 
 #: Every character, lone surrogates included, and the texts that broke servers before.
 TEXT = st.one_of(

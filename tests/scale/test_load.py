@@ -1,4 +1,4 @@
-"""The short version of bench/load.py in CI: 60 s of mixed load, and nothing may go wrong.
+"""The short version of bench/load.py in CI: 30 s of mixed load, and nothing may go wrong.
 
 bench/load.py starts `cvmon serve --workers 2` with its scheduler, a `cvmon worker`, SDK client
 processes (classification and detection with embeddings, late ground truth) and a scraper, on a
@@ -20,17 +20,18 @@ from tests.faults.servers import ROOT, _require_postgres
 
 pytestmark = pytest.mark.slow  # real servers, processes or long trials: `make test` runs it, `make test-fast` does not
 
-#: Generous: a leak of a few MB per minute would not fail a 60-s run, a runaway one would.
+#: Generous: a leak of a few MB per minute would not fail a 30-s run, a runaway one would.
 MAX_GROWTH_MB = 250
 MAX_PEAK_MB = 2048
 
 
 @pytest.mark.timeout(400)
-def test_sixty_seconds_of_mixed_load_without_an_error_or_a_lost_record(tmp_path):
+def test_thirty_seconds_of_mixed_load_without_an_error_or_a_lost_record(tmp_path):
+    # three evaluate runs and the late labels of the first twenty seconds fall inside it
     _require_postgres()
     out = tmp_path / "load.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "load.py"), "--duration", "60", "--clients", "2", "--rate", "100",
+        [sys.executable, str(ROOT / "bench" / "load.py"), "--duration", "30", "--clients", "2", "--rate", "100",
          "--label-delay", "10", "--evaluate-interval", "10", "--database-url", _pg_admin_url(), "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=380,
     )  # fmt: skip
@@ -44,7 +45,7 @@ def test_sixty_seconds_of_mixed_load_without_an_error_or_a_lost_record(tmp_path)
     }, f"{errors}; logs in {report['logs']}"  # fmt: skip
     assert report["predictions_stored"] == report["predictions_logged"] > 0
     assert report["labels_stored"] == report["labels_logged"] > 0
-    assert report["scrapes"] >= 4
+    assert report["scrapes"] >= 2  # the scraper kept going (every 15 s)
     assert report["jobs"]["evaluate"]["runs"] > 0 and report["metric_latest_rows"] > 0
     for name, m in report["memory"].items():
         assert m["growth_mb"] < MAX_GROWTH_MB, f"{name} grew {m['growth_mb']:.0f} MB: {m['samples']}"
