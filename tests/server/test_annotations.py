@@ -313,3 +313,31 @@ def test_annotations_of_labels_joined_by_housekeeping_recompute_their_hour(db, m
         ).all())  # fmt: skip
     # two items, one disputed: agreeing ordered pairs 2 of 4; 2 of 7 predictions multiply annotated
     assert got == {"label_agreement": 0.5, "disputed_items": 1.0, "multi_annotated_coverage": pytest.approx(2 / 7)}
+
+
+def test_annotations_of_a_batch_are_read_by_primary_key_probes_whatever_the_statistics(pg_engine: Any, model_name: str) -> None:
+    """Ground-truth ingest and the evaluation read the annotations of a batch of predictions. On a
+    table without statistics yet, an ``IN`` list over the ids was planned through the
+    (model, received_at) index, testing every annotation of the model against every id: a
+    ground-truth batch cost as much as the model's whole annotation history (minutes per batch
+    when bench/console.py loaded 600 000 labels). The read must probe the primary key."""
+    from monitor.server.store.reads import annotation_rows
+
+    now = datetime.now(UTC)
+    rows = [{"model": model_name, "prediction_id": f"p{i}", "annotator": "a", "label": i % 3, "audit": False,
+             "labelled_at": now, "received_at": now} for i in range(20_000)]  # fmt: skip
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append((statement, parameters))
+
+    with pg_engine.begin() as conn:
+        conn.execute(sa.insert(t.label_annotations), rows)
+        sa.event.listen(conn, "before_cursor_execute", capture)
+        found = annotation_rows(conn, model_name, [f"p{i}" for i in range(0, 20_000, 10)])
+        sa.event.remove(conn, "before_cursor_execute", capture)
+        assert len(found) == 2000 and {r.prediction_id for r in found} == {f"p{i}" for i in range(0, 20_000, 10)}
+        (statement, parameters), = statements
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+        conn.rollback()
+    assert "Index Scan using pk_label_annotations" in plan and "received_at" not in plan, plan

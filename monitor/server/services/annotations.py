@@ -50,7 +50,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from monitor.server.services.windows import hour_floor
 from monitor.server.store import tables as t
-from monitor.server.store.reads import by_keys
+from monitor.server.store.reads import annotation_rows, by_keys
 from monitor.server.store.writes import prediction_keys, upsert_ground_truth
 from monitor.wire import GroundTruth
 
@@ -180,12 +180,7 @@ def annotate(
 
 
 def _annotations(conn: Connection, model: str, ids: list[str]) -> dict[tuple[str, str], Annotation]:
-    a = t.label_annotations.c
-    rows = conn.execute(
-        sa.select(a.prediction_id, a.annotator, a.label, a.labelled_at, a.audit).where(
-            a.model == model, a.prediction_id.in_(ids)
-        )
-    )
+    rows = annotation_rows(conn, model, ids)
     return {
         (r.prediction_id, r.annotator): Annotation(r.annotator, r.label, r.labelled_at, bool(r.audit)) for r in rows
     }

@@ -193,22 +193,18 @@ class Annotated(NamedTuple):
     audit: bool
 
 
-def read_annotations(conn: Connection, model: str, ids: Sequence[str]) -> dict[str, tuple[Annotated, ...]]:
-    """The annotations of the predictions ``ids`` of ``model``, by prediction (those without
-    none), in annotator order.
-
-    An item has one reference: of several audits of a prediction only the newest is kept (ties
-    broken by the greater annotator name, as the label policies break them); the older ones
-    are superseded references, neither audits nor peer labels.
-    """
+def annotation_rows(conn: Connection, model: str, ids: Sequence[str]) -> list[Any]:
+    """Every stored annotation of the predictions ``ids`` of ``model``: rows of (prediction_id,
+    annotator, label, audit, labelled_at)."""
     a = t.label_annotations.c
     query = sa.select(a.prediction_id, a.annotator, a.label, a.audit, a.labelled_at).where(a.model == model)
     rows: list[Any] = []
     if conn.dialect.name == "postgresql":
         if ids:
-            # one primary-key probe per id (the ids one array parameter): with ``= ANY(ids)`` a
-            # table without statistics yet is read through the (model, received_at) index, every
-            # annotation of the model tested against every id, for each hour evaluated.
+            # one primary-key probe per id (the ids one array parameter): with ``= ANY(ids)`` or an
+            # ``IN`` list, a table without statistics yet is read through the (model, received_at)
+            # index, every annotation of the model tested against every id: an evaluated hour, or
+            # a ground-truth batch, then costs as much as the model's whole annotation history.
             # OFFSET 0 keeps the planner from flattening the probe into a join of its choosing.
             wanted = sa.bindparam("annotated_ids", list(ids), type_=ARRAY(sa.Text))
             keys = sa.func.unnest(wanted).table_valued("pid").render_derived()
@@ -217,6 +213,18 @@ def read_annotations(conn: Connection, model: str, ids: Sequence[str]) -> dict[s
     else:
         for start in range(0, len(ids), _KEYS_PER_QUERY):
             rows += conn.execute(query.where(a.prediction_id.in_(list(ids[start : start + _KEYS_PER_QUERY])))).all()
+    return rows
+
+
+def read_annotations(conn: Connection, model: str, ids: Sequence[str]) -> dict[str, tuple[Annotated, ...]]:
+    """The annotations of the predictions ``ids`` of ``model``, by prediction (those without
+    none), in annotator order.
+
+    An item has one reference: of several audits of a prediction only the newest is kept (ties
+    broken by the greater annotator name, as the label policies break them); the older ones
+    are superseded references, neither audits nor peer labels.
+    """
+    rows = annotation_rows(conn, model, ids)
     by_item: dict[str, list[Any]] = {}
     for r in rows:
         by_item.setdefault(r.prediction_id, []).append(r)
